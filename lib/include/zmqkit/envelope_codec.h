@@ -1,0 +1,82 @@
+// The envelope's wire form: [header frame: a msgpack map][body frame: raw bytes].
+//
+// docs/wire-format.md is the normative description; the key names and the version number below are
+// the ones it lists. Encoding and decoding here are pure: bytes and zmq::message_t in, values out, no
+// sockets. Decoding is total: any input yields either an Envelope or a DecodeError naming what was
+// wrong, and never throws, aborts or reads past the frame.
+#ifndef ZMQKIT_ENVELOPE_CODEC_H_
+#define ZMQKIT_ENVELOPE_CODEC_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "zmqkit/envelope.h"
+#include "zmqkit/status.h"
+
+namespace zmqkit {
+
+namespace wire {
+inline constexpr std::uint64_t kVersion = 1;
+// Header map keys.
+inline constexpr std::string_view kKeyVersion = "v";
+inline constexpr std::string_view kKeyId = "id";
+inline constexpr std::string_view kKeyCreated = "ts";
+inline constexpr std::string_view kKeyPriority = "pri";
+inline constexpr std::string_view kKeyAttempt = "att";
+inline constexpr std::string_view kKeySeq = "seq";
+inline constexpr std::string_view kKeyStream = "src";
+inline constexpr std::string_view kKeyHeaders = "h";
+}  // namespace wire
+
+// What a reader accepts. Each violation is its own DecodeErrc.
+struct DecodeLimits {
+  std::size_t max_header_bytes = 64 * 1024;
+  std::size_t max_body_bytes = 64 * 1024 * 1024;
+  std::size_t max_topic_bytes = 1024;
+  std::size_t max_headers = 256;  // entries in the "h" map
+};
+
+enum class DecodeErrc : std::uint8_t {
+  kMissingFrames,       // fewer frames than the pattern's form
+  kExtraFrames,         // more frames than the pattern's form
+  kFrameTooLarge,       // a topic, header or body frame over its DecodeLimits size
+  kMalformedHeader,     // the header frame is not one complete msgpack value (or has bytes after it)
+  kHeaderNotMap,        // the header frame is valid msgpack but not a map
+  kWrongType,           // a known key holds a value of the wrong msgpack type
+  kMissingField,        // a required key is absent
+  kValueOutOfRange,     // right type, impossible value (priority 12, a 15-byte id, negative time)
+  kUnsupportedVersion,  // "v" is not a version this reader speaks
+  kDuplicateField,      // the same key twice, in the header map or in "h"
+  kTooManyHeaders,      // "h" has more than DecodeLimits::max_headers entries
+};
+inline constexpr std::size_t kDecodeErrcCount = 11;
+
+std::string_view DecodeErrcName(DecodeErrc code);
+
+struct DecodeError {
+  DecodeErrc code;
+  std::string detail;  // which key, which limit, at which byte
+
+  std::string ToString() const;  // "<errc name>: <detail>"
+  Status ToStatus() const { return Status::InvalidArgument(ToString()); }
+};
+
+// Appends the header map of `envelope` to `out` (the body is not included). Keys whose value is the
+// default (priority 0, attempt 0, no seq, no headers) are left out.
+void EncodeHeader(const Envelope& envelope, std::string& out);
+
+// Decodes one header frame into the metadata fields of `out`; the body is left untouched.
+// Returns false and fills `error` if the frame is not a valid header.
+bool DecodeHeader(std::string_view frame, const DecodeLimits& limits, Envelope& out,
+                  DecodeError& error);
+
+// Decodes exactly [header][body]. The body frame is moved out of `frames`, not copied.
+Result<Envelope, DecodeError> DecodeFrames(std::span<zmq::message_t> frames,
+                                           const DecodeLimits& limits);
+
+}  // namespace zmqkit
+
+#endif  // ZMQKIT_ENVELOPE_CODEC_H_

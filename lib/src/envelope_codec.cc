@@ -1,0 +1,429 @@
+// The header is decoded with msgpack-c's visitor parser straight into Envelope fields: no
+// msgpack::object tree, no zone, so a header without custom headers costs one small allocation (the
+// parser's stack) and no copies. See docs/performance.md for why this matters.
+#include "zmqkit/envelope_codec.h"
+
+#include <limits>
+#include <msgpack.hpp>
+#include <new>
+
+namespace zmqkit {
+namespace {
+
+enum class Field : std::uint8_t {
+  kUnknown,
+  kVersion,
+  kId,
+  kCreated,
+  kPriority,
+  kAttempt,
+  kSeq,
+  kStream,
+  kHeaders,
+};
+
+constexpr std::uint16_t Bit(Field field) {
+  return static_cast<std::uint16_t>(1u << static_cast<unsigned>(field));
+}
+
+Field FieldFromKey(std::string_view key) {
+  if (key == wire::kKeyVersion) return Field::kVersion;
+  if (key == wire::kKeyId) return Field::kId;
+  if (key == wire::kKeyCreated) return Field::kCreated;
+  if (key == wire::kKeyPriority) return Field::kPriority;
+  if (key == wire::kKeyAttempt) return Field::kAttempt;
+  if (key == wire::kKeySeq) return Field::kSeq;
+  if (key == wire::kKeyStream) return Field::kStream;
+  if (key == wire::kKeyHeaders) return Field::kHeaders;
+  return Field::kUnknown;
+}
+
+std::string_view FieldKey(Field field) {
+  switch (field) {
+    case Field::kVersion: return wire::kKeyVersion;
+    case Field::kId: return wire::kKeyId;
+    case Field::kCreated: return wire::kKeyCreated;
+    case Field::kPriority: return wire::kKeyPriority;
+    case Field::kAttempt: return wire::kKeyAttempt;
+    case Field::kSeq: return wire::kKeySeq;
+    case Field::kStream: return wire::kKeyStream;
+    case Field::kHeaders: return wire::kKeyHeaders;
+    case Field::kUnknown: break;
+  }
+  return "?";
+}
+
+constexpr std::size_t kMaxStreamIdBytes = 255;
+
+// Receives msgpack-c's parse events for one header frame and writes the fields it recognises into an
+// Envelope. Returning false from an event stops the parse; the reason is kept in error_.
+//
+// Position is tracked with three pieces of state: depth_ (containers open), in_key_ (whether the
+// innermost map we care about is reading a key), and ignore_depth_ (non-zero while inside a container
+// that is the value of an unknown key, which is skipped whatever it holds).
+class HeaderVisitor : public msgpack::null_visitor {
+ public:
+  HeaderVisitor(const DecodeLimits& limits, Envelope& out, DecodeError& error)
+      : limits_(limits), out_(out), error_(error) {}
+
+  bool failed() const { return failed_; }
+  std::uint16_t seen() const { return seen_; }
+  bool truncated() const { return truncated_; }
+  std::size_t error_offset() const { return error_offset_; }
+
+  bool visit_nil() { return OnScalar(Scalar{Kind::kOther, 0, {}}); }
+  bool visit_boolean(bool) { return OnScalar(Scalar{Kind::kOther, 0, {}}); }
+  bool visit_positive_integer(std::uint64_t v) { return OnScalar(Scalar{Kind::kUint, v, {}}); }
+  bool visit_negative_integer(std::int64_t) { return OnScalar(Scalar{Kind::kNegativeInt, 0, {}}); }
+  bool visit_float32(float) { return OnScalar(Scalar{Kind::kOther, 0, {}}); }
+  bool visit_float64(double) { return OnScalar(Scalar{Kind::kOther, 0, {}}); }
+  bool visit_str(const char* p, std::uint32_t n) { return OnScalar(Scalar{Kind::kStr, 0, {p, n}}); }
+  bool visit_bin(const char* p, std::uint32_t n) { return OnScalar(Scalar{Kind::kBin, 0, {p, n}}); }
+  bool visit_ext(const char*, std::uint32_t) { return OnScalar(Scalar{Kind::kOther, 0, {}}); }
+
+  bool start_array(std::uint32_t) { return OpenContainer(/*is_map=*/false, 0); }
+  bool end_array() { return CloseContainer(); }
+  bool start_map(std::uint32_t entries) { return OpenContainer(/*is_map=*/true, entries); }
+  bool end_map() { return CloseContainer(); }
+
+  bool start_map_key() {
+    if (ignore_depth_ == 0) in_key_ = true;
+    return true;
+  }
+  bool end_map_key() {
+    if (ignore_depth_ != 0) return true;
+    in_key_ = false;
+    if (depth_ == 1 && field_ != Field::kUnknown) {
+      if (seen_ & Bit(field_)) {
+        return Fail(DecodeErrc::kDuplicateField, "key \"" + std::string(FieldKey(field_)) + "\"");
+      }
+      seen_ |= Bit(field_);
+    }
+    return true;
+  }
+
+  void parse_error(std::size_t, std::size_t error_offset) { error_offset_ = error_offset; }
+  void insufficient_bytes(std::size_t, std::size_t error_offset) {
+    truncated_ = true;
+    error_offset_ = error_offset;
+  }
+
+ private:
+  enum class Kind : std::uint8_t { kUint, kNegativeInt, kStr, kBin, kOther };
+  struct Scalar {
+    Kind kind;
+    std::uint64_t uint_value = 0;
+    std::string_view bytes;
+  };
+
+  bool Fail(DecodeErrc code, std::string detail) {
+    failed_ = true;
+    error_.code = code;
+    error_.detail = std::move(detail);
+    return false;
+  }
+  bool WrongType(std::string_view expected) {
+    return Fail(DecodeErrc::kWrongType, "key \"" + std::string(FieldKey(field_)) +
+                                            "\" must be " + std::string(expected));
+  }
+
+  bool OpenContainer(bool is_map, std::uint32_t entries) {
+    if (ignore_depth_ != 0) {
+      ++depth_;
+      return true;
+    }
+    if (depth_ == 0) {
+      if (!is_map) return Fail(DecodeErrc::kHeaderNotMap, "header frame is an array, not a map");
+      depth_ = 1;
+      return true;
+    }
+    if (depth_ == 1 && !in_key_ && field_ == Field::kHeaders) {
+      if (!is_map) return WrongType("a map of str to str");
+      if (entries > limits_.max_headers) {
+        return Fail(DecodeErrc::kTooManyHeaders, std::to_string(entries) + " headers, limit is " +
+                                                     std::to_string(limits_.max_headers));
+      }
+      depth_ = 2;
+      in_headers_ = true;
+      return true;
+    }
+    if (in_headers_) return Fail(DecodeErrc::kWrongType, "header keys and values must be str");
+    if (depth_ == 1 && !in_key_ && field_ != Field::kUnknown) return WrongType(ExpectedType());
+    // A container as a map key, or as the value of an unknown key: skip it entirely.
+    if (depth_ == 1 && in_key_) field_ = Field::kUnknown;
+    ++depth_;
+    ignore_depth_ = depth_;
+    return true;
+  }
+
+  bool CloseContainer() {
+    if (ignore_depth_ == depth_) ignore_depth_ = 0;
+    if (in_headers_ && depth_ == 2) in_headers_ = false;
+    --depth_;
+    return true;
+  }
+
+  std::string_view ExpectedType() const {
+    switch (field_) {
+      case Field::kId: return "bin (16 bytes)";
+      case Field::kStream: return "str";
+      case Field::kHeaders: return "a map of str to str";
+      default: return "a non-negative integer";
+    }
+  }
+
+  bool OnScalar(const Scalar& value) {
+    if (ignore_depth_ != 0) return true;
+    if (depth_ == 0) return Fail(DecodeErrc::kHeaderNotMap, "header frame is not a msgpack map");
+    if (in_headers_) return OnHeaderEntry(value);
+    if (in_key_) {
+      field_ = value.kind == Kind::kStr ? FieldFromKey(value.bytes) : Field::kUnknown;
+      return true;
+    }
+    return AssignField(value);
+  }
+
+  bool OnHeaderEntry(const Scalar& value) {
+    if (value.kind != Kind::kStr) return Fail(DecodeErrc::kWrongType, "header keys and values must be str");
+    if (in_key_) {
+      pending_header_key_.assign(value.bytes);
+      return true;
+    }
+    auto [it, inserted] = out_.headers.try_emplace(pending_header_key_, value.bytes);
+    if (!inserted) return Fail(DecodeErrc::kDuplicateField, "header \"" + it->first + "\" appears twice");
+    return true;
+  }
+
+  bool RequireUint(const Scalar& value, std::uint64_t max, std::uint64_t& result) {
+    if (value.kind == Kind::kNegativeInt) {
+      return Fail(DecodeErrc::kValueOutOfRange,
+                  "key \"" + std::string(FieldKey(field_)) + "\" is negative");
+    }
+    if (value.kind != Kind::kUint) return WrongType(ExpectedType());
+    if (value.uint_value > max) {
+      return Fail(DecodeErrc::kValueOutOfRange, "key \"" + std::string(FieldKey(field_)) + "\" is " +
+                                                    std::to_string(value.uint_value) + ", at most " +
+                                                    std::to_string(max) + " allowed");
+    }
+    result = value.uint_value;
+    return true;
+  }
+
+  bool AssignField(const Scalar& value) {
+    std::uint64_t number = 0;
+    switch (field_) {
+      case Field::kUnknown:
+        return true;
+      case Field::kVersion:
+        if (value.kind != Kind::kUint && value.kind != Kind::kNegativeInt) {
+          return WrongType("a non-negative integer");
+        }
+        if (value.kind == Kind::kNegativeInt || value.uint_value != wire::kVersion) {
+          return Fail(DecodeErrc::kUnsupportedVersion,
+                      "this reader speaks version " + std::to_string(wire::kVersion));
+        }
+        return true;
+      case Field::kId: {
+        if (value.kind != Kind::kBin) return WrongType(ExpectedType());
+        auto id = MessageId::FromBytes(value.bytes);
+        if (!id) {
+          return Fail(DecodeErrc::kValueOutOfRange,
+                      "key \"id\" has " + std::to_string(value.bytes.size()) + " bytes, needs 16");
+        }
+        out_.id = *id;
+        return true;
+      }
+      case Field::kCreated:
+        if (!RequireUint(value, std::numeric_limits<std::int64_t>::max(), number)) return false;
+        out_.created_us = static_cast<std::int64_t>(number);
+        return true;
+      case Field::kPriority:
+        if (!RequireUint(value, kMaxPriority, number)) return false;
+        out_.priority = static_cast<std::uint8_t>(number);
+        return true;
+      case Field::kAttempt:
+        if (!RequireUint(value, std::numeric_limits<std::uint32_t>::max(), number)) return false;
+        out_.attempt = static_cast<std::uint32_t>(number);
+        return true;
+      case Field::kSeq:
+        return RequireUint(value, std::numeric_limits<std::uint64_t>::max(), out_.seq);
+      case Field::kStream:
+        if (value.kind != Kind::kStr) return WrongType(ExpectedType());
+        if (value.bytes.empty() || value.bytes.size() > kMaxStreamIdBytes) {
+          return Fail(DecodeErrc::kValueOutOfRange, "key \"src\" must be 1 to 255 bytes");
+        }
+        out_.stream.assign(value.bytes);
+        return true;
+      case Field::kHeaders:
+        return WrongType(ExpectedType());
+    }
+    return true;
+  }
+
+  const DecodeLimits& limits_;
+  Envelope& out_;
+  DecodeError& error_;
+  bool failed_ = false;
+  bool truncated_ = false;
+  std::size_t error_offset_ = 0;
+  int depth_ = 0;
+  int ignore_depth_ = 0;
+  bool in_key_ = false;
+  bool in_headers_ = false;
+  Field field_ = Field::kUnknown;
+  std::uint16_t seen_ = 0;
+  std::string pending_header_key_;
+};
+
+// msgpack::packer's output: appends to a std::string the caller reuses between messages.
+struct StringSink {
+  std::string& out;
+  void write(const char* data, std::size_t size) { out.append(data, size); }
+};
+
+void PackStr(msgpack::packer<StringSink>& packer, std::string_view text) {
+  packer.pack_str(static_cast<std::uint32_t>(text.size()));
+  packer.pack_str_body(text.data(), static_cast<std::uint32_t>(text.size()));
+}
+
+}  // namespace
+
+std::string_view DecodeErrcName(DecodeErrc code) {
+  switch (code) {
+    case DecodeErrc::kMissingFrames: return "missing frames";
+    case DecodeErrc::kExtraFrames: return "extra frames";
+    case DecodeErrc::kFrameTooLarge: return "frame too large";
+    case DecodeErrc::kMalformedHeader: return "malformed header";
+    case DecodeErrc::kHeaderNotMap: return "header not a map";
+    case DecodeErrc::kWrongType: return "wrong type";
+    case DecodeErrc::kMissingField: return "missing field";
+    case DecodeErrc::kValueOutOfRange: return "value out of range";
+    case DecodeErrc::kUnsupportedVersion: return "unsupported version";
+    case DecodeErrc::kDuplicateField: return "duplicate field";
+    case DecodeErrc::kTooManyHeaders: return "too many headers";
+  }
+  return "unknown";
+}
+
+std::string DecodeError::ToString() const {
+  std::string text(DecodeErrcName(code));
+  if (!detail.empty()) {
+    text += ": ";
+    text += detail;
+  }
+  return text;
+}
+
+void EncodeHeader(const Envelope& envelope, std::string& out) {
+  StringSink sink{out};
+  msgpack::packer<StringSink> packer(sink);
+  const bool has_priority = envelope.priority != 0;
+  const bool has_attempt = envelope.attempt != 0;
+  const bool has_seq = envelope.seq != 0;
+  const bool has_headers = !envelope.headers.empty();
+  packer.pack_map(3 + has_priority + has_attempt + 2 * has_seq + has_headers);
+  PackStr(packer, wire::kKeyVersion);
+  packer.pack_uint64(wire::kVersion);
+  PackStr(packer, wire::kKeyId);
+  packer.pack_bin(MessageId::kSize);
+  packer.pack_bin_body(envelope.id.AsBytes().data(), MessageId::kSize);
+  PackStr(packer, wire::kKeyCreated);
+  packer.pack_uint64(static_cast<std::uint64_t>(envelope.created_us < 0 ? 0 : envelope.created_us));
+  if (has_priority) {
+    PackStr(packer, wire::kKeyPriority);
+    packer.pack_uint64(envelope.priority);
+  }
+  if (has_attempt) {
+    PackStr(packer, wire::kKeyAttempt);
+    packer.pack_uint64(envelope.attempt);
+  }
+  if (has_seq) {
+    PackStr(packer, wire::kKeySeq);
+    packer.pack_uint64(envelope.seq);
+    PackStr(packer, wire::kKeyStream);
+    PackStr(packer, envelope.stream);
+  }
+  if (has_headers) {
+    PackStr(packer, wire::kKeyHeaders);
+    packer.pack_map(static_cast<std::uint32_t>(envelope.headers.size()));
+    for (const auto& [key, value] : envelope.headers) {
+      PackStr(packer, key);
+      PackStr(packer, value);
+    }
+  }
+}
+
+bool DecodeHeader(std::string_view frame, const DecodeLimits& limits, Envelope& out,
+                  DecodeError& error) {
+  if (frame.size() > limits.max_header_bytes) {
+    error = {DecodeErrc::kFrameTooLarge, "header frame is " + std::to_string(frame.size()) +
+                                             " bytes, limit is " +
+                                             std::to_string(limits.max_header_bytes)};
+    return false;
+  }
+  HeaderVisitor visitor(limits, out, error);
+  std::size_t offset = 0;
+  bool parsed = false;
+  try {
+    parsed = msgpack::parse(frame.data(), frame.size(), offset, visitor);
+  } catch (const std::bad_alloc&) {
+    error = {DecodeErrc::kMalformedHeader, "header frame needs more memory than is available"};
+    return false;
+  } catch (const std::exception& e) {
+    // msgpack-c throws on a few size fields it cannot represent (ext_size_overflow).
+    error = {DecodeErrc::kMalformedHeader, std::string("msgpack: ") + e.what()};
+    return false;
+  }
+  if (visitor.failed()) return false;
+  if (!parsed) {
+    error = {DecodeErrc::kMalformedHeader,
+             frame.empty()         ? std::string("header frame is empty")
+             : visitor.truncated() ? "header frame ends inside a value (" +
+                                         std::to_string(frame.size()) + " bytes)"
+                                   : "invalid msgpack at byte " +
+                                         std::to_string(visitor.error_offset())};
+    return false;
+  }
+  if (offset != frame.size()) {
+    error = {DecodeErrc::kMalformedHeader, std::to_string(frame.size() - offset) +
+                                               " bytes after the header map"};
+    return false;
+  }
+  for (Field required : {Field::kVersion, Field::kId, Field::kCreated}) {
+    if (!(visitor.seen() & Bit(required))) {
+      error = {DecodeErrc::kMissingField, "key \"" + std::string(FieldKey(required)) + "\""};
+      return false;
+    }
+  }
+  if (out.seq != 0 && out.stream.empty()) {
+    error = {DecodeErrc::kMissingField, "key \"src\" is required when \"seq\" is set"};
+    return false;
+  }
+  return true;
+}
+
+Result<Envelope, DecodeError> DecodeFrames(std::span<zmq::message_t> frames,
+                                           const DecodeLimits& limits) {
+  if (frames.size() < 2) {
+    return DecodeError{DecodeErrc::kMissingFrames,
+                       std::to_string(frames.size()) + " frame(s), expected [header][body]"};
+  }
+  if (frames.size() > 2) {
+    return DecodeError{DecodeErrc::kExtraFrames,
+                       std::to_string(frames.size()) + " frames, expected [header][body]"};
+  }
+  if (frames[1].size() > limits.max_body_bytes) {
+    return DecodeError{DecodeErrc::kFrameTooLarge,
+                       "body frame is " + std::to_string(frames[1].size()) +
+                           " bytes, limit is " + std::to_string(limits.max_body_bytes)};
+  }
+  Envelope envelope;
+  DecodeError error;
+  if (!DecodeHeader({frames[0].data<char>(), frames[0].size()}, limits, envelope, error)) {
+    return error;
+  }
+  envelope.body = std::move(frames[1]);
+  return envelope;
+}
+
+}  // namespace zmqkit

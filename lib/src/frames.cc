@@ -1,0 +1,46 @@
+#include "frames.h"
+
+#include "zmqkit/envelope_codec.h"
+
+namespace zmqkit::internal {
+
+std::size_t RecvAll(zmq::socket_ref socket, std::vector<zmq::message_t>& frames,
+                    zmq::recv_flags flags) {
+  std::size_t count = 0;
+  do {
+    if (count == frames.size()) frames.emplace_back();
+    auto received = socket.recv(frames[count], count == 0 ? flags : zmq::recv_flags::none);
+    if (!received) return 0;  // only possible for the first frame
+    ++count;
+  } while (frames[count - 1].more());
+  return count;
+}
+
+bool SendEnvelope(zmq::socket_ref socket, std::span<const std::string_view> prefix,
+                  const Envelope& envelope, std::string& scratch, zmq::send_flags flags) {
+  scratch.clear();
+  EncodeHeader(envelope, scratch);
+  bool first = true;
+  // Only the first frame can block or fail with EAGAIN: once it is queued, libzmq accepts the rest
+  // of the message whole.
+  auto send = [&](zmq::message_t&& frame, bool more) {
+    zmq::send_flags frame_flags = more ? zmq::send_flags::sndmore : zmq::send_flags::none;
+    if (first) frame_flags = frame_flags | flags;
+    first = false;
+    return socket.send(frame, frame_flags).has_value();
+  };
+  for (std::string_view part : prefix) {
+    if (!send(zmq::message_t(part.data(), part.size()), true)) return false;
+  }
+  if (!send(zmq::message_t(scratch.data(), scratch.size()), true)) return false;
+  zmq::message_t body;
+  body.copy(const_cast<zmq::message_t&>(envelope.body));  // shares the bytes (refcount)
+  return send(std::move(body), false);
+}
+
+bool WaitReadable(zmq::socket_ref socket, std::chrono::milliseconds timeout) {
+  zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
+  return zmq::poll(&item, 1, timeout) > 0;
+}
+
+}  // namespace zmqkit::internal

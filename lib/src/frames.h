@@ -1,0 +1,37 @@
+// Multipart I/O shared by every socket wrapper: whole messages in, whole envelopes out.
+#ifndef ZMQKIT_SRC_FRAMES_H_
+#define ZMQKIT_SRC_FRAMES_H_
+
+#include <chrono>
+#include <cstddef>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+#include <zmq.hpp>
+
+#include "zmqkit/envelope.h"
+
+namespace zmqkit::internal {
+
+// Reads every frame of the next message into frames[0..n), reusing the vector's elements, and
+// returns n; returns 0 if nothing is waiting (with recv_flags::dontwait). libzmq delivers a
+// multipart message whole, so once the first frame is read the rest are already here; reading all
+// of them keeps the socket in step however malformed the message is.
+// Throws zmq::error_t as zmq::socket_t::recv does (ETERM, EINTR).
+std::size_t RecvAll(zmq::socket_ref socket, std::vector<zmq::message_t>& frames,
+                    zmq::recv_flags flags);
+
+// Sends [prefix...][header][body]. The body's bytes are shared with `envelope`, not copied.
+// `scratch` is a buffer the caller keeps between calls so encoding does not allocate.
+// Returns false if the first frame could not be queued (EAGAIN: dontwait, or the send timeout
+// passed); nothing was sent then. Throws zmq::error_t on other errors.
+bool SendEnvelope(zmq::socket_ref socket, std::span<const std::string_view> prefix,
+                  const Envelope& envelope, std::string& scratch, zmq::send_flags flags);
+
+// Waits up to `timeout` for `socket` to become readable. Throws zmq::error_t (EINTR, ETERM).
+bool WaitReadable(zmq::socket_ref socket, std::chrono::milliseconds timeout);
+
+}  // namespace zmqkit::internal
+
+#endif  // ZMQKIT_SRC_FRAMES_H_

@@ -1,0 +1,376 @@
+#include "zmqkit/envelope_codec.h"
+
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <msgpack.hpp>
+#include <random>
+#include <vector>
+
+namespace zmqkit {
+namespace {
+
+using Packer = msgpack::packer<msgpack::sbuffer>;
+
+void Str(Packer& p, std::string_view s) {
+  p.pack_str(static_cast<uint32_t>(s.size()));
+  p.pack_str_body(s.data(), static_cast<uint32_t>(s.size()));
+}
+
+// Builds a header frame by hand, as a foreign writer (say Python's msgpack) would.
+std::string Pack(const std::function<void(Packer&)>& write) {
+  msgpack::sbuffer buffer;
+  Packer packer(buffer);
+  write(packer);
+  return std::string(buffer.data(), buffer.size());
+}
+
+const std::string kId16(16, '\x11');
+
+// The three required keys; `extra` entries are appended and counted in the map size.
+std::string RequiredPlus(uint32_t extra_entries, const std::function<void(Packer&)>& extra = {}) {
+  return Pack([&](Packer& p) {
+    p.pack_map(3 + extra_entries);
+    Str(p, "v");
+    p.pack_uint64(1);
+    Str(p, "id");
+    p.pack_bin(16);
+    p.pack_bin_body(kId16.data(), 16);
+    Str(p, "ts");
+    p.pack_uint64(1700000000000000);
+    if (extra) extra(p);
+  });
+}
+
+std::vector<zmq::message_t> Frames(std::initializer_list<std::string_view> parts) {
+  std::vector<zmq::message_t> frames;
+  for (auto part : parts) frames.emplace_back(part.data(), part.size());
+  return frames;
+}
+
+Result<Envelope, DecodeError> Decode(std::string_view header, std::string_view body = "body",
+                                     const DecodeLimits& limits = {}) {
+  auto frames = Frames({header, body});
+  return DecodeFrames(frames, limits);
+}
+
+DecodeErrc ErrorOf(std::string_view header, const DecodeLimits& limits = {}) {
+  auto result = Decode(header, "body", limits);
+  EXPECT_FALSE(result.ok()) << "decoded although it should not";
+  return result.ok() ? DecodeErrc::kExtraFrames : result.error().code;
+}
+
+std::string Encode(const Envelope& envelope) {
+  std::string out;
+  EncodeHeader(envelope, out);
+  return out;
+}
+
+TEST(EnvelopeCodecTest, MinimalRoundTrip) {
+  Envelope sent = Envelope::New("hello");
+  auto frames = Frames({Encode(sent), sent.body_view()});
+  auto got = DecodeFrames(frames, {});
+  ASSERT_TRUE(got.ok()) << got.error().ToString();
+  EXPECT_EQ(got->id, sent.id);
+  EXPECT_EQ(got->created_us, sent.created_us);
+  EXPECT_EQ(got->priority, 0);
+  EXPECT_EQ(got->attempt, 0u);
+  EXPECT_EQ(got->seq, 0u);
+  EXPECT_TRUE(got->headers.empty());
+  EXPECT_EQ(got->body_view(), "hello");
+}
+
+TEST(EnvelopeCodecTest, FullRoundTripWithBinaryBody) {
+  Envelope sent = Envelope::New(std::string_view("\0\x01\xff payload", 11));
+  sent.priority = 9;
+  sent.attempt = 4000000000u;
+  sent.seq = 1ull << 40;
+  sent.stream = "publisher-7";
+  sent.headers = {{"type", "ORDER_CREATED"}, {"", "empty key is allowed"}, {"k", ""}};
+  auto frames = Frames({Encode(sent), sent.body_view()});
+  auto got = DecodeFrames(frames, {});
+  ASSERT_TRUE(got.ok()) << got.error().ToString();
+  EXPECT_EQ(got->priority, 9);
+  EXPECT_EQ(got->attempt, 4000000000u);
+  EXPECT_EQ(got->seq, 1ull << 40);
+  EXPECT_EQ(got->stream, "publisher-7");
+  EXPECT_EQ(got->headers, sent.headers);
+  EXPECT_EQ(got->body_view(), sent.body_view());
+}
+
+TEST(EnvelopeCodecTest, DefaultsAreLeftOutOfTheHeader) {
+  Envelope envelope = Envelope::New();
+  // map of 3: v, id, ts — nothing else.
+  EXPECT_EQ(static_cast<uint8_t>(Encode(envelope)[0]), 0x83);
+}
+
+TEST(EnvelopeCodecTest, UnknownKeysAreIgnoredWhateverTheyHold) {
+  std::string header = RequiredPlus(4, [](Packer& p) {
+    Str(p, "future");
+    p.pack_map(2);
+    Str(p, "nested");
+    p.pack_array(2);
+    p.pack_nil();
+    p.pack_map(1);
+    Str(p, "deep");
+    p.pack_double(1.5);
+    Str(p, "x");
+    p.pack_true();
+    p.pack_uint64(42);  // a non-string key
+    Str(p, "ignored");
+    p.pack_array(1);    // a container as a key
+    Str(p, "v");
+    Str(p, "still ignored");
+    Str(p, "pri");
+    p.pack_uint64(3);
+  });
+  auto got = Decode(header);
+  ASSERT_TRUE(got.ok()) << got.error().ToString();
+  EXPECT_EQ(got->priority, 3);
+}
+
+TEST(EnvelopeCodecTest, KeyOrderDoesNotMatter) {
+  std::string header = Pack([](Packer& p) {
+    p.pack_map(3);
+    Str(p, "ts");
+    p.pack_uint64(5);
+    Str(p, "id");
+    p.pack_bin(16);
+    p.pack_bin_body(kId16.data(), 16);
+    Str(p, "v");
+    p.pack_uint64(1);
+  });
+  auto got = Decode(header);
+  ASSERT_TRUE(got.ok()) << got.error().ToString();
+  EXPECT_EQ(got->created_us, 5);
+}
+
+TEST(EnvelopeCodecTest, MissingFrames) {
+  std::vector<zmq::message_t> none;
+  EXPECT_EQ(DecodeFrames(none, {}).error().code, DecodeErrc::kMissingFrames);
+  auto one = Frames({RequiredPlus(0)});
+  EXPECT_EQ(DecodeFrames(one, {}).error().code, DecodeErrc::kMissingFrames);
+}
+
+TEST(EnvelopeCodecTest, ExtraFrames) {
+  auto three = Frames({RequiredPlus(0), "body", "more"});
+  EXPECT_EQ(DecodeFrames(three, {}).error().code, DecodeErrc::kExtraFrames);
+}
+
+TEST(EnvelopeCodecTest, FrameTooLarge) {
+  DecodeLimits limits;
+  limits.max_body_bytes = 4;
+  auto big_body = Decode(RequiredPlus(0), "12345", limits);
+  ASSERT_FALSE(big_body.ok());
+  EXPECT_EQ(big_body.error().code, DecodeErrc::kFrameTooLarge);
+  EXPECT_TRUE(Decode(RequiredPlus(0), "1234", limits).ok());
+  limits.max_header_bytes = 10;
+  EXPECT_EQ(ErrorOf(RequiredPlus(0), limits), DecodeErrc::kFrameTooLarge);
+}
+
+TEST(EnvelopeCodecTest, MalformedHeader) {
+  std::string valid = RequiredPlus(0);
+  EXPECT_EQ(ErrorOf(""), DecodeErrc::kMalformedHeader);
+  EXPECT_EQ(ErrorOf(valid.substr(0, valid.size() - 1)), DecodeErrc::kMalformedHeader);
+  EXPECT_EQ(ErrorOf(valid + "\x01"), DecodeErrc::kMalformedHeader);  // trailing bytes
+  EXPECT_EQ(ErrorOf("\xc1"), DecodeErrc::kMalformedHeader);          // the never-used byte
+  auto error = Decode(valid.substr(0, 5)).error();
+  EXPECT_NE(error.detail.find("ends inside"), std::string::npos) << error.detail;
+}
+
+TEST(EnvelopeCodecTest, HeaderNotMap) {
+  EXPECT_EQ(ErrorOf(Pack([](Packer& p) { p.pack_array(0); })), DecodeErrc::kHeaderNotMap);
+  EXPECT_EQ(ErrorOf(Pack([](Packer& p) { p.pack_uint64(1); })), DecodeErrc::kHeaderNotMap);
+  EXPECT_EQ(ErrorOf(Pack([](Packer& p) { Str(p, "v"); })), DecodeErrc::kHeaderNotMap);
+}
+
+TEST(EnvelopeCodecTest, WrongTypeForEachKnownKey) {
+  auto with = [](std::string_view key, const std::function<void(Packer&)>& value) {
+    return Pack([&](Packer& p) {
+      p.pack_map(1);
+      Str(p, key);
+      value(p);
+    });
+  };
+  EXPECT_EQ(ErrorOf(with("v", [](Packer& p) { Str(p, "1"); })), DecodeErrc::kWrongType);
+  EXPECT_EQ(ErrorOf(with("id", [](Packer& p) { Str(p, kId16); })), DecodeErrc::kWrongType);
+  EXPECT_EQ(ErrorOf(with("ts", [](Packer& p) { p.pack_double(1.5); })), DecodeErrc::kWrongType);
+  EXPECT_EQ(ErrorOf(with("pri", [](Packer& p) { p.pack_true(); })), DecodeErrc::kWrongType);
+  EXPECT_EQ(ErrorOf(with("att", [](Packer& p) { p.pack_nil(); })), DecodeErrc::kWrongType);
+  EXPECT_EQ(ErrorOf(with("seq", [](Packer& p) { p.pack_array(0); })), DecodeErrc::kWrongType);
+  EXPECT_EQ(ErrorOf(with("src", [](Packer& p) { p.pack_uint64(1); })), DecodeErrc::kWrongType);
+  EXPECT_EQ(ErrorOf(with("h", [](Packer& p) { p.pack_array(0); })), DecodeErrc::kWrongType);
+  EXPECT_EQ(ErrorOf(with("h", [](Packer& p) { Str(p, "x"); })), DecodeErrc::kWrongType);
+  EXPECT_EQ(ErrorOf(with("h",
+                         [](Packer& p) {
+                           p.pack_map(1);
+                           Str(p, "k");
+                           p.pack_uint64(1);
+                         })),
+            DecodeErrc::kWrongType);
+  EXPECT_EQ(ErrorOf(with("h",
+                         [](Packer& p) {
+                           p.pack_map(1);
+                           Str(p, "k");
+                           p.pack_map(0);
+                         })),
+            DecodeErrc::kWrongType);
+}
+
+TEST(EnvelopeCodecTest, MissingRequiredFields) {
+  for (std::string_view dropped : {"v", "id", "ts"}) {
+    std::string header = Pack([&](Packer& p) {
+      p.pack_map(2);
+      if (dropped != "v") {
+        Str(p, "v");
+        p.pack_uint64(1);
+      }
+      if (dropped != "id") {
+        Str(p, "id");
+        p.pack_bin(16);
+        p.pack_bin_body(kId16.data(), 16);
+      }
+      if (dropped != "ts") {
+        Str(p, "ts");
+        p.pack_uint64(1);
+      }
+    });
+    auto error = Decode(header).error();
+    EXPECT_EQ(error.code, DecodeErrc::kMissingField) << dropped;
+    EXPECT_NE(error.detail.find(std::string(dropped)), std::string::npos) << error.detail;
+  }
+  // A sequence number means nothing without the stream it counts in.
+  EXPECT_EQ(ErrorOf(RequiredPlus(1,
+                                 [](Packer& p) {
+                                   Str(p, "seq");
+                                   p.pack_uint64(3);
+                                 })),
+            DecodeErrc::kMissingField);
+}
+
+TEST(EnvelopeCodecTest, ValuesOutOfRange) {
+  auto one = [](std::string_view key, const std::function<void(Packer&)>& value) {
+    return RequiredPlus(1, [&](Packer& p) {
+      Str(p, key);
+      value(p);
+    });
+  };
+  EXPECT_EQ(ErrorOf(one("pri", [](Packer& p) { p.pack_uint64(10); })),
+            DecodeErrc::kValueOutOfRange);
+  EXPECT_EQ(ErrorOf(one("pri", [](Packer& p) { p.pack_int64(-1); })),
+            DecodeErrc::kValueOutOfRange);
+  EXPECT_EQ(ErrorOf(one("att", [](Packer& p) { p.pack_uint64(1ull << 32); })),
+            DecodeErrc::kValueOutOfRange);
+  EXPECT_EQ(ErrorOf(one("src", [](Packer& p) { Str(p, ""); })), DecodeErrc::kValueOutOfRange);
+  std::string header = Pack([](Packer& p) {
+    p.pack_map(3);
+    Str(p, "v");
+    p.pack_uint64(1);
+    Str(p, "id");
+    p.pack_bin(15);
+    p.pack_bin_body(kId16.data(), 15);
+    Str(p, "ts");
+    p.pack_uint64(1);
+  });
+  EXPECT_EQ(ErrorOf(header), DecodeErrc::kValueOutOfRange);
+  std::string negative_time = Pack([](Packer& p) {
+    p.pack_map(1);
+    Str(p, "ts");
+    p.pack_int64(-5);
+  });
+  EXPECT_EQ(ErrorOf(negative_time), DecodeErrc::kValueOutOfRange);
+}
+
+TEST(EnvelopeCodecTest, UnsupportedVersion) {
+  std::string header = Pack([](Packer& p) {
+    p.pack_map(1);
+    Str(p, "v");
+    p.pack_uint64(2);
+  });
+  EXPECT_EQ(ErrorOf(header), DecodeErrc::kUnsupportedVersion);
+}
+
+TEST(EnvelopeCodecTest, DuplicateKeys) {
+  EXPECT_EQ(ErrorOf(RequiredPlus(1,
+                                 [](Packer& p) {
+                                   Str(p, "ts");
+                                   p.pack_uint64(2);
+                                 })),
+            DecodeErrc::kDuplicateField);
+  EXPECT_EQ(ErrorOf(RequiredPlus(1,
+                                 [](Packer& p) {
+                                   Str(p, "h");
+                                   p.pack_map(2);
+                                   Str(p, "k");
+                                   Str(p, "1");
+                                   Str(p, "k");
+                                   Str(p, "2");
+                                 })),
+            DecodeErrc::kDuplicateField);
+}
+
+TEST(EnvelopeCodecTest, TooManyHeaders) {
+  DecodeLimits limits;
+  limits.max_headers = 2;
+  auto headers = [](uint32_t n) {
+    return RequiredPlus(1, [n](Packer& p) {
+      Str(p, "h");
+      p.pack_map(n);
+      for (uint32_t i = 0; i < n; ++i) {
+        Str(p, std::string("k").append(std::to_string(i)));
+        Str(p, "v");
+      }
+    });
+  };
+  EXPECT_TRUE(Decode(headers(2), "", limits).ok());
+  EXPECT_EQ(ErrorOf(headers(3), limits), DecodeErrc::kTooManyHeaders);
+}
+
+TEST(EnvelopeCodecTest, ErrorsNameTheirReason) {
+  auto error = Decode(RequiredPlus(1, [](Packer& p) {
+                 Str(p, "pri");
+                 p.pack_uint64(12);
+               })).error();
+  EXPECT_EQ(error.ToString(), "value out of range: key \"pri\" is 12, at most 9 allowed");
+  EXPECT_EQ(error.ToStatus().code(), StatusCode::kInvalidArgument);
+}
+
+// Every prefix and every single-byte corruption of a valid header decodes or fails cleanly.
+TEST(EnvelopeCodecTest, DamagedHeadersNeverCrash) {
+  Envelope envelope = Envelope::New("x");
+  envelope.seq = 9;
+  envelope.stream = "s";
+  envelope.headers = {{"a", "b"}};
+  std::string valid = Encode(envelope);
+  int failures = 0;
+  for (std::size_t length = 0; length < valid.size(); ++length) {
+    failures += !Decode(valid.substr(0, length)).ok();
+  }
+  EXPECT_EQ(failures, static_cast<int>(valid.size()));  // every strict prefix is incomplete
+  for (std::size_t i = 0; i < valid.size(); ++i) {
+    for (int bit = 0; bit < 8; ++bit) {
+      std::string damaged = valid;
+      damaged[i] = static_cast<char>(damaged[i] ^ (1 << bit));
+      (void)Decode(damaged);
+    }
+  }
+}
+
+TEST(EnvelopeCodecTest, RandomBytesNeverCrash) {
+  std::mt19937 random(12345);
+  for (int i = 0; i < 20000; ++i) {
+    std::string bytes(random() % 64, '\0');
+    for (char& c : bytes) c = static_cast<char>(random());
+    if (!bytes.empty() && i % 2 == 0) bytes[0] = static_cast<char>(0x80 | (random() % 16));
+    (void)Decode(bytes);
+  }
+}
+
+TEST(EnvelopeCodecTest, HugeDeclaredSizesDoNotAllocate) {
+  // A map header claiming 2^32-1 entries, and a str claiming 2^32-1 bytes, in a 5-byte frame.
+  EXPECT_EQ(ErrorOf(std::string("\xdf\xff\xff\xff\xff", 5)), DecodeErrc::kMalformedHeader);
+  EXPECT_EQ(ErrorOf(std::string("\x81\xdb\xff\xff\xff\xff", 6)), DecodeErrc::kMalformedHeader);
+}
+
+}  // namespace
+}  // namespace zmqkit
