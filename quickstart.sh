@@ -23,7 +23,7 @@ done
 case $command in demo|test) ;; *) usage ;; esac
 
 packages=(build-essential cmake pkg-config ccache libzmq3-dev cppzmq-dev libmsgpack-cxx-dev
-          libgtest-dev libcli11-dev)
+          libgtest-dev libcli11-dev python3 python3-zmq python3-msgpack)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" ||

@@ -74,7 +74,12 @@ class HeaderVisitor : public msgpack::null_visitor {
   bool visit_nil() { return OnScalar(Scalar{Kind::kOther, 0, {}}); }
   bool visit_boolean(bool) { return OnScalar(Scalar{Kind::kOther, 0, {}}); }
   bool visit_positive_integer(std::uint64_t v) { return OnScalar(Scalar{Kind::kUint, v, {}}); }
-  bool visit_negative_integer(std::int64_t) { return OnScalar(Scalar{Kind::kNegativeInt, 0, {}}); }
+  // msgpack-c reports every signed encoding (int 8/16/32/64) here, whatever the sign of its value;
+  // a non-negative value in a signed format is as good an integer as any.
+  bool visit_negative_integer(std::int64_t v) {
+    if (v >= 0) return OnScalar(Scalar{Kind::kUint, static_cast<std::uint64_t>(v), {}});
+    return OnScalar(Scalar{Kind::kNegativeInt, 0, {}});
+  }
   bool visit_float32(float) { return OnScalar(Scalar{Kind::kOther, 0, {}}); }
   bool visit_float64(double) { return OnScalar(Scalar{Kind::kOther, 0, {}}); }
   bool visit_str(const char* p, std::uint32_t n) { return OnScalar(Scalar{Kind::kStr, 0, {p, n}}); }

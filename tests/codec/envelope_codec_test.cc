@@ -145,6 +145,27 @@ TEST(EnvelopeCodecTest, KeyOrderDoesNotMatter) {
   EXPECT_EQ(got->created_us, 5);
 }
 
+// Any msgpack integer encoding is an integer, including signed formats holding non-negative values.
+TEST(EnvelopeCodecTest, SignedIntegerFormatsWithNonNegativeValuesAreAccepted) {
+  std::string header = RequiredPlus(2, [](Packer& p) {
+    Str(p, "pri");
+    p.pack_int8(5);  // 0xd0 0x05
+    Str(p, "att");
+    p.pack_int64(7);  // msgpack-c may shorten this; pack_fix_int64 keeps the 9-byte form
+  });
+  auto got = Decode(header);
+  ASSERT_TRUE(got.ok()) << got.error().ToString();
+  EXPECT_EQ(got->priority, 5);
+  EXPECT_EQ(got->attempt, 7u);
+  std::string fixed = RequiredPlus(1, [](Packer& p) {
+    Str(p, "att");
+    p.pack_fix_int64(9);  // 0xd3, eight bytes
+  });
+  auto got_fixed = Decode(fixed);
+  ASSERT_TRUE(got_fixed.ok()) << got_fixed.error().ToString();
+  EXPECT_EQ(got_fixed->attempt, 9u);
+}
+
 TEST(EnvelopeCodecTest, MissingFrames) {
   std::vector<zmq::message_t> none;
   EXPECT_EQ(DecodeFrames(none, {}).error().code, DecodeErrc::kMissingFrames);
