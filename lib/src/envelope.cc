@@ -10,6 +10,10 @@ std::int64_t UnixMicrosNow() {
       .count();
 }
 
+// Not message_t::rebuild(data, size): it passes an empty view's null data() to memcpy (UB); the
+// constructor checks for that.
+void Envelope::set_body(std::string_view bytes) { body = zmq::message_t(bytes.data(), bytes.size()); }
+
 Envelope Envelope::New(std::string_view body) {
   Envelope envelope;
   envelope.created_us = UnixMicrosNow();

@@ -44,7 +44,7 @@ struct Envelope {
   static Envelope New(std::string_view body = {});
 
   std::string_view body_view() const { return {body.data<char>(), body.size()}; }
-  void set_body(std::string_view bytes) { body.rebuild(bytes.data(), bytes.size()); }
+  void set_body(std::string_view bytes);
   // A copy of every field; the body's bytes are shared, not copied (zmq_msg_copy).
   Envelope Clone() const;
 };
