@@ -1,5 +1,6 @@
 #include "zmqkit/fanout.h"
 
+#include "deadline.h"
 #include "envelope_receiver.h"
 #include "frames.h"
 
@@ -78,17 +79,15 @@ std::size_t Publisher::MatchingSubscriptions(std::string_view topic) {
 
 Status Publisher::WaitForSubscribers(std::size_t count, std::string_view topic,
                                      std::chrono::milliseconds timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
+  internal::Deadline deadline(timeout);
   while (MatchingSubscriptions(topic) < count) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left <= std::chrono::milliseconds(0)) {
+    if (deadline.expired()) {
       return Status::DeadlineExceeded(std::to_string(MatchingSubscriptions(topic)) + " of " +
                                       std::to_string(count) + " subscribers for \"" +
                                       std::string(topic) + "\" within " +
                                       std::to_string(timeout.count()) + " ms");
     }
-    ReadSubscriptions(left);
+    ReadSubscriptions(deadline.remaining());
   }
   return Status::Ok();
 }

@@ -5,6 +5,8 @@
 #include <cstring>
 #include <string>
 
+#include "deadline.h"
+
 namespace zmqkit::internal {
 namespace {
 
@@ -53,12 +55,10 @@ std::size_t PeerMonitor::Poll(std::chrono::milliseconds timeout) {
 }
 
 bool PeerMonitor::WaitFor(std::size_t count, std::chrono::milliseconds timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
+  Deadline deadline(timeout);
   while (Poll(std::chrono::milliseconds(0)) < count) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left <= std::chrono::milliseconds(0)) return false;
-    Poll(left);
+    if (deadline.expired()) return false;
+    Poll(deadline.remaining());
   }
   return true;
 }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "deadline.h"
 #include "envelope_receiver.h"
 #include "frames.h"
 #include "peer_monitor.h"
@@ -86,14 +87,12 @@ void TaskVentilator::Poll(std::chrono::milliseconds max_wait) {
 }
 
 Status TaskVentilator::Drain(std::chrono::milliseconds timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
+  internal::Deadline deadline(timeout);
   while (outstanding() > 0) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left <= std::chrono::milliseconds(0)) {
+    if (deadline.expired()) {
       return Status::DeadlineExceeded(std::to_string(outstanding()) + " tasks still outstanding");
     }
-    Poll(std::min(left, std::chrono::milliseconds(100)));
+    Poll(std::min(deadline.remaining(), std::chrono::milliseconds(100)));
   }
   return Status::Ok();
 }
@@ -140,14 +139,9 @@ bool TaskSink::Remember(const MessageId& id) {
 }
 
 Result<Envelope> TaskSink::Receive(std::chrono::milliseconds timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
+  internal::Deadline deadline(timeout);
   for (;;) {
-    auto left = timeout < std::chrono::milliseconds(0)
-                    ? timeout
-                    : std::max(std::chrono::milliseconds(0),
-                               std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   deadline - std::chrono::steady_clock::now()));
-    auto result = receiver_->Receive(results_, left);
+    auto result = receiver_->Receive(results_, deadline.remaining());
     if (!result.ok()) return result;
     ReportCompletion(*result);
     if (Remember(result->id)) {
