@@ -1,0 +1,257 @@
+#include "broker/message_queue.h"
+
+#include <algorithm>
+
+namespace zmqkit::internal {
+namespace {
+
+std::size_t MessageBytes(const Envelope& envelope, const std::string& reply_to) {
+  std::size_t bytes = envelope.body.size() + envelope.stream.size() + reply_to.size();
+  for (const auto& [key, value] : envelope.headers) bytes += key.size() + value.size();
+  return bytes;
+}
+
+}  // namespace
+
+std::string_view FailureReasonName(FailureReason reason) {
+  switch (reason) {
+    case FailureReason::kRejected: return "rejected";
+    case FailureReason::kTimedOut: return "timeout";
+    case FailureReason::kConsumerLost: return "consumer-lost";
+  }
+  return "unknown";
+}
+
+std::string_view DeadLetterReasonName(DeadLetterReason reason) {
+  switch (reason) {
+    case DeadLetterReason::kRejected: return "rejected";
+    case DeadLetterReason::kExpired: return "expired";
+    case DeadLetterReason::kMaxAttempts: return "max-attempts";
+  }
+  return "unknown";
+}
+
+MessageQueue::MessageQueue(std::string name, const QueueOptions& options)
+    : name_(std::move(name)), options_(options) {}
+
+Status MessageQueue::Publish(Envelope envelope, PublishOptions options, TimePoint now) {
+  const std::size_t bytes = MessageBytes(envelope, options.reply_to);
+  if (entries_.size() >= options_.max_length || bytes_ + bytes > options_.max_bytes) {
+    ++counters_.refused_full;
+    return Status::ResourceExhausted("queue \"" + name_ + "\" is full (" +
+                                     std::to_string(entries_.size()) + " messages, " +
+                                     std::to_string(bytes_) + " bytes)");
+  }
+  const std::uint64_t number = next_number_++;
+  Entry& entry = entries_[number];
+  entry.envelope = std::move(envelope);
+  entry.reply_to = std::move(options.reply_to);
+  entry.bytes = bytes;
+  entry.order = number;
+  bytes_ += bytes;
+  std::optional<Duration> ttl = options.ttl;
+  if (!ttl && options_.message_ttl.count() > 0) ttl = options_.message_ttl;
+  if (ttl) {
+    entry.expires_at = now + *ttl;
+    expiries_.emplace(*entry.expires_at, number);
+  }
+  ++counters_.published;
+  if (options.delay && options.delay->count() > 0) {
+    MakeDelayed(number, entry, now + *options.delay);
+  } else {
+    MakeReady(number, entry);
+  }
+  return Status::Ok();
+}
+
+void MessageQueue::MakeReady(std::uint64_t number, Entry& entry) {
+  entry.place = Place::kReady;
+  ready_[entry.envelope.priority].emplace(entry.order, number);
+  ++ready_count_;
+}
+
+void MessageQueue::MakeDelayed(std::uint64_t number, Entry& entry, TimePoint due) {
+  entry.place = Place::kDelayed;
+  entry.due = due;
+  delayed_.emplace(due, number);
+}
+
+void MessageQueue::Erase(std::uint64_t number) {
+  auto it = entries_.find(number);
+  Entry& entry = it->second;
+  switch (entry.place) {
+    case Place::kReady:
+      ready_[entry.envelope.priority].erase({entry.order, number});
+      --ready_count_;
+      break;
+    case Place::kDelayed:
+      delayed_.erase({entry.due, number});
+      break;
+    case Place::kInFlight:
+      in_flight_.erase(entry.tag);
+      deadlines_.erase({entry.deadline, entry.tag});
+      break;
+  }
+  if (entry.expires_at) expiries_.erase({*entry.expires_at, number});
+  bytes_ -= entry.bytes;
+  entries_.erase(it);
+}
+
+std::optional<MessageQueue::Lease> MessageQueue::LeaseNext(std::uint64_t tag, TimePoint now,
+                                                           Duration ack_timeout) {
+  for (int priority = kMaxPriority; priority >= 0; --priority) {
+    auto& ready = ready_[priority];
+    if (ready.empty()) continue;
+    const std::uint64_t number = ready.begin()->second;
+    ready.erase(ready.begin());
+    --ready_count_;
+    Entry& entry = entries_.at(number);
+    if (entry.expires_at) expiries_.erase({*entry.expires_at, number});
+    entry.place = Place::kInFlight;
+    entry.tag = tag;
+    entry.deadline = now + ack_timeout;
+    ++entry.envelope.attempt;
+    in_flight_.emplace(tag, number);
+    deadlines_.emplace(entry.deadline, tag);
+    ++counters_.delivered;
+    return Lease{tag, entry.envelope.Clone(), entry.reply_to, entry.deadline};
+  }
+  return std::nullopt;
+}
+
+bool MessageQueue::Ack(std::uint64_t tag) {
+  auto it = in_flight_.find(tag);
+  if (it == in_flight_.end()) return false;
+  Erase(it->second);
+  ++counters_.acked;
+  return true;
+}
+
+MessageQueue::FailResult MessageQueue::Fail(std::uint64_t tag, FailureReason reason, bool requeue,
+                                            TimePoint now) {
+  auto it = in_flight_.find(tag);
+  if (it == in_flight_.end()) return {};
+  const std::uint64_t number = it->second;
+  Entry& entry = entries_.at(number);
+  in_flight_.erase(it);
+  deadlines_.erase({entry.deadline, tag});
+  if (!entry.history.empty()) entry.history += ',';
+  entry.history += FailureReasonName(reason);
+  ++entry.failures;
+  // Out of flight; until placed again below, it is "delayed" in no index, which Erase tolerates.
+  entry.place = Place::kDelayed;
+  entry.due = TimePoint::min();
+  if (!requeue) return {true, Kill(number, DeadLetterReason::kRejected)};
+  return {true, Requeue(number, reason, now)};
+}
+
+std::optional<DeadLetter> MessageQueue::Requeue(std::uint64_t number, FailureReason reason,
+                                                TimePoint now) {
+  Entry& entry = entries_.at(number);
+  if (options_.max_attempts != 0 && entry.envelope.attempt >= options_.max_attempts) {
+    return Kill(number, DeadLetterReason::kMaxAttempts);
+  }
+  if (entry.expires_at && *entry.expires_at <= now) {
+    ++counters_.expired;
+    return Kill(number, DeadLetterReason::kExpired);
+  }
+  ++counters_.requeued;
+  if (entry.expires_at) expiries_.emplace(*entry.expires_at, number);
+  const Duration delay =
+      reason == FailureReason::kConsumerLost ? Duration::zero() : RetryDelay(entry.failures);
+  if (delay > Duration::zero()) {
+    entry.requeued = true;
+    MakeDelayed(number, entry, now + delay);
+  } else {
+    MakeReady(number, entry);
+  }
+  return std::nullopt;
+}
+
+Duration MessageQueue::RetryDelay(std::uint32_t failures) const {
+  Duration delay = options_.retry_delay;
+  for (std::uint32_t i = 1; i < failures && delay < Duration(options_.max_retry_delay); ++i) {
+    delay *= 2;
+  }
+  return std::min(delay, Duration(options_.max_retry_delay));
+}
+
+DeadLetter MessageQueue::Kill(std::uint64_t number, DeadLetterReason reason) {
+  Entry& entry = entries_.at(number);
+  DeadLetter dead{std::move(entry.envelope), reason};
+  dead.envelope.headers[std::string(kHeaderOriginQueue)] = name_;
+  dead.envelope.headers[std::string(kHeaderDeathReason)] = DeadLetterReasonName(reason);
+  dead.envelope.headers[std::string(kHeaderAttempts)] = std::to_string(dead.envelope.attempt);
+  dead.envelope.headers[std::string(kHeaderAttemptHistory)] = entry.history;
+  Erase(number);
+  ++counters_.dead_lettered;
+  return dead;
+}
+
+bool MessageQueue::Extend(std::uint64_t tag, TimePoint deadline) {
+  auto it = in_flight_.find(tag);
+  if (it == in_flight_.end()) return false;
+  Entry& entry = entries_.at(it->second);
+  deadlines_.erase({entry.deadline, tag});
+  entry.deadline = deadline;
+  deadlines_.emplace(deadline, tag);
+  return true;
+}
+
+MessageQueue::TickResult MessageQueue::Tick(TimePoint now) {
+  TickResult result;
+  while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
+    const std::uint64_t tag = deadlines_.begin()->second;
+    result.timed_out.push_back(tag);
+    auto failed = Fail(tag, FailureReason::kTimedOut, /*requeue=*/true, now);
+    if (failed.dead) result.dead.push_back(std::move(*failed.dead));
+  }
+  while (!expiries_.empty() && expiries_.begin()->first <= now) {
+    ++counters_.expired;
+    result.dead.push_back(Kill(expiries_.begin()->second, DeadLetterReason::kExpired));
+  }
+  while (!delayed_.empty() && delayed_.begin()->first <= now) {
+    const std::uint64_t number = delayed_.begin()->second;
+    delayed_.erase(delayed_.begin());
+    Entry& entry = entries_.at(number);
+    if (!entry.requeued) entry.order = next_number_++;
+    entry.requeued = false;
+    MakeReady(number, entry);
+  }
+  return result;
+}
+
+std::optional<TimePoint> MessageQueue::NextDeadline() const {
+  std::optional<TimePoint> next;
+  auto consider = [&](TimePoint at) {
+    if (!next || at < *next) next = at;
+  };
+  if (!deadlines_.empty()) consider(deadlines_.begin()->first);
+  if (!expiries_.empty()) consider(expiries_.begin()->first);
+  if (!delayed_.empty()) consider(delayed_.begin()->first);
+  return next;
+}
+
+std::size_t MessageQueue::Purge() {
+  std::vector<std::uint64_t> doomed;
+  for (const auto& [number, entry] : entries_) {
+    if (entry.place != Place::kInFlight) doomed.push_back(number);
+  }
+  for (std::uint64_t number : doomed) Erase(number);
+  counters_.purged += doomed.size();
+  return doomed.size();
+}
+
+std::vector<Envelope> MessageQueue::TakeReady(std::size_t limit) {
+  std::vector<Envelope> taken;
+  for (int priority = kMaxPriority; priority >= 0 && taken.size() < limit; --priority) {
+    while (!ready_[priority].empty() && taken.size() < limit) {
+      const std::uint64_t number = ready_[priority].begin()->second;
+      taken.push_back(std::move(entries_.at(number).envelope));
+      Erase(number);
+    }
+  }
+  return taken;
+}
+
+}  // namespace zmqkit::internal

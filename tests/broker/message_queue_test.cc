@@ -1,0 +1,289 @@
+#include "broker/message_queue.h"
+
+#include <gtest/gtest.h>
+
+namespace zmqkit::internal {
+namespace {
+
+using namespace std::chrono_literals;
+
+class MessageQueueTest : public ::testing::Test {
+ protected:
+  MessageQueueTest() {
+    options_.ack_timeout = 30s;
+    options_.max_attempts = 5;
+    options_.retry_delay = 200ms;
+    options_.max_retry_delay = 1s;
+  }
+
+  MessageQueue& queue() {
+    if (!queue_) queue_.emplace("work", options_);
+    return *queue_;
+  }
+  void Publish(std::string_view body, std::uint8_t priority = 0, PublishOptions publish = {}) {
+    Envelope envelope = Envelope::New(body);
+    envelope.priority = priority;
+    ASSERT_TRUE(queue().Publish(std::move(envelope), std::move(publish), clock_.Now()).ok());
+  }
+  // Leases the next message under a fresh tag and returns its body ("" if none is ready).
+  std::string Next(std::uint64_t* tag_out = nullptr) {
+    auto lease = queue().LeaseNext(next_tag_, clock_.Now(), options_.ack_timeout);
+    if (!lease) return "";
+    if (tag_out) *tag_out = next_tag_;
+    ++next_tag_;
+    last_attempt_ = lease->envelope.attempt;
+    return std::string(lease->envelope.body_view());
+  }
+
+  QueueOptions options_;
+  std::optional<MessageQueue> queue_;
+  ManualClock clock_;
+  std::uint64_t next_tag_ = 1;
+  std::uint32_t last_attempt_ = 0;
+};
+
+TEST_F(MessageQueueTest, FifoWithinAPriorityAndHigherPrioritiesFirst) {
+  Publish("pizza 1", 1);
+  Publish("pizza 2", 1);
+  Publish("drink 1", 8);
+  Publish("soup", 0);
+  Publish("drink 2", 8);
+  EXPECT_EQ(Next(), "drink 1");
+  EXPECT_EQ(Next(), "drink 2");
+  EXPECT_EQ(Next(), "pizza 1");
+  EXPECT_EQ(Next(), "pizza 2");
+  EXPECT_EQ(Next(), "soup");
+  EXPECT_EQ(Next(), "");
+  EXPECT_EQ(queue().in_flight(), 5u);
+}
+
+TEST_F(MessageQueueTest, AckSettlesOnceAndUnknownTagsAreRefused) {
+  Publish("a");
+  std::uint64_t tag = 0;
+  ASSERT_EQ(Next(&tag), "a");
+  EXPECT_EQ(last_attempt_, 1u);
+  EXPECT_TRUE(queue().Ack(tag));
+  EXPECT_FALSE(queue().Ack(tag));
+  EXPECT_FALSE(queue().Ack(999));
+  EXPECT_EQ(queue().size(), 0u);
+  EXPECT_EQ(queue().bytes(), 0u);
+  EXPECT_EQ(queue().counters().acked, 1u);
+}
+
+TEST_F(MessageQueueTest, AnUnackedDeliveryIsTakenBackAfterItsTimeoutAndRedelivered) {
+  Publish("a");
+  std::uint64_t tag = 0;
+  ASSERT_EQ(Next(&tag), "a");
+  EXPECT_EQ(queue().NextDeadline(), clock_.Now() + 30s);
+  clock_.Advance(30s - 1ms);
+  EXPECT_TRUE(queue().Tick(clock_.Now()).timed_out.empty());
+  clock_.Advance(1ms);
+  auto tick = queue().Tick(clock_.Now());
+  EXPECT_EQ(tick.timed_out, std::vector<std::uint64_t>{tag});
+  EXPECT_FALSE(queue().Ack(tag));  // the late ack of the stalled consumer no longer counts
+  EXPECT_EQ(Next(), "");           // backing off for retry_delay
+  clock_.Advance(200ms);
+  queue().Tick(clock_.Now());
+  EXPECT_EQ(Next(), "a");
+  EXPECT_EQ(last_attempt_, 2u);
+}
+
+TEST_F(MessageQueueTest, TakenBackMessagesGoAheadOfNewerOnesInTheirOriginalOrder) {
+  Publish("1");
+  Publish("2");
+  Publish("3");
+  std::uint64_t t1, t2;
+  ASSERT_EQ(Next(&t1), "1");
+  ASSERT_EQ(Next(&t2), "2");
+  Publish("4");
+  // The consumer holding 1 and 2 died: both come back at once, without back-off.
+  EXPECT_FALSE(queue().Fail(t2, FailureReason::kConsumerLost, true, clock_.Now()).dead);
+  EXPECT_FALSE(queue().Fail(t1, FailureReason::kConsumerLost, true, clock_.Now()).dead);
+  EXPECT_EQ(Next(), "1");
+  EXPECT_EQ(Next(), "2");
+  EXPECT_EQ(Next(), "3");
+  EXPECT_EQ(Next(), "4");
+}
+
+TEST_F(MessageQueueTest, RequeueAfterANackBacksOffExponentiallyUpToTheCap) {
+  options_.max_attempts = 0;
+  Publish("poison");
+  std::vector<Duration> waits;
+  for (int failure = 0; failure < 5; ++failure) {
+    std::uint64_t tag = 0;
+    ASSERT_EQ(Next(&tag), "poison");
+    queue().Fail(tag, FailureReason::kRejected, /*requeue=*/true, clock_.Now());
+    auto due = queue().NextDeadline();
+    ASSERT_TRUE(due.has_value());
+    waits.push_back(*due - clock_.Now());
+    clock_.Advance(*due - clock_.Now());
+    queue().Tick(clock_.Now());
+  }
+  EXPECT_EQ(waits, (std::vector<Duration>{200ms, 400ms, 800ms, 1s, 1s}));
+}
+
+TEST_F(MessageQueueTest, MaxAttemptsSendsTheMessageToTheDeadLetterQueueWithItsHistory) {
+  options_.max_attempts = 3;
+  options_.retry_delay = 0ms;
+  Publish("poison");
+  std::uint64_t tag = 0;
+  ASSERT_EQ(Next(&tag), "poison");
+  EXPECT_FALSE(queue().Fail(tag, FailureReason::kRejected, true, clock_.Now()).dead);
+  ASSERT_EQ(Next(&tag), "poison");
+  EXPECT_FALSE(queue().Fail(tag, FailureReason::kConsumerLost, true, clock_.Now()).dead);
+  ASSERT_EQ(Next(&tag), "poison");
+  clock_.Advance(30s);
+  auto tick = queue().Tick(clock_.Now());
+  ASSERT_EQ(tick.dead.size(), 1u);
+  const DeadLetter& dead = tick.dead[0];
+  EXPECT_EQ(dead.reason, DeadLetterReason::kMaxAttempts);
+  EXPECT_EQ(dead.envelope.body_view(), "poison");
+  EXPECT_EQ(dead.envelope.headers.at("x-origin-queue"), "work");
+  EXPECT_EQ(dead.envelope.headers.at("x-death-reason"), "max-attempts");
+  EXPECT_EQ(dead.envelope.headers.at("x-attempts"), "3");
+  EXPECT_EQ(dead.envelope.headers.at("x-attempt-history"), "rejected,consumer-lost,timeout");
+  EXPECT_EQ(queue().size(), 0u);
+  EXPECT_EQ(queue().counters().dead_lettered, 1u);
+}
+
+TEST_F(MessageQueueTest, NackWithoutRequeueDeadLettersAsRejected) {
+  Publish("bad");
+  std::uint64_t tag = 0;
+  ASSERT_EQ(Next(&tag), "bad");
+  auto failed = queue().Fail(tag, FailureReason::kRejected, /*requeue=*/false, clock_.Now());
+  ASSERT_TRUE(failed.found);
+  ASSERT_TRUE(failed.dead.has_value());
+  EXPECT_EQ(failed.dead->reason, DeadLetterReason::kRejected);
+  EXPECT_EQ(failed.dead->envelope.headers.at("x-death-reason"), "rejected");
+  EXPECT_FALSE(queue().Fail(tag, FailureReason::kRejected, false, clock_.Now()).found);
+}
+
+TEST_F(MessageQueueTest, DelayedMessagesBecomeReadyOnTimeAtTheBackOfTheLine) {
+  Publish("check the oven", 0, PublishOptions{10min, std::nullopt, ""});
+  Publish("pizza 1");
+  EXPECT_EQ(queue().delayed(), 1u);
+  EXPECT_EQ(queue().NextDeadline(), clock_.Now() + 10min);
+  EXPECT_EQ(Next(), "pizza 1");
+  Publish("pizza 2");
+  clock_.Advance(10min - 1ms);
+  queue().Tick(clock_.Now());
+  EXPECT_EQ(Next(), "pizza 2");
+  EXPECT_EQ(Next(), "");
+  clock_.Advance(1ms);
+  queue().Tick(clock_.Now());
+  Publish("pizza 3");
+  EXPECT_EQ(Next(), "check the oven");
+  EXPECT_EQ(Next(), "pizza 3");
+}
+
+TEST_F(MessageQueueTest, TheLeaseOfADelayedMessageStartsAtDeliveryNotAtPublish) {
+  Publish("later", 0, PublishOptions{1min, std::nullopt, ""});
+  clock_.Advance(1min);
+  queue().Tick(clock_.Now());
+  std::uint64_t tag = 0;
+  ASSERT_EQ(Next(&tag), "later");
+  clock_.Advance(29s);
+  EXPECT_TRUE(queue().Tick(clock_.Now()).timed_out.empty());
+}
+
+TEST_F(MessageQueueTest, ExpiredMessagesAreDeadLetteredNotDelivered) {
+  Publish("fresh");
+  Publish("stale", 0, PublishOptions{std::nullopt, 5s, ""});
+  clock_.Advance(5s);
+  auto tick = queue().Tick(clock_.Now());
+  ASSERT_EQ(tick.dead.size(), 1u);
+  EXPECT_EQ(tick.dead[0].reason, DeadLetterReason::kExpired);
+  EXPECT_EQ(tick.dead[0].envelope.body_view(), "stale");
+  EXPECT_EQ(Next(), "fresh");
+  EXPECT_EQ(Next(), "");
+  EXPECT_EQ(queue().counters().expired, 1u);
+}
+
+TEST_F(MessageQueueTest, QueueTtlAppliesToMessagesWithoutTheirOwn) {
+  options_.message_ttl = 2s;
+  Publish("default ttl");
+  Publish("own ttl", 0, PublishOptions{std::nullopt, 10s, ""});
+  clock_.Advance(2s);
+  EXPECT_EQ(queue().Tick(clock_.Now()).dead.size(), 1u);
+  EXPECT_EQ(Next(), "own ttl");
+}
+
+TEST_F(MessageQueueTest, InFlightMessagesDoNotExpireButAreDeadLetteredIfReturnedAfterTheirTtl) {
+  Publish("slow", 0, PublishOptions{std::nullopt, 5s, ""});
+  std::uint64_t tag = 0;
+  ASSERT_EQ(Next(&tag), "slow");
+  clock_.Advance(10s);
+  EXPECT_TRUE(queue().Tick(clock_.Now()).dead.empty());  // the consumer may still ack it
+  auto failed = queue().Fail(tag, FailureReason::kRejected, true, clock_.Now());
+  ASSERT_TRUE(failed.dead.has_value());
+  EXPECT_EQ(failed.dead->reason, DeadLetterReason::kExpired);
+}
+
+TEST_F(MessageQueueTest, AFullQueueRefusesPublishesAndKeepsWhatItHas) {
+  options_.max_length = 2;
+  Publish("1");
+  Publish("2");
+  Status refused = queue().Publish(Envelope::New("3"), {}, clock_.Now());
+  EXPECT_EQ(refused.code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(refused.message().find("full"), std::string::npos);
+  EXPECT_EQ(queue().size(), 2u);
+  EXPECT_EQ(queue().counters().refused_full, 1u);
+  std::uint64_t tag = 0;
+  ASSERT_EQ(Next(&tag), "1");
+  EXPECT_FALSE(queue().Publish(Envelope::New("3"), {}, clock_.Now()).ok());  // in flight counts
+  queue().Ack(tag);
+  EXPECT_TRUE(queue().Publish(Envelope::New("3"), {}, clock_.Now()).ok());
+}
+
+TEST_F(MessageQueueTest, MaxBytesBoundsTheQueue) {
+  options_.max_bytes = 10;
+  Publish("12345");
+  Publish("67890");
+  EXPECT_FALSE(queue().Publish(Envelope::New("x"), {}, clock_.Now()).ok());
+}
+
+TEST_F(MessageQueueTest, ExtendMovesTheDeadline) {
+  Publish("long job");
+  std::uint64_t tag = 0;
+  ASSERT_EQ(Next(&tag), "long job");
+  clock_.Advance(25s);
+  EXPECT_TRUE(queue().Extend(tag, clock_.Now() + 30s));
+  clock_.Advance(10s);
+  EXPECT_TRUE(queue().Tick(clock_.Now()).timed_out.empty());
+  EXPECT_FALSE(queue().Extend(12345, clock_.Now()));
+}
+
+TEST_F(MessageQueueTest, PurgeRemovesReadyAndDelayedButNotInFlight) {
+  Publish("a");
+  Publish("b");
+  Publish("later", 0, PublishOptions{1min, std::nullopt, ""});
+  std::uint64_t tag = 0;
+  ASSERT_EQ(Next(&tag), "a");
+  EXPECT_EQ(queue().Purge(), 2u);
+  EXPECT_EQ(queue().size(), 1u);
+  EXPECT_TRUE(queue().Ack(tag));
+  EXPECT_FALSE(queue().NextDeadline().has_value());
+}
+
+TEST_F(MessageQueueTest, TakeReadyTakesHighestPriorityFirstUpToALimit) {
+  Publish("low", 1);
+  Publish("high", 9);
+  Publish("low 2", 1);
+  auto taken = queue().TakeReady(2);
+  ASSERT_EQ(taken.size(), 2u);
+  EXPECT_EQ(taken[0].body_view(), "high");
+  EXPECT_EQ(taken[1].body_view(), "low");
+  EXPECT_EQ(queue().ready(), 1u);
+}
+
+TEST_F(MessageQueueTest, NextDeadlineIsTheEarliestOfLeasesDelaysAndExpiries) {
+  EXPECT_FALSE(queue().NextDeadline().has_value());
+  Publish("expires", 0, PublishOptions{std::nullopt, 50s, ""});
+  Publish("delayed", 0, PublishOptions{40s, std::nullopt, ""});
+  EXPECT_EQ(queue().NextDeadline(), clock_.Now() + 40s);
+  ASSERT_EQ(Next(), "expires");  // leased: its TTL no longer counts, its 30 s lease does
+  EXPECT_EQ(queue().NextDeadline(), clock_.Now() + 30s);
+}
+
+}  // namespace
+}  // namespace zmqkit::internal
