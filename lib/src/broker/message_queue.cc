@@ -34,14 +34,22 @@ std::string_view DeadLetterReasonName(DeadLetterReason reason) {
 MessageQueue::MessageQueue(std::string name, const QueueOptions& options)
     : name_(std::move(name)), options_(options) {}
 
-Status MessageQueue::Publish(Envelope envelope, PublishOptions options, TimePoint now) {
+Status MessageQueue::CheckRoom(const Envelope& envelope, const PublishOptions& options) const {
   const std::size_t bytes = MessageBytes(envelope, options.reply_to);
   if (entries_.size() >= options_.max_length || bytes_ + bytes > options_.max_bytes) {
-    ++counters_.refused_full;
     return Status::ResourceExhausted("queue \"" + name_ + "\" is full (" +
                                      std::to_string(entries_.size()) + " messages, " +
                                      std::to_string(bytes_) + " bytes)");
   }
+  return Status::Ok();
+}
+
+Status MessageQueue::Publish(Envelope envelope, PublishOptions options, TimePoint now) {
+  if (Status room = CheckRoom(envelope, options); !room.ok()) {
+    ++counters_.refused_full;
+    return room;
+  }
+  const std::size_t bytes = MessageBytes(envelope, options.reply_to);
   const std::uint64_t number = next_number_++;
   Entry& entry = entries_[number];
   entry.envelope = std::move(envelope);

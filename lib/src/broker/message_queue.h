@@ -90,6 +90,8 @@ class MessageQueue {
 
   // Adds a message. kResourceExhausted ("queue full") if max_length or max_bytes would be passed.
   Status Publish(Envelope envelope, PublishOptions options, TimePoint now);
+  // Whether Publish would accept this message now (for all-or-nothing fanout).
+  Status CheckRoom(const Envelope& envelope, const PublishOptions& options) const;
   // Hands the next ready message out under `tag` until now + ack_timeout; nullopt if none is ready.
   // REQUIRES: `tag` is not in flight in this queue.
   std::optional<Lease> LeaseNext(std::uint64_t tag, TimePoint now, Duration ack_timeout);

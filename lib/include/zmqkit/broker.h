@@ -1,0 +1,108 @@
+// Broker: the optional broker device — messages that wait for consumers, acks, requeue on timeout,
+// heartbeats and liveness, dead-letter queues — embeddable in a program or run as zmqkit-broker.
+//
+// Two ROUTER sockets: one for clients (native clients speaking docs/protocol.md, and plain REQ
+// "Lazy Pirate" clients) and one for Paranoid Pirate (RFC 6) workers. Queues live in memory in this
+// release; everything the broker decides is made by a pure core (lib/src/broker/), and this class
+// is only its socket loop.
+#ifndef ZMQKIT_BROKER_H_
+#define ZMQKIT_BROKER_H_
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <zmq.hpp>
+
+#include "zmqkit/clock.h"
+#include "zmqkit/endpoint.h"
+#include "zmqkit/queue_options.h"
+#include "zmqkit/socket_factory.h"
+
+namespace zmqkit {
+
+struct BrokerOptions {
+  Endpoint clients = Endpoint::Bind("tcp://*:5555");
+  Endpoint workers = Endpoint::Bind("tcp://*:5556");
+  // Applied to queues created on first use; DECLARE_QUEUE can set others per queue.
+  QueueOptions queue_defaults;
+  // Where requests from plain REQ clients are queued, and what Paranoid Pirate workers take from.
+  std::string request_queue = "requests";
+  // Heartbeats go to every peer this often; a peer silent for `liveness` intervals is dead, and its
+  // unacked deliveries are taken back at once.
+  std::chrono::milliseconds heartbeat_interval{1000};
+  std::uint32_t liveness = 3;
+  // Limits: a publish over max_message_bytes (header + body) is refused; so is a new queue beyond
+  // max_queues, a consumer beyond max_consumers_per_client, a prefetch above max_prefetch.
+  std::size_t max_message_bytes = 16 * 1024 * 1024;
+  std::size_t max_queues = 10000;
+  std::size_t max_consumers_per_client = 1000;
+  std::uint32_t max_prefetch = 100000;
+  SocketOptions socket = [] {
+    SocketOptions options;
+    options.send_hwm = 100000;
+    options.recv_hwm = 100000;
+    return options;
+  }();
+};
+
+struct BrokerCounters {
+  std::uint64_t messages_in = 0;        // client and worker messages received
+  std::uint64_t published = 0;          // copies queued (a fanout to four queues counts four)
+  std::uint64_t unroutable = 0;         // publishes that reached no queue (confirmed, as AMQP does)
+  std::uint64_t refused = 0;            // negative confirms
+  std::uint64_t malformed = 0;          // frames we could not read
+  std::uint64_t unknown_commands = 0;
+  std::uint64_t unsupported_version = 0;
+  std::uint64_t unknown_tags = 0;       // acks, nacks, extends for tags not held by that peer
+  std::uint64_t peers_expired = 0;      // peers declared dead for silence
+  std::uint64_t deliveries_taken_back = 0;
+  std::uint64_t dead_lettered = 0;
+};
+
+namespace internal {
+class BrokerCore;
+}  // namespace internal
+
+class Broker {
+ public:
+  // Binds both endpoints. Throws zmq::error_t if an endpoint is refused. `clock` (SteadyClock if
+  // null) must outlive the broker.
+  Broker(zmq::context_t& context, BrokerOptions options, const Clock* clock = nullptr);
+  ~Broker();
+  Broker(const Broker&) = delete;
+  Broker& operator=(const Broker&) = delete;
+
+  // Serves until Stop(). Call from one thread, once.
+  void Run();
+  // Makes Run() return. Safe from any thread, before or during Run().
+  void Stop();
+  // Where log lines go (rate-limited by the broker); stderr if not set. Call before Run().
+  void set_log(std::function<void(std::string_view)> log) { log_ = std::move(log); }
+
+  const std::string& clients_endpoint() const { return clients_endpoint_; }
+  const std::string& workers_endpoint() const { return workers_endpoint_; }
+  // A snapshot, safe to read only from Run()'s thread or after Run() returned.
+  const BrokerCounters& counters() const;
+
+ private:
+  zmq::context_t& context_;
+  BrokerOptions options_;
+  SteadyClock steady_clock_;
+  const Clock& clock_;
+  std::unique_ptr<internal::BrokerCore> core_;
+  zmq::socket_t clients_;
+  zmq::socket_t workers_;
+  zmq::socket_t control_;  // PULL; Stop() sends here
+  std::string control_address_;
+  std::string clients_endpoint_;
+  std::string workers_endpoint_;
+  std::function<void(std::string_view)> log_;
+};
+
+}  // namespace zmqkit
+
+#endif  // ZMQKIT_BROKER_H_

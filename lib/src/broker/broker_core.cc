@@ -1,0 +1,806 @@
+#include "broker/broker_core.h"
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+
+namespace zmqkit::internal {
+namespace {
+
+namespace p = protocol;
+
+std::string_view View(const zmq::message_t& frame) { return {frame.data<char>(), frame.size()}; }
+
+constexpr std::size_t kMaxNameBytes = 255;
+constexpr std::string_view kDeadLetterSuffix = ".dlq";
+
+Status ValidateName(std::string_view what, std::string_view name) {
+  if (name.empty() || name.size() > kMaxNameBytes) {
+    return Status::InvalidArgument(std::string(what) + " names are 1 to 255 bytes");
+  }
+  for (char c : name) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-' || c == ':';
+    if (!ok) {
+      return Status::InvalidArgument(std::string(what) + " name \"" + std::string(name) +
+                                     "\" may only hold letters, digits and . _ - :");
+    }
+  }
+  return Status::Ok();
+}
+
+// A PPP worker's job address: the delivery tag, 8 bytes big-endian. The worker echoes it back.
+zmq::message_t TagAddress(std::uint64_t tag) {
+  unsigned char bytes[8];
+  for (int i = 0; i < 8; ++i) bytes[i] = static_cast<unsigned char>(tag >> (56 - 8 * i));
+  return zmq::message_t(bytes, sizeof bytes);
+}
+
+std::optional<std::uint64_t> ParseTagAddress(const zmq::message_t& frame) {
+  if (frame.size() != 8) return std::nullopt;
+  std::uint64_t tag = 0;
+  for (std::size_t i = 0; i < 8; ++i) tag = tag << 8 | frame.data<unsigned char>()[i];
+  return tag;
+}
+
+std::string_view ErrorCodeFor(const Status& status) {
+  switch (status.code()) {
+    case StatusCode::kNotFound: return p::kErrNotFound;
+    case StatusCode::kResourceExhausted: return p::kErrQueueFull;
+    case StatusCode::kFailedPrecondition: return p::kErrConflict;
+    default: return p::kErrInvalidArgument;
+  }
+}
+
+Duration Millis(std::uint64_t ms) { return std::chrono::milliseconds(static_cast<std::int64_t>(ms)); }
+
+}  // namespace
+
+BrokerCore::BrokerCore(const BrokerOptions& options) : options_(options) {
+  limits_.max_body_bytes = options_.max_message_bytes;
+  limits_.max_header_bytes = std::min<std::size_t>(options_.max_message_bytes, 1 << 20);
+}
+
+// ---- Input -----------------------------------------------------------------------------------
+
+void BrokerCore::OnClientMessage(std::string_view peer, std::span<zmq::message_t> frames,
+                                 TimePoint now) {
+  ++counters_.messages_in;
+  if (frames.empty()) {
+    ++counters_.malformed;
+    return;
+  }
+  if (frames[0].size() == 0) {  // REQ's empty delimiter: a Lazy Pirate client
+    HandleRequest(peer, frames.subspan(1), now);
+    return;
+  }
+  std::string_view signature = View(frames[0]);
+  if (signature != p::kSignature) {
+    if (signature.starts_with("ZKB")) {
+      ++counters_.unsupported_version;
+      SendError(peer, p::kErrUnsupportedVersion,
+                "this broker speaks " + std::string(p::kSignature), "");
+    } else {
+      ++counters_.malformed;
+      SendError(peer, p::kErrMalformed, "the first frame must be the signature ZKB1", "");
+    }
+    Log("malformed message from a client: bad signature");
+    return;
+  }
+  if (frames.size() < 3) {
+    ++counters_.malformed;
+    SendError(peer, p::kErrMalformed, "expected [ZKB1][command][args][payload...]", "");
+    return;
+  }
+  std::string_view command = View(frames[1]);
+  auto args = p::Args::Parse(View(frames[2]));
+  if (!args.ok()) {
+    ++counters_.malformed;
+    SendError(peer, p::kErrMalformed, args.error().message(), command);
+    Log("malformed args from a client: " + args.error().message());
+    return;
+  }
+  SessionKey key{Side::kClients, std::string(peer)};
+  Session& session = Touch(key, now);
+  HandleNative(session, key, command, *args, frames.subspan(3), now);
+}
+
+void BrokerCore::HandleNative(Session& session, const SessionKey& key, std::string_view command,
+                              const p::Args& args, std::span<zmq::message_t> payload,
+                              TimePoint now) {
+  if (command == p::kPublish) return HandlePublish(session, key, args, payload, now);
+  if (command == p::kAck || command == p::kNack || command == p::kExtend) {
+    return HandleSettle(key, command, args, now);
+  }
+  if (command == p::kHeartbeat) return;
+  if (command == p::kConsume) return HandleConsume(session, key, args, now);
+  if (command == p::kCancel) return HandleCancel(session, key, args, now);
+  if (command == p::kDeclareQueue) return HandleDeclareQueue(key, args);
+  if (command == p::kDeclareExchange) return HandleDeclareExchange(key, args);
+  if (command == p::kBind) return HandleBind(key, args, true);
+  if (command == p::kUnbind) return HandleBind(key, args, false);
+  if (command == p::kStats) return HandleStats(key, args);
+  if (command == p::kPurge) return HandlePurge(key, args);
+  if (command == p::kRedrive) return HandleRedrive(key, args, now);
+  if (command == p::kBye) return DropSession(key, now);
+  ++counters_.unknown_commands;
+  SendError(key.peer, p::kErrUnknownCommand,
+            "unknown command \"" + std::string(command.substr(0, 32)) + "\"", command,
+            args.Uint("rid").ok() ? std::optional(*args.Uint("rid")) : std::nullopt);
+  Log("unknown command from a client");
+}
+
+void BrokerCore::HandlePublish(Session& session, const SessionKey& key, const p::Args& args,
+                               std::span<zmq::message_t> payload, TimePoint now) {
+  auto seq = args.Uint("seq");
+  if (!seq.ok()) {
+    ++counters_.malformed;
+    SendError(key.peer, p::kErrMalformed, seq.error().message(), p::kPublish);
+    return;
+  }
+  auto exchange = args.Str("exchange", "");
+  auto routing_key = args.Str("key", "");
+  auto delay_ms = args.Uint("delay_ms", 0);
+  auto ttl_ms = args.Uint("ttl_ms", 0);
+  for (const Status* status : {exchange.ok() ? nullptr : &exchange.error(),
+                               routing_key.ok() ? nullptr : &routing_key.error(),
+                               delay_ms.ok() ? nullptr : &delay_ms.error(),
+                               ttl_ms.ok() ? nullptr : &ttl_ms.error()}) {
+    if (status) return SendRejected(key.peer, *seq, p::kErrInvalidArgument, status->message());
+  }
+  if (payload.size() != 2) {
+    ++counters_.malformed;
+    return SendRejected(key.peer, *seq, p::kErrMalformed,
+                        "PUBLISH carries exactly [header][body] after its args");
+  }
+  if (payload[0].size() + payload[1].size() > options_.max_message_bytes) {
+    return SendRejected(key.peer, *seq, p::kErrTooLarge,
+                        "message is " + std::to_string(payload[0].size() + payload[1].size()) +
+                            " bytes, the limit is " + std::to_string(options_.max_message_bytes));
+  }
+  auto envelope = DecodeFrames(payload, limits_);
+  if (!envelope.ok()) {
+    ++counters_.malformed;
+    return SendRejected(key.peer, *seq, p::kErrMalformed, envelope.error().ToString());
+  }
+  auto route = exchanges_.Route(*exchange, *routing_key);
+  if (!route.ok()) return SendRejected(key.peer, *seq, p::kErrNotFound, route.error().message());
+
+  PublishOptions publish;
+  if (*delay_ms > 0) publish.delay = Millis(*delay_ms);
+  if (*ttl_ms > 0) publish.ttl = Millis(*ttl_ms);
+  std::vector<QueueSlot*> targets;
+  for (const std::string& name : *route) {
+    auto slot = GetOrCreateQueue(name);
+    if (!slot.ok()) {
+      return SendRejected(key.peer, *seq, ErrorCodeFor(slot.error()), slot.error().message());
+    }
+    // All or nothing: a fanout publish is refused whole if any of its queues is full.
+    if (Status room = (*slot)->queue.CheckRoom(*envelope, publish); !room.ok()) {
+      return SendRejected(key.peer, *seq, p::kErrQueueFull, room.message());
+    }
+    targets.push_back(*slot);
+  }
+  if (targets.empty()) ++counters_.unroutable;
+  for (QueueSlot* slot : targets) {
+    (void)slot->queue.Publish(envelope->Clone(), publish, now);  // room checked above
+    ++counters_.published;
+  }
+  session.confirm_upto = *seq;
+  owed_confirms_.insert(key.peer);
+  for (QueueSlot* slot : targets) Dispatch(*slot, now);
+}
+
+void BrokerCore::HandleConsume(Session& session, const SessionKey& key, const p::Args& args,
+                               TimePoint now) {
+  auto rid = args.Uint("rid", 0);
+  auto queue = args.Str("queue");
+  auto name = args.Str("consumer");
+  auto prefetch = args.Uint("prefetch", 100);
+  std::optional<std::uint64_t> rid_value = rid.ok() ? std::optional(*rid) : std::nullopt;
+  for (const Status* status : {queue.ok() ? nullptr : &queue.error(),
+                               name.ok() ? nullptr : &name.error(),
+                               prefetch.ok() ? nullptr : &prefetch.error()}) {
+    if (status) {
+      return SendError(key.peer, p::kErrInvalidArgument, status->message(), p::kConsume, rid_value);
+    }
+  }
+  if (*prefetch == 0 || *prefetch > options_.max_prefetch) {
+    return SendError(key.peer, p::kErrInvalidArgument,
+                     "prefetch must be 1 to " + std::to_string(options_.max_prefetch), p::kConsume,
+                     rid_value);
+  }
+  if (session.consumers.size() >= options_.max_consumers_per_client) {
+    return SendError(key.peer, p::kErrLimit, "too many consumers on this connection", p::kConsume,
+                     rid_value);
+  }
+  for (std::uint64_t id : session.consumers) {
+    if (consumers_.at(id).name == *name) {
+      return SendError(key.peer, p::kErrConflict, "consumer \"" + *name + "\" already exists",
+                       p::kConsume, rid_value);
+    }
+  }
+  auto slot = GetOrCreateQueue(*queue);
+  if (!slot.ok()) {
+    return SendError(key.peer, ErrorCodeFor(slot.error()), slot.error().message(), p::kConsume,
+                     rid_value);
+  }
+  auto ack_timeout = args.Uint(
+      "ack_timeout_ms",
+      static_cast<std::uint64_t>((*slot)->queue.options().ack_timeout.count()));
+  if (!ack_timeout.ok() || *ack_timeout == 0) {
+    return SendError(key.peer, p::kErrInvalidArgument, "ack_timeout_ms must be a positive integer",
+                     p::kConsume, rid_value);
+  }
+  AddConsumer(key, session, *name, **slot, static_cast<std::uint32_t>(*prefetch),
+              Millis(*ack_timeout));
+  SendOk(key, args);
+  Dispatch(**slot, now);
+}
+
+std::uint64_t BrokerCore::AddConsumer(const SessionKey& key, Session& session, std::string name,
+                                      QueueSlot& slot, std::uint32_t prefetch,
+                                      Duration ack_timeout) {
+  std::uint64_t id = next_consumer_id_++;
+  consumers_.emplace(id, Consumer{key, std::move(name), &slot, prefetch, ack_timeout, {}, false, {}});
+  session.consumers.insert(id);
+  ++slot.consumers;
+  MakeWaiting(id);
+  return id;
+}
+
+void BrokerCore::HandleCancel(Session& session, const SessionKey& key, const p::Args& args,
+                              TimePoint now) {
+  auto name = args.Str("consumer");
+  if (!name.ok()) {
+    return SendError(key.peer, p::kErrInvalidArgument, name.error().message(), p::kCancel);
+  }
+  for (std::uint64_t id : session.consumers) {
+    if (consumers_.at(id).name == *name) {
+      session.consumers.erase(id);
+      RemoveConsumer(id, now);
+      return SendOk(key, args);
+    }
+  }
+  SendError(key.peer, p::kErrNotFound, "no consumer \"" + *name + "\"", p::kCancel);
+}
+
+void BrokerCore::HandleSettle(const SessionKey& key, std::string_view command, const p::Args& args,
+                              TimePoint now) {
+  std::vector<std::uint64_t> tags;
+  if (command == p::kNack) {
+    auto tag = args.Uint("tag");
+    if (!tag.ok()) return SendError(key.peer, p::kErrInvalidArgument, tag.error().message(), command);
+    tags.push_back(*tag);
+  } else {
+    auto list = args.UintList("tags");
+    if (!list.ok()) {
+      return SendError(key.peer, p::kErrInvalidArgument, list.error().message(), command);
+    }
+    tags = std::move(*list);
+  }
+  auto requeue = args.Bool("requeue", true);
+  auto extend_ms = args.Uint("ms", 0);
+  if (!requeue.ok() || !extend_ms.ok()) {
+    return SendError(key.peer, p::kErrInvalidArgument, "bad requeue or ms", command);
+  }
+  std::vector<std::uint64_t> unknown;
+  std::set<QueueSlot*> touched;
+  for (std::uint64_t tag : tags) {
+    Delivery* delivery = OwnDelivery(key, tag);
+    if (!delivery) {
+      unknown.push_back(tag);
+      continue;
+    }
+    QueueSlot* slot = delivery->slot;
+    if (command == p::kExtend) {
+      slot->queue.Extend(tag, now + Millis(*extend_ms));
+      continue;
+    }
+    if (command == p::kAck) {
+      slot->queue.Ack(tag);
+    } else {
+      auto failed = slot->queue.Fail(tag, FailureReason::kRejected, *requeue, now);
+      if (failed.dead) PlaceDeadLetter(std::move(*failed.dead), now);
+    }
+    ForgetDelivery(tag);
+    touched.insert(slot);
+  }
+  for (QueueSlot* slot : touched) Dispatch(*slot, now);
+  if (!unknown.empty()) {
+    std::string list;
+    for (std::size_t i = 0; i < unknown.size() && i < 10; ++i) {
+      list += (i ? ", " : "") + std::to_string(unknown[i]);
+    }
+    SendError(key.peer, p::kErrUnknownTag,
+              "delivery tag(s) " + list + (unknown.size() > 10 ? ", ..." : "") +
+                  " not held by this connection (settled, taken back, or never delivered)",
+              command);
+  }
+}
+
+void BrokerCore::HandleDeclareQueue(const SessionKey& key, const p::Args& args) {
+  auto name = args.Str("name");
+  if (!name.ok()) return SendError(key.peer, p::kErrInvalidArgument, name.error().message(), p::kDeclareQueue);
+  auto slot = GetOrCreateQueue(*name);
+  if (!slot.ok()) {
+    return SendError(key.peer, ErrorCodeFor(slot.error()), slot.error().message(), p::kDeclareQueue);
+  }
+  QueueOptions options = (*slot)->queue.options();
+  auto millis = [&](std::string_view field, std::chrono::milliseconds& target) {
+    auto value = args.Uint(field, static_cast<std::uint64_t>(target.count()));
+    if (value.ok()) target = std::chrono::milliseconds(static_cast<std::int64_t>(*value));
+    return value.ok();
+  };
+  auto count = [&](std::string_view field, auto& target) {
+    auto value = args.Uint(field, static_cast<std::uint64_t>(target));
+    if (value.ok()) target = static_cast<std::remove_reference_t<decltype(target)>>(*value);
+    return value.ok();
+  };
+  bool ok = millis("ack_timeout_ms", options.ack_timeout) && count("max_attempts", options.max_attempts) &&
+            millis("retry_delay_ms", options.retry_delay) &&
+            millis("max_retry_delay_ms", options.max_retry_delay) &&
+            millis("message_ttl_ms", options.message_ttl) && count("max_length", options.max_length) &&
+            count("max_bytes", options.max_bytes);
+  if (!ok || options.ack_timeout.count() == 0) {
+    return SendError(key.peer, p::kErrInvalidArgument, "queue options must be non-negative integers "
+                     "(ack_timeout_ms positive)", p::kDeclareQueue);
+  }
+  (*slot)->queue.set_options(options);
+  SendOk(key, args);
+}
+
+void BrokerCore::HandleDeclareExchange(const SessionKey& key, const p::Args& args) {
+  auto name = args.Str("name");
+  auto type = args.Str("type", "fanout");
+  if (!name.ok() || !type.ok() || (*type != "fanout" && *type != "topic")) {
+    return SendError(key.peer, p::kErrInvalidArgument,
+                     "DECLARE_EXCHANGE needs name (str) and type \"fanout\" or \"topic\"",
+                     p::kDeclareExchange);
+  }
+  if (Status valid = ValidateName("exchange", *name); !valid.ok()) {
+    return SendError(key.peer, p::kErrInvalidArgument, valid.message(), p::kDeclareExchange);
+  }
+  Status declared =
+      exchanges_.Declare(*name, *type == "fanout" ? ExchangeType::kFanout : ExchangeType::kTopic);
+  if (!declared.ok()) {
+    return SendError(key.peer, ErrorCodeFor(declared), declared.message(), p::kDeclareExchange);
+  }
+  SendOk(key, args);
+}
+
+void BrokerCore::HandleBind(const SessionKey& key, const p::Args& args, bool bind) {
+  std::string_view command = bind ? p::kBind : p::kUnbind;
+  auto exchange = args.Str("exchange");
+  auto queue = args.Str("queue");
+  auto pattern = args.Str("pattern", "");
+  if (!exchange.ok() || !queue.ok() || !pattern.ok() || pattern->size() > kMaxNameBytes) {
+    return SendError(key.peer, p::kErrInvalidArgument,
+                     "needs exchange and queue (str), optional pattern (str, at most 255 bytes)",
+                     command);
+  }
+  if (bind) {
+    auto slot = GetOrCreateQueue(*queue);
+    if (!slot.ok()) return SendError(key.peer, ErrorCodeFor(slot.error()), slot.error().message(), command);
+  }
+  Status status = bind ? exchanges_.Bind(*exchange, *queue, *pattern)
+                       : exchanges_.Unbind(*exchange, *queue, *pattern);
+  if (!status.ok()) return SendError(key.peer, ErrorCodeFor(status), status.message(), command);
+  SendOk(key, args);
+}
+
+void BrokerCore::HandleStats(const SessionKey& key, const p::Args& args) {
+  auto only = args.Str("queue", "");
+  auto rid = args.Uint("rid", 0);
+  std::vector<const QueueSlot*> selected;
+  for (const auto& [name, slot] : queues_) {
+    if (only->empty() || name == *only) selected.push_back(&slot);
+  }
+  if (!only->empty() && selected.empty()) {
+    return SendError(key.peer, p::kErrNotFound, "no queue \"" + *only + "\"", p::kStats, *rid);
+  }
+  p::ArgsWriter writer(2);
+  writer.Uint("rid", *rid);
+  writer.Key("queues");
+  auto& packer = writer.packer();
+  packer.pack_array(static_cast<std::uint32_t>(selected.size()));
+  for (const QueueSlot* slot : selected) {
+    const MessageQueue& queue = slot->queue;
+    auto dlq = queues_.find(queue.name() + std::string(kDeadLetterSuffix));
+    const QueueCounters& c = queue.counters();
+    const std::pair<std::string_view, std::uint64_t> fields[] = {
+        {"ready", queue.ready()},        {"in_flight", queue.in_flight()},
+        {"delayed", queue.delayed()},    {"consumers", slot->consumers},
+        {"bytes", queue.bytes()},        {"published", c.published},
+        {"delivered", c.delivered},      {"acked", c.acked},
+        {"requeued", c.requeued},        {"dead_lettered", c.dead_lettered},
+        {"expired", c.expired},          {"refused_full", c.refused_full},
+        {"dlq_depth", dlq == queues_.end() ? 0 : dlq->second.queue.size()}};
+    packer.pack_map(static_cast<std::uint32_t>(std::size(fields) + 1));
+    p::PackStr(packer, "name");
+    p::PackStr(packer, queue.name());
+    for (const auto& [field, value] : fields) {
+      p::PackStr(packer, field);
+      packer.pack_uint64(value);
+    }
+  }
+  Send(Side::kClients, key.peer, p::Frames(p::kOk, writer.Finish()));
+}
+
+void BrokerCore::HandlePurge(const SessionKey& key, const p::Args& args) {
+  auto name = args.Str("queue");
+  auto rid = args.Uint("rid", 0);
+  if (!name.ok()) return SendError(key.peer, p::kErrInvalidArgument, name.error().message(), p::kPurge, *rid);
+  auto it = queues_.find(*name);
+  if (it == queues_.end()) return SendError(key.peer, p::kErrNotFound, "no queue \"" + *name + "\"", p::kPurge, *rid);
+  std::size_t purged = it->second.queue.Purge();
+  Log("queue \"" + *name + "\" purged: " + std::to_string(purged) + " messages");
+  Send(Side::kClients, key.peer,
+       p::Frames(p::kOk, p::ArgsWriter(2).Uint("rid", *rid).Uint("purged", purged).Finish()));
+}
+
+void BrokerCore::HandleRedrive(const SessionKey& key, const p::Args& args, TimePoint now) {
+  auto name = args.Str("queue");
+  auto rid = args.Uint("rid", 0);
+  auto limit = args.Uint("limit", std::numeric_limits<std::uint64_t>::max());
+  if (!name.ok() || !limit.ok()) {
+    return SendError(key.peer, p::kErrInvalidArgument, "REDRIVE needs queue (str), optional limit",
+                     p::kRedrive, *rid);
+  }
+  auto origin = queues_.find(*name);
+  auto dlq = queues_.find(*name + std::string(kDeadLetterSuffix));
+  if (origin == queues_.end() || dlq == queues_.end()) {
+    return SendError(key.peer, p::kErrNotFound, "no queue \"" + *name + "\" with a dead-letter queue",
+                     p::kRedrive, *rid);
+  }
+  std::uint64_t moved = 0;
+  while (moved < *limit && dlq->second.queue.ready() > 0) {
+    auto taken = dlq->second.queue.TakeReady(1);
+    Envelope& message = taken.front();
+    if (!origin->second.queue.CheckRoom(message, {}).ok()) {
+      (void)dlq->second.queue.Publish(std::move(message), {}, now);  // DLQs take everything
+      break;
+    }
+    message.attempt = 0;
+    message.headers["x-redriven"] = message.headers[std::string(kHeaderDeathReason)];
+    for (std::string_view header : {kHeaderOriginQueue, kHeaderDeathReason, kHeaderAttempts}) {
+      message.headers.erase(std::string(header));
+    }
+    (void)origin->second.queue.Publish(std::move(message), {}, now);
+    ++moved;
+  }
+  Send(Side::kClients, key.peer,
+       p::Frames(p::kOk, p::ArgsWriter(2).Uint("rid", *rid).Uint("moved", moved).Finish()));
+  Dispatch(origin->second, now);
+}
+
+void BrokerCore::HandleRequest(std::string_view peer, std::span<zmq::message_t> frames,
+                               TimePoint now) {
+  auto reply_error = [&](const std::string& text) {
+    std::vector<zmq::message_t> reply;
+    reply.emplace_back();
+    reply.emplace_back(text.data(), text.size());
+    Send(Side::kClients, peer, std::move(reply));
+  };
+  if (frames.size() != 1) {
+    ++counters_.malformed;
+    return reply_error("zmqkit-broker: a request is one frame");
+  }
+  if (frames[0].size() > options_.max_message_bytes) {
+    return reply_error("zmqkit-broker: request too large");
+  }
+  auto slot = GetOrCreateQueue(options_.request_queue);
+  if (!slot.ok()) return reply_error("zmqkit-broker: " + slot.error().message());
+  Envelope request = Envelope::New();
+  request.body = std::move(frames[0]);
+  PublishOptions publish;
+  publish.reply_to = std::string(peer);
+  if (Status queued = (*slot)->queue.Publish(std::move(request), std::move(publish), now);
+      !queued.ok()) {
+    ++counters_.refused;
+    return reply_error("zmqkit-broker: " + queued.message());
+  }
+  ++counters_.published;
+  Dispatch(**slot, now);
+}
+
+void BrokerCore::OnWorkerMessage(std::string_view peer, std::span<zmq::message_t> frames,
+                                 TimePoint now) {
+  ++counters_.messages_in;
+  SessionKey key{Side::kWorkers, std::string(peer)};
+  if (frames.size() == 1 && frames[0].size() == 1 &&
+      (frames[0].data<char>()[0] == p::kPppReady || frames[0].data<char>()[0] == p::kPppHeartbeat)) {
+    const bool ready = frames[0].data<char>()[0] == p::kPppReady;
+    const bool known = sessions_.contains(key);
+    Session& session = Touch(key, now);
+    if (known && ready) {
+      // READY again from a live session: the worker restarted and lost whatever it held.
+      for (std::uint64_t id : std::vector<std::uint64_t>(session.consumers.begin(), session.consumers.end())) {
+        session.consumers.erase(id);
+        RemoveConsumer(id, now);
+      }
+    }
+    if (session.consumers.empty()) {
+      auto slot = GetOrCreateQueue(options_.request_queue);
+      if (!slot.ok()) return;
+      AddConsumer(key, session, "ppp", **slot, 1, (*slot)->queue.options().ack_timeout);
+      Dispatch(**slot, now);
+    }
+    return;
+  }
+  if (frames.size() >= 3 && frames[1].size() == 0 && sessions_.contains(key)) {
+    Touch(key, now);
+    auto tag = ParseTagAddress(frames[0]);
+    Delivery* delivery = tag ? OwnDelivery(key, *tag) : nullptr;
+    if (!delivery) {
+      Log("a worker answered a job it does not hold (late, or after a timeout)");
+      return;
+    }
+    std::string reply_to = std::move(delivery->reply_to);
+    QueueSlot* slot = delivery->slot;
+    slot->queue.Ack(*tag);
+    ForgetDelivery(*tag);
+    if (!reply_to.empty()) {
+      std::vector<zmq::message_t> reply;
+      reply.emplace_back();
+      for (std::size_t i = 2; i < frames.size(); ++i) reply.push_back(std::move(frames[i]));
+      Send(Side::kClients, reply_to, std::move(reply));
+    }
+    Dispatch(*slot, now);
+    return;
+  }
+  ++counters_.malformed;
+  Log("malformed message from a worker (" + std::to_string(frames.size()) + " frames)");
+}
+
+// ---- Sessions and consumers ------------------------------------------------------------------
+
+BrokerCore::Session& BrokerCore::Touch(const SessionKey& key, TimePoint now) {
+  auto [it, inserted] = sessions_.try_emplace(key);
+  it->second.last_seen = now;
+  if (inserted) {
+    it->second.last_heartbeat_sent = now;
+    if (!next_housekeeping_) next_housekeeping_ = now + options_.heartbeat_interval / 4;
+  }
+  return it->second;
+}
+
+void BrokerCore::DropSession(const SessionKey& key, TimePoint now) {
+  auto it = sessions_.find(key);
+  if (it == sessions_.end()) return;
+  std::set<std::uint64_t> ids = std::move(it->second.consumers);
+  sessions_.erase(it);
+  owed_confirms_.erase(key.peer);
+  for (std::uint64_t id : ids) RemoveConsumer(id, now);
+}
+
+// Takes back everything the consumer holds (at once, ahead of newer messages) and forgets it.
+void BrokerCore::RemoveConsumer(std::uint64_t consumer_id, TimePoint now) {
+  Consumer& consumer = consumers_.at(consumer_id);
+  QueueSlot& slot = *consumer.slot;
+  if (consumer.waiting) slot.waiting.erase(consumer.waiting_position);
+  for (std::uint64_t tag : consumer.tags) {
+    auto failed = slot.queue.Fail(tag, FailureReason::kConsumerLost, /*requeue=*/true, now);
+    ++counters_.deliveries_taken_back;
+    deliveries_.erase(tag);
+    if (failed.dead) PlaceDeadLetter(std::move(*failed.dead), now);
+  }
+  --slot.consumers;
+  consumers_.erase(consumer_id);
+  Dispatch(slot, now);
+}
+
+void BrokerCore::MakeWaiting(std::uint64_t consumer_id) {
+  Consumer& consumer = consumers_.at(consumer_id);
+  if (consumer.waiting || consumer.tags.size() >= consumer.prefetch) return;
+  consumer.waiting = true;
+  consumer.waiting_position = consumer.slot->waiting.insert(consumer.slot->waiting.end(), consumer_id);
+}
+
+void BrokerCore::ForgetDelivery(std::uint64_t tag) {
+  auto it = deliveries_.find(tag);
+  if (it == deliveries_.end()) return;
+  std::uint64_t consumer_id = it->second.consumer;
+  deliveries_.erase(it);
+  auto consumer = consumers_.find(consumer_id);
+  if (consumer == consumers_.end()) return;
+  consumer->second.tags.erase(tag);
+  MakeWaiting(consumer_id);
+}
+
+BrokerCore::Delivery* BrokerCore::OwnDelivery(const SessionKey& key, std::uint64_t tag) {
+  auto it = deliveries_.find(tag);
+  if (it != deliveries_.end() && consumers_.at(it->second.consumer).session == key) {
+    return &it->second;
+  }
+  ++counters_.unknown_tags;
+  return nullptr;
+}
+
+// ---- Queues and delivery ---------------------------------------------------------------------
+
+Result<BrokerCore::QueueSlot*> BrokerCore::GetOrCreateQueue(std::string_view name) {
+  if (auto it = queues_.find(name); it != queues_.end()) return &it->second;
+  if (Status valid = ValidateName("queue", name); !valid.ok()) return valid;
+  if (queues_.size() >= options_.max_queues) {
+    return Status::ResourceExhausted("the broker holds its maximum of " +
+                                     std::to_string(options_.max_queues) + " queues");
+  }
+  auto it = queues_.try_emplace(std::string(name), std::string(name), options_.queue_defaults).first;
+  return &it->second;
+}
+
+void BrokerCore::PlaceDeadLetter(DeadLetter dead, TimePoint now) {
+  ++counters_.dead_lettered;
+  const std::string origin = dead.envelope.headers[std::string(kHeaderOriginQueue)];
+  // A dead-letter queue's own failures stay in it rather than nesting ".dlq.dlq".
+  const bool from_dlq = origin.ends_with(kDeadLetterSuffix);
+  const std::string name = from_dlq ? origin : origin + std::string(kDeadLetterSuffix);
+  auto it = queues_.find(name);
+  if (it == queues_.end()) {
+    // Created even past max_queues and without name checks: a dead letter is never dropped.
+    QueueOptions options;
+    options.max_attempts = 0;
+    options.retry_delay = std::chrono::milliseconds(0);  // for inspection: no back-off
+    options.message_ttl = std::chrono::milliseconds(0);
+    options.max_length = std::numeric_limits<std::size_t>::max();
+    options.max_bytes = std::numeric_limits<std::size_t>::max();
+    it = queues_.try_emplace(name, name, options).first;
+    it->second.is_dead_letter_queue = true;
+  }
+  (void)it->second.queue.Publish(std::move(dead.envelope), {}, now);  // unbounded: cannot fail
+  Dispatch(it->second, now);
+}
+
+void BrokerCore::Dispatch(QueueSlot& slot, TimePoint now) {
+  while (slot.queue.ready() > 0 && !slot.waiting.empty()) {
+    const std::uint64_t consumer_id = slot.waiting.front();
+    slot.waiting.pop_front();
+    Consumer& consumer = consumers_.at(consumer_id);
+    consumer.waiting = false;
+    const std::uint64_t tag = next_tag_++;
+    auto lease = slot.queue.LeaseNext(tag, now, consumer.ack_timeout);
+    if (!lease) {
+      MakeWaiting(consumer_id);
+      return;
+    }
+    consumer.tags.insert(tag);
+    deliveries_.emplace(tag, Delivery{consumer_id, &slot, lease->reply_to});
+    if (consumer.session.side == Side::kWorkers) {
+      std::vector<zmq::message_t> frames;
+      frames.push_back(TagAddress(tag));
+      frames.emplace_back();
+      frames.push_back(std::move(lease->envelope.body));
+      Send(Side::kWorkers, consumer.session.peer, std::move(frames));
+    } else {
+      std::string header;
+      EncodeHeader(lease->envelope, header);
+      std::vector<zmq::message_t> payload;
+      payload.emplace_back(header.data(), header.size());
+      payload.push_back(std::move(lease->envelope.body));
+      Send(Side::kClients, consumer.session.peer,
+           p::Frames(p::kDeliver,
+                     p::ArgsWriter(3)
+                         .Uint("tag", tag)
+                         .Str("consumer", consumer.name)
+                         .Str("queue", slot.queue.name())
+                         .Finish(),
+                     std::move(payload)));
+    }
+    MakeWaiting(consumer_id);  // back of the line, if it has credit left
+  }
+}
+
+// ---- Time ------------------------------------------------------------------------------------
+
+void BrokerCore::Tick(TimePoint now) {
+  for (auto& [name, slot] : queues_) {
+    auto due = slot.queue.NextDeadline();
+    if (!due || *due > now) continue;
+    auto result = slot.queue.Tick(now);
+    for (std::uint64_t tag : result.timed_out) {
+      ++counters_.deliveries_taken_back;
+      ForgetDelivery(tag);
+    }
+    for (DeadLetter& dead : result.dead) PlaceDeadLetter(std::move(dead), now);
+    Dispatch(slot, now);
+  }
+  if (!next_housekeeping_ || now < *next_housekeeping_) return;
+  const auto silence_limit = options_.heartbeat_interval * options_.liveness;
+  std::vector<SessionKey> dead;
+  for (auto& [key, session] : sessions_) {
+    if (now - session.last_seen >= silence_limit) {
+      dead.push_back(key);
+    } else if (now - session.last_heartbeat_sent >= options_.heartbeat_interval) {
+      session.last_heartbeat_sent = now;
+      if (key.side == Side::kWorkers) {
+        std::vector<zmq::message_t> frames;
+        frames.emplace_back(&p::kPppHeartbeat, 1);
+        Send(Side::kWorkers, key.peer, std::move(frames));
+      } else {
+        Send(Side::kClients, key.peer, p::Frames(p::kHeartbeat, p::NoArgs()));
+      }
+    }
+  }
+  for (const SessionKey& key : dead) {
+    ++counters_.peers_expired;
+    Log(std::string(key.side == Side::kWorkers ? "worker" : "client") +
+        " silent for " + std::to_string(options_.liveness) + " heartbeats: taking back its work");
+    DropSession(key, now);
+  }
+  log_budget_ = 20;
+  if (log_suppressed_ > 0) {
+    log_.push_back(std::to_string(log_suppressed_) + " more log lines suppressed");
+    log_suppressed_ = 0;
+  }
+  next_housekeeping_ = sessions_.empty() ? std::nullopt
+                                         : std::optional(now + options_.heartbeat_interval / 4);
+}
+
+std::optional<TimePoint> BrokerCore::NextDeadline() const {
+  std::optional<TimePoint> next = next_housekeeping_;
+  for (const auto& [name, slot] : queues_) {
+    auto due = slot.queue.NextDeadline();
+    if (due && (!next || *due < *next)) next = due;
+  }
+  return next;
+}
+
+void BrokerCore::Flush() {
+  for (const std::string& peer : owed_confirms_) {
+    auto it = sessions_.find(SessionKey{Side::kClients, peer});
+    if (it == sessions_.end() || !it->second.confirm_upto) continue;
+    Send(Side::kClients, peer,
+         p::Frames(p::kConfirm, p::ArgsWriter(2)
+                                    .Uint("upto", *it->second.confirm_upto)
+                                    .Str("level", "queued")
+                                    .Finish()));
+    it->second.confirm_upto.reset();
+  }
+  owed_confirms_.clear();
+}
+
+// ---- Output ----------------------------------------------------------------------------------
+
+void BrokerCore::Send(Side side, std::string_view peer, std::vector<zmq::message_t> frames) {
+  outbox_.push_back(Outgoing{side, std::string(peer), std::move(frames)});
+}
+
+void BrokerCore::SendOk(const SessionKey& key, const p::Args& args) {
+  auto rid = args.Uint("rid", 0);
+  Send(Side::kClients, key.peer, p::Frames(p::kOk, p::ArgsWriter(1).Uint("rid", *rid).Finish()));
+}
+
+void BrokerCore::SendError(std::string_view peer, std::string_view code, const std::string& message,
+                           std::string_view command, std::optional<std::uint64_t> rid) {
+  p::ArgsWriter writer(rid ? 4 : 3);
+  writer.Str("code", code).Str("message", message).Str("command", command.substr(0, 32));
+  if (rid) writer.Uint("rid", *rid);
+  Send(Side::kClients, peer, p::Frames(p::kError, writer.Finish()));
+}
+
+void BrokerCore::SendRejected(std::string_view peer, std::uint64_t seq, std::string_view code,
+                              const std::string& message) {
+  ++counters_.refused;
+  Send(Side::kClients, peer,
+       p::Frames(p::kRejected,
+                 p::ArgsWriter(3).Uint("seq", seq).Str("code", code).Str("message", message).Finish()));
+}
+
+void BrokerCore::Log(std::string line) {
+  if (log_budget_ > 0) {
+    --log_budget_;
+    log_.push_back(std::move(line));
+  } else {
+    ++log_suppressed_;
+  }
+}
+
+std::vector<std::string> BrokerCore::TakeLog() { return std::exchange(log_, {}); }
+
+const MessageQueue* BrokerCore::FindQueue(std::string_view name) const {
+  auto it = queues_.find(name);
+  return it == queues_.end() ? nullptr : &it->second.queue;
+}
+
+}  // namespace zmqkit::internal

@@ -1,0 +1,172 @@
+// BrokerCore: everything the broker decides, with no sockets and no clock.
+//
+// The socket loop (zmqkit::Broker) hands it each message received — the routing id and the frames
+// after it — and the current time; the core updates its state and appends the messages to send to
+// outbox(). Tick(now) does what time makes due, and NextDeadline() tells the loop how long it may
+// sleep. So every rule (leases, liveness, LRU dispatch, confirms, dead letters) is tested by calling
+// these methods with a ManualClock's time and reading the outbox.
+//
+// Peers on the client endpoint are native clients (frames start with the ZKB1 signature) or plain
+// REQ clients (an empty delimiter frame first). Peers on the worker endpoint are Paranoid Pirate
+// workers. The core keeps a session per native client and per worker, and forgets it when the peer
+// says BYE or falls silent for `liveness` heartbeat intervals.
+#ifndef ZMQKIT_SRC_BROKER_BROKER_CORE_H_
+#define ZMQKIT_SRC_BROKER_BROKER_CORE_H_
+
+#include <cstdint>
+#include <list>
+#include <map>
+#include <optional>
+#include <set>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+#include <zmq.hpp>
+
+#include "broker/exchanges.h"
+#include "broker/message_queue.h"
+#include "broker/protocol.h"
+#include "zmqkit/broker.h"
+#include "zmqkit/clock.h"
+#include "zmqkit/envelope_codec.h"
+
+namespace zmqkit::internal {
+
+enum class Side { kClients, kWorkers };
+
+struct Outgoing {
+  Side side;
+  std::string peer;  // routing id on that side's ROUTER
+  std::vector<zmq::message_t> frames;
+};
+
+class BrokerCore {
+ public:
+  explicit BrokerCore(const BrokerOptions& options);
+
+  // One message from the client ROUTER; `frames` are those after the routing id.
+  void OnClientMessage(std::string_view peer, std::span<zmq::message_t> frames, TimePoint now);
+  // One message from the worker ROUTER.
+  void OnWorkerMessage(std::string_view peer, std::span<zmq::message_t> frames, TimePoint now);
+  // Delayed messages due, TTLs expired, leases timed out, silent peers dropped, heartbeats sent.
+  void Tick(TimePoint now);
+  // The earliest time Tick() has work to do.
+  std::optional<TimePoint> NextDeadline() const;
+  // Queues the publisher confirms owed for what was handled since the last Flush(). Call once per
+  // batch of input: one CONFIRM covers every publish of a client in the batch.
+  void Flush();
+
+  std::vector<Outgoing>& outbox() { return outbox_; }
+  // Log lines since the last call, rate-limited (a flood of bad input produces a count, not a line
+  // per message).
+  std::vector<std::string> TakeLog();
+
+  const BrokerCounters& counters() const { return counters_; }
+  const MessageQueue* FindQueue(std::string_view name) const;
+  std::size_t sessions() const { return sessions_.size(); }
+  std::size_t consumers() const { return consumers_.size(); }
+
+ private:
+  struct SessionKey {
+    Side side;
+    std::string peer;
+    friend auto operator<=>(const SessionKey&, const SessionKey&) = default;
+  };
+  struct Session {
+    TimePoint last_seen;
+    TimePoint last_heartbeat_sent;
+    std::set<std::uint64_t> consumers;   // consumer ids
+    std::optional<std::uint64_t> confirm_upto;  // highest publish seq to confirm at Flush()
+  };
+  struct QueueSlot;
+  struct Consumer {
+    SessionKey session;
+    std::string name;  // the client's name for it; unique within the session
+    QueueSlot* slot;
+    std::uint32_t prefetch;
+    Duration ack_timeout;
+    std::set<std::uint64_t> tags;  // deliveries held
+    bool waiting = false;          // in slot->waiting (has credit)
+    std::list<std::uint64_t>::iterator waiting_position;
+  };
+  struct QueueSlot {
+    explicit QueueSlot(std::string name, const QueueOptions& options)
+        : queue(std::move(name), options) {}
+    MessageQueue queue;
+    // Consumers with free credit, the one that has waited longest first (LRU, not round robin).
+    std::list<std::uint64_t> waiting;
+    std::size_t consumers = 0;
+    bool is_dead_letter_queue = false;
+  };
+  struct Delivery {
+    std::uint64_t consumer;
+    QueueSlot* slot;
+    std::string reply_to;  // routing id of a REQ client waiting for the answer, if any
+  };
+
+  // Native commands.
+  void HandleNative(Session& session, const SessionKey& key, std::string_view command,
+                    const protocol::Args& args, std::span<zmq::message_t> payload, TimePoint now);
+  void HandlePublish(Session& session, const SessionKey& key, const protocol::Args& args,
+                     std::span<zmq::message_t> payload, TimePoint now);
+  void HandleConsume(Session& session, const SessionKey& key, const protocol::Args& args,
+                     TimePoint now);
+  void HandleCancel(Session& session, const SessionKey& key, const protocol::Args& args,
+                    TimePoint now);
+  void HandleSettle(const SessionKey& key, std::string_view command, const protocol::Args& args,
+                    TimePoint now);
+  void HandleDeclareQueue(const SessionKey& key, const protocol::Args& args);
+  void HandleDeclareExchange(const SessionKey& key, const protocol::Args& args);
+  void HandleBind(const SessionKey& key, const protocol::Args& args, bool bind);
+  void HandleStats(const SessionKey& key, const protocol::Args& args);
+  void HandlePurge(const SessionKey& key, const protocol::Args& args);
+  void HandleRedrive(const SessionKey& key, const protocol::Args& args, TimePoint now);
+  // A plain REQ client's request: [request...] after the empty delimiter.
+  void HandleRequest(std::string_view peer, std::span<zmq::message_t> frames, TimePoint now);
+
+  Session& Touch(const SessionKey& key, TimePoint now);
+  void DropSession(const SessionKey& key, TimePoint now);
+  void RemoveConsumer(std::uint64_t consumer_id, TimePoint now);
+  std::uint64_t AddConsumer(const SessionKey& key, Session& session, std::string name,
+                            QueueSlot& slot, std::uint32_t prefetch, Duration ack_timeout);
+
+  Result<QueueSlot*> GetOrCreateQueue(std::string_view name);
+  void Dispatch(QueueSlot& slot, TimePoint now);
+  void MakeWaiting(std::uint64_t consumer_id);
+  // Removes a delivery from the books after the queue settled or took it back.
+  void ForgetDelivery(std::uint64_t tag);
+  // Finds a delivery held by `key`; nullptr (and counted) if unknown or someone else's.
+  Delivery* OwnDelivery(const SessionKey& key, std::uint64_t tag);
+  void PlaceDeadLetter(DeadLetter dead, TimePoint now);
+
+  void Send(Side side, std::string_view peer, std::vector<zmq::message_t> frames);
+  void SendOk(const SessionKey& key, const protocol::Args& args);
+  void SendError(std::string_view peer, std::string_view code, const std::string& message,
+                 std::string_view command, std::optional<std::uint64_t> rid = std::nullopt);
+  void SendRejected(std::string_view peer, std::uint64_t seq, std::string_view code,
+                    const std::string& message);
+  void Log(std::string line);
+
+  BrokerOptions options_;
+  DecodeLimits limits_;
+  std::map<std::string, QueueSlot, std::less<>> queues_;  // std::map: QueueSlot* stay valid
+  Exchanges exchanges_;
+  std::map<SessionKey, Session> sessions_;
+  std::unordered_map<std::uint64_t, Consumer> consumers_;
+  std::unordered_map<std::uint64_t, Delivery> deliveries_;  // by delivery tag
+  std::set<std::string> owed_confirms_;                     // client peers with confirm_upto set
+  std::uint64_t next_consumer_id_ = 1;
+  std::uint64_t next_tag_ = 1;
+  std::optional<TimePoint> next_housekeeping_;
+  std::vector<Outgoing> outbox_;
+  std::vector<std::string> log_;
+  int log_budget_ = 20;
+  std::uint64_t log_suppressed_ = 0;
+  BrokerCounters counters_;
+};
+
+}  // namespace zmqkit::internal
+
+#endif  // ZMQKIT_SRC_BROKER_BROKER_CORE_H_

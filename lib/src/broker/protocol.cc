@@ -1,0 +1,153 @@
+#include "broker/protocol.h"
+
+namespace zmqkit::internal::protocol {
+namespace {
+
+Status TypeError(std::string_view key, std::string_view expected) {
+  return Status::InvalidArgument("args key \"" + std::string(key) + "\" must be " +
+                                 std::string(expected));
+}
+Status Missing(std::string_view key) {
+  return Status::InvalidArgument("args key \"" + std::string(key) + "\" is required");
+}
+
+}  // namespace
+
+Result<Args> Args::Parse(std::string_view bytes) {
+  Args args;
+  try {
+    // Bounded by the frame: no container can declare more entries than there are bytes.
+    const std::size_t bound = bytes.size();
+    const msgpack::unpack_limit limits(bound, bound, bound, bound, bound, 32);
+    std::size_t offset = 0;
+    args.handle_ = std::make_shared<msgpack::object_handle>(
+        msgpack::unpack(bytes.data(), bytes.size(), offset, nullptr, nullptr, limits));
+    if (offset != bytes.size()) return Status::InvalidArgument("bytes after the args map");
+  } catch (const std::exception& error) {
+    return Status::InvalidArgument(std::string("args frame is not msgpack: ") + error.what());
+  }
+  const msgpack::object& root = args.handle_->get();
+  if (root.type != msgpack::type::MAP) return Status::InvalidArgument("args frame is not a map");
+  for (std::uint32_t i = 0; i < root.via.map.size; ++i) {
+    const msgpack::object_kv& entry = root.via.map.ptr[i];
+    if (entry.key.type != msgpack::type::STR) {
+      return Status::InvalidArgument("args keys must be str");
+    }
+    std::string key(entry.key.via.str.ptr, entry.key.via.str.size);
+    if (!args.values_.emplace(std::move(key), entry.val).second) {
+      return Status::InvalidArgument("args key appears twice");
+    }
+  }
+  return args;
+}
+
+Result<std::uint64_t> Args::Uint(std::string_view key,
+                                 std::optional<std::uint64_t> fallback) const {
+  auto it = values_.find(key);
+  if (it == values_.end()) {
+    if (fallback) return *fallback;
+    return Missing(key);
+  }
+  if (it->second.type == msgpack::type::POSITIVE_INTEGER) return it->second.via.u64;
+  return TypeError(key, "a non-negative integer");
+}
+
+Result<std::string> Args::Str(std::string_view key, std::optional<std::string> fallback) const {
+  auto it = values_.find(key);
+  if (it == values_.end()) {
+    if (fallback) return *fallback;
+    return Missing(key);
+  }
+  if (it->second.type == msgpack::type::STR) {
+    return std::string(it->second.via.str.ptr, it->second.via.str.size);
+  }
+  return TypeError(key, "str");
+}
+
+Result<bool> Args::Bool(std::string_view key, std::optional<bool> fallback) const {
+  auto it = values_.find(key);
+  if (it == values_.end()) {
+    if (fallback) return *fallback;
+    return Missing(key);
+  }
+  if (it->second.type == msgpack::type::BOOLEAN) return it->second.via.boolean;
+  return TypeError(key, "a boolean");
+}
+
+Result<std::vector<std::uint64_t>> Args::UintList(std::string_view key) const {
+  auto it = values_.find(key);
+  if (it == values_.end()) return Missing(key);
+  if (it->second.type != msgpack::type::ARRAY) return TypeError(key, "an array of integers");
+  std::vector<std::uint64_t> values;
+  values.reserve(it->second.via.array.size);
+  for (std::uint32_t i = 0; i < it->second.via.array.size; ++i) {
+    const msgpack::object& item = it->second.via.array.ptr[i];
+    if (item.type != msgpack::type::POSITIVE_INTEGER) return TypeError(key, "an array of integers");
+    values.push_back(item.via.u64);
+  }
+  return values;
+}
+
+void PackStr(msgpack::packer<msgpack::sbuffer>& packer, std::string_view text) {
+  packer.pack_str(static_cast<std::uint32_t>(text.size()));
+  packer.pack_str_body(text.data(), static_cast<std::uint32_t>(text.size()));
+}
+
+ArgsWriter& ArgsWriter::Key(std::string_view key) {
+  ++written_;
+  PackStr(packer_, key);
+  return *this;
+}
+
+ArgsWriter& ArgsWriter::Uint(std::string_view key, std::uint64_t value) {
+  Key(key);
+  packer_.pack_uint64(value);
+  return *this;
+}
+
+ArgsWriter& ArgsWriter::Str(std::string_view key, std::string_view value) {
+  Key(key);
+  PackStr(packer_, value);
+  return *this;
+}
+
+ArgsWriter& ArgsWriter::Bool(std::string_view key, bool value) {
+  Key(key);
+  if (value) {
+    packer_.pack_true();
+  } else {
+    packer_.pack_false();
+  }
+  return *this;
+}
+
+ArgsWriter& ArgsWriter::UintList(std::string_view key, const std::vector<std::uint64_t>& values) {
+  Key(key);
+  packer_.pack_array(static_cast<std::uint32_t>(values.size()));
+  for (std::uint64_t value : values) packer_.pack_uint64(value);
+  return *this;
+}
+
+zmq::message_t ArgsWriter::Finish() {
+  if (written_ != expected_) {
+    // A bug in this file's callers, never peer input: the map header would lie about its length.
+    throw std::logic_error("ArgsWriter: " + std::to_string(written_) + " entries written, " +
+                           std::to_string(expected_) + " declared");
+  }
+  return zmq::message_t(buffer_.data(), buffer_.size());
+}
+
+zmq::message_t NoArgs() { return zmq::message_t("\x80", 1); }
+
+std::vector<zmq::message_t> Frames(std::string_view command, zmq::message_t args,
+                                   std::vector<zmq::message_t> payload) {
+  std::vector<zmq::message_t> frames;
+  frames.reserve(3 + payload.size());
+  frames.emplace_back(kSignature.data(), kSignature.size());
+  frames.emplace_back(command.data(), command.size());
+  frames.push_back(std::move(args));
+  for (auto& frame : payload) frames.push_back(std::move(frame));
+  return frames;
+}
+
+}  // namespace zmqkit::internal::protocol

@@ -1,0 +1,556 @@
+#include "broker/broker_core.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+
+namespace zmqkit::internal {
+namespace {
+
+using namespace std::chrono_literals;
+namespace p = protocol;
+
+// One message out of the core, decoded for assertions.
+struct Out {
+  Side side;
+  std::string peer;
+  std::string command;  // native: the command; PPP/REQ: empty
+  std::optional<p::Args> args;
+  std::string raw_args;
+  std::vector<std::string> frames;  // native: payload frames; PPP/REQ: all frames
+};
+
+class BrokerCoreTest : public ::testing::Test {
+ protected:
+  BrokerCoreTest() {
+    options_.queue_defaults.ack_timeout = 10s;
+    options_.queue_defaults.retry_delay = 0ms;
+    options_.heartbeat_interval = 1s;
+    options_.liveness = 3;
+  }
+  BrokerCore& core() {
+    if (!core_) core_.emplace(options_);
+    return *core_;
+  }
+
+  void Client(const std::string& peer, std::string_view command, zmq::message_t args,
+              std::vector<zmq::message_t> payload = {}) {
+    auto frames = p::Frames(command, std::move(args), std::move(payload));
+    core().OnClientMessage(peer, frames, clock_.Now());
+  }
+  void Publish(const std::string& peer, std::uint64_t seq, const std::string& key,
+               std::string_view body, const std::string& exchange = "", std::uint8_t priority = 0) {
+    Envelope envelope = Envelope::New(body);
+    envelope.priority = priority;
+    std::string header;
+    EncodeHeader(envelope, header);
+    std::vector<zmq::message_t> payload;
+    payload.emplace_back(header.data(), header.size());
+    payload.emplace_back(body.data(), body.size());
+    Client(peer, p::kPublish,
+           p::ArgsWriter(3).Uint("seq", seq).Str("exchange", exchange).Str("key", key).Finish(),
+           std::move(payload));
+  }
+  void Consume(const std::string& peer, const std::string& queue, std::uint32_t prefetch,
+               const std::string& name = "c") {
+    Client(peer, p::kConsume,
+           p::ArgsWriter(4).Uint("rid", 1).Str("queue", queue).Str("consumer", name)
+               .Uint("prefetch", prefetch).Finish());
+  }
+  void Ack(const std::string& peer, std::uint64_t tag) {
+    Client(peer, p::kAck, p::ArgsWriter(1).UintList("tags", {tag}).Finish());
+  }
+  void Nack(const std::string& peer, std::uint64_t tag, bool requeue) {
+    Client(peer, p::kNack, p::ArgsWriter(2).Uint("tag", tag).Bool("requeue", requeue).Finish());
+  }
+  void Worker(const std::string& peer, std::vector<std::string> frames) {
+    std::vector<zmq::message_t> messages;
+    for (auto& frame : frames) messages.emplace_back(frame.data(), frame.size());
+    core().OnWorkerMessage(peer, messages, clock_.Now());
+  }
+  void Advance(std::chrono::milliseconds by) {
+    clock_.Advance(by);
+    core().Tick(clock_.Now());
+  }
+
+  // Everything sent since the last call (after a Flush), decoded.
+  std::vector<Out> Take() {
+    core().Flush();
+    std::vector<Out> result;
+    for (Outgoing& out : core().outbox()) {
+      Out decoded{out.side, out.peer, "", std::nullopt, "", {}};
+      std::vector<std::string> frames;
+      for (auto& frame : out.frames) frames.push_back(frame.to_string());
+      if (!frames.empty() && frames[0] == p::kSignature && frames.size() >= 3) {
+        decoded.command = frames[1];
+        auto args = p::Args::Parse(frames[2]);
+        EXPECT_TRUE(args.ok());
+        if (args.ok()) decoded.args = std::move(*args);
+        decoded.raw_args = frames[2];
+        decoded.frames.assign(frames.begin() + 3, frames.end());
+      } else {
+        decoded.frames = std::move(frames);
+      }
+      result.push_back(std::move(decoded));
+    }
+    core().outbox().clear();
+    return result;
+  }
+  // Only the messages with `command` (native) sent to `peer`.
+  std::vector<Out> Of(const std::vector<Out>& all, const std::string& peer, std::string_view command) {
+    std::vector<Out> selected;
+    for (const Out& out : all) {
+      if (out.peer == peer && out.command == command) selected.push_back(out);
+    }
+    return selected;
+  }
+  static std::uint64_t Tag(const Out& deliver) { return *deliver.args->Uint("tag"); }
+  static std::string Body(const Out& deliver) { return deliver.frames.at(1); }
+  static std::string Header(const Out& deliver, const std::string& key) {
+    zmq::message_t frames[] = {zmq::message_t(deliver.frames.at(0)), zmq::message_t(deliver.frames.at(1))};
+    auto envelope = DecodeFrames(frames, {});
+    EXPECT_TRUE(envelope.ok());
+    if (!envelope.ok()) return "";
+    auto it = envelope->headers.find(key);
+    return it == envelope->headers.end() ? "" : it->second;
+  }
+
+  BrokerOptions options_;
+  std::optional<BrokerCore> core_;
+  ManualClock clock_;
+};
+
+TEST_F(BrokerCoreTest, PublishesAreConfirmedInOneBatchAtQueuedLevel) {
+  Publish("producer", 1, "work", "a");
+  Publish("producer", 2, "work", "b");
+  Publish("producer", 3, "work", "c");
+  auto out = Take();
+  auto confirms = Of(out, "producer", p::kConfirm);
+  ASSERT_EQ(confirms.size(), 1u);
+  EXPECT_EQ(*confirms[0].args->Uint("upto"), 3u);
+  EXPECT_EQ(*confirms[0].args->Str("level"), "queued");
+  ASSERT_NE(core().FindQueue("work"), nullptr);
+  EXPECT_EQ(core().FindQueue("work")->ready(), 3u);
+}
+
+TEST_F(BrokerCoreTest, MessagesWaitForAConsumerThatStartsLater) {
+  for (int i = 0; i < 5; ++i) Publish("producer", i + 1, "orders", "order " + std::to_string(i));
+  Client("producer", p::kBye, p::NoArgs());  // the producer is gone
+  Take();
+  Advance(1h);
+  Consume("rider", "orders", 10);
+  auto delivered = Of(Take(), "rider", p::kDeliver);
+  ASSERT_EQ(delivered.size(), 5u);
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(Body(delivered[i]), "order " + std::to_string(i));
+  EXPECT_EQ(*delivered[0].args->Str("queue"), "orders");
+  EXPECT_EQ(*delivered[0].args->Str("consumer"), "c");
+}
+
+TEST_F(BrokerCoreTest, NegativeConfirmsCarryAReason) {
+  options_.max_message_bytes = 100;
+  options_.queue_defaults.max_length = 1;
+  Publish("p", 1, "q", "fits");
+  Publish("p", 2, "q", "queue is full now");
+  Publish("p", 3, "q", std::string(200, 'x'));
+  Publish("p", 4, "nowhere", "x", "no-such-exchange");
+  Publish("p", 5, "bad name!", "x");
+  std::vector<zmq::message_t> bad_header;
+  bad_header.emplace_back(std::string_view("\xc1"));
+  bad_header.emplace_back(std::string_view("x"));
+  Client("p", p::kPublish, p::ArgsWriter(2).Uint("seq", 6).Str("key", "q").Finish(),
+         std::move(bad_header));
+  auto out = Take();
+  std::map<std::uint64_t, std::string> codes;
+  for (const Out& rejected : Of(out, "p", p::kRejected)) {
+    codes[*rejected.args->Uint("seq")] = *rejected.args->Str("code");
+  }
+  EXPECT_EQ(codes, (std::map<std::uint64_t, std::string>{{2, "queue-full"},
+                                                          {3, "message-too-large"},
+                                                          {4, "not-found"},
+                                                          {5, "invalid-argument"},
+                                                          {6, "malformed"}}));
+  auto confirms = Of(out, "p", p::kConfirm);
+  ASSERT_EQ(confirms.size(), 1u);
+  EXPECT_EQ(*confirms[0].args->Uint("upto"), 1u);  // only seq 1 was accepted
+  EXPECT_EQ(core().counters().refused, 5u);
+}
+
+TEST_F(BrokerCoreTest, PrefetchBoundsWhatAConsumerHolds) {
+  for (int i = 0; i < 5; ++i) Publish("p", i + 1, "q", std::to_string(i));
+  Consume("c", "q", 2);
+  auto first = Of(Take(), "c", p::kDeliver);
+  ASSERT_EQ(first.size(), 2u);
+  Ack("c", Tag(first[0]));
+  auto second = Of(Take(), "c", p::kDeliver);
+  ASSERT_EQ(second.size(), 1u);
+  EXPECT_EQ(Body(second[0]), "2");
+}
+
+// Deliveries go to the consumer that has waited longest for work, not blindly in turn.
+TEST_F(BrokerCoreTest, DispatchIsLeastRecentlyUsedNotRoundRobin) {
+  Consume("a", "q", 1);
+  Consume("b", "q", 1);
+  Publish("p", 1, "q", "m1");
+  Publish("p", 2, "q", "m2");
+  auto out = Take();
+  auto to_a = Of(out, "a", p::kDeliver);
+  auto to_b = Of(out, "b", p::kDeliver);
+  ASSERT_EQ(to_a.size(), 1u);
+  ASSERT_EQ(to_b.size(), 1u);
+  Ack("b", Tag(to_b[0]));  // b is free first...
+  Advance(10ms);
+  Ack("a", Tag(to_a[0]));  // ...then a
+  Take();
+  Publish("p", 3, "q", "m3");
+  auto next = Take();
+  ASSERT_EQ(Of(next, "b", p::kDeliver).size(), 1u);  // round robin would pick a here
+  EXPECT_EQ(Of(next, "a", p::kDeliver).size(), 0u);
+}
+
+TEST_F(BrokerCoreTest, AStalledDeliveryIsRedeliveredAfterTheAckTimeoutAndTheLateAckRefused) {
+  options_.liveness = 1000;  // about ack timeouts, not silence
+  Consume("stalled", "q", 1);
+  Publish("p", 1, "q", "job");
+  auto first = Of(Take(), "stalled", p::kDeliver);
+  ASSERT_EQ(first.size(), 1u);
+  Consume("healthy", "q", 1);
+  Take();
+  Advance(10s);
+  auto out = Take();
+  ASSERT_EQ(Of(out, "healthy", p::kDeliver).size(), 1u);
+  EXPECT_EQ(Header(Of(out, "healthy", p::kDeliver)[0], "x") , "");
+  Ack("stalled", Tag(first[0]));
+  auto errors = Of(Take(), "stalled", p::kError);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(*errors[0].args->Str("code"), "unknown-delivery-tag");
+  EXPECT_EQ(core().counters().deliveries_taken_back, 1u);
+}
+
+TEST_F(BrokerCoreTest, PerConsumerAckTimeoutAndExtend) {
+  options_.liveness = 1000;
+  Client("c", p::kConsume,
+         p::ArgsWriter(4).Str("queue", "q").Str("consumer", "c").Uint("prefetch", 1)
+             .Uint("ack_timeout_ms", 2000).Finish());
+  Publish("p", 1, "q", "job");
+  auto delivered = Of(Take(), "c", p::kDeliver);
+  ASSERT_EQ(delivered.size(), 1u);
+  Advance(1500ms);
+  Client("c", p::kExtend, p::ArgsWriter(2).UintList("tags", {Tag(delivered[0])}).Uint("ms", 2000).Finish());
+  Advance(1500ms);  // 3 s after delivery: past the 2 s timeout, not past the extension
+  EXPECT_EQ(core().counters().deliveries_taken_back, 0u);
+  Advance(500ms);   // 2 s after the extension
+  EXPECT_EQ(core().counters().deliveries_taken_back, 1u);
+}
+
+TEST_F(BrokerCoreTest, ASilentConsumerLosesEverythingItHeldAtOnce) {
+  Consume("doomed", "q", 5);
+  for (int i = 0; i < 3; ++i) Publish("p", i + 1, "q", std::to_string(i));
+  ASSERT_EQ(Of(Take(), "doomed", p::kDeliver).size(), 3u);
+  Consume("survivor", "q", 5);
+  // The survivor keeps talking; the doomed one says nothing for 3 heartbeat intervals.
+  for (int i = 0; i < 12; ++i) {
+    Advance(250ms);
+    Client("survivor", p::kHeartbeat, p::NoArgs());
+  }
+  auto out = Take();
+  auto redelivered = Of(out, "survivor", p::kDeliver);
+  ASSERT_EQ(redelivered.size(), 3u);
+  EXPECT_EQ(Body(redelivered[0]), "0");  // in their original order
+  EXPECT_EQ(Body(redelivered[2]), "2");
+  EXPECT_EQ(core().counters().peers_expired, 2u);  // the doomed consumer and the silent producer
+  EXPECT_EQ(core().sessions(), 1u);
+}
+
+TEST_F(BrokerCoreTest, HeartbeatsGoToEveryPeerEachInterval) {
+  Client("c", p::kHeartbeat, p::NoArgs());
+  Worker("w", {"\x01"});
+  Take();
+  Advance(1s);
+  auto out = Take();
+  EXPECT_EQ(Of(out, "c", p::kHeartbeat).size(), 1u);
+  bool worker_heartbeat = false;
+  for (const Out& o : out) worker_heartbeat |= o.side == Side::kWorkers && o.frames == std::vector<std::string>{"\x02"};
+  EXPECT_TRUE(worker_heartbeat);
+}
+
+TEST_F(BrokerCoreTest, APoisonMessageEndsInTheDeadLetterQueueAndCanBeRedriven) {
+  options_.queue_defaults.max_attempts = 3;
+  Consume("c", "payments", 1);
+  Publish("p", 1, "payments", "card declined");
+  for (int attempt = 1; attempt <= 3; ++attempt) {
+    auto delivered = Of(Take(), "c", p::kDeliver);
+    ASSERT_EQ(delivered.size(), 1u) << "attempt " << attempt;
+    Nack("c", Tag(delivered[0]), /*requeue=*/true);
+  }
+  Take();
+  const MessageQueue* dlq = core().FindQueue("payments.dlq");
+  ASSERT_NE(dlq, nullptr);
+  EXPECT_EQ(dlq->ready(), 1u);
+  EXPECT_EQ(core().FindQueue("payments")->size(), 0u);
+
+  Consume("inspector", "payments.dlq", 1, "dlq-reader");
+  auto dead = Of(Take(), "inspector", p::kDeliver);
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(Header(dead[0], "x-death-reason"), "max-attempts");
+  EXPECT_EQ(Header(dead[0], "x-origin-queue"), "payments");
+  EXPECT_EQ(Header(dead[0], "x-attempt-history"), "rejected,rejected,rejected");
+  Nack("inspector", Tag(dead[0]), true);  // put it back in the DLQ
+  Client("inspector", p::kCancel, p::ArgsWriter(1).Str("consumer", "dlq-reader").Finish());
+  Take();
+
+  Client("admin", p::kRedrive, p::ArgsWriter(2).Uint("rid", 7).Str("queue", "payments").Finish());
+  auto out = Take();
+  auto ok = Of(out, "admin", p::kOk);
+  ASSERT_EQ(ok.size(), 1u);
+  EXPECT_EQ(*ok[0].args->Uint("moved"), 1u);
+  auto again = Of(out, "c", p::kDeliver);
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(Body(again[0]), "card declined");
+  EXPECT_EQ(Header(again[0], "x-redriven"), "max-attempts");
+}
+
+TEST_F(BrokerCoreTest, RejectWithoutRequeueDeadLettersAtOnce) {
+  Consume("c", "q", 1);
+  Publish("p", 1, "q", "bad");
+  Nack("c", Tag(Of(Take(), "c", p::kDeliver)[0]), /*requeue=*/false);
+  Take();
+  EXPECT_EQ(core().FindQueue("q.dlq")->ready(), 1u);
+}
+
+TEST_F(BrokerCoreTest, FanoutExchangeCopiesToFourQueues) {
+  Client("admin", p::kDeclareExchange, p::ArgsWriter(2).Str("name", "orders").Str("type", "fanout").Finish());
+  for (const char* queue : {"payment", "email", "inventory", "shipping"}) {
+    Client("admin", p::kBind, p::ArgsWriter(2).Str("exchange", "orders").Str("queue", queue).Finish());
+  }
+  EXPECT_EQ(Of(Take(), "admin", p::kOk).size(), 5u);
+  Publish("p", 1, "", "ORDER_CREATED", "orders");
+  auto out = Take();
+  EXPECT_EQ(*Of(out, "p", p::kConfirm)[0].args->Uint("upto"), 1u);
+  for (const char* queue : {"payment", "email", "inventory", "shipping"}) {
+    EXPECT_EQ(core().FindQueue(queue)->ready(), 1u) << queue;
+  }
+}
+
+TEST_F(BrokerCoreTest, FanoutIsRefusedWholeIfOneQueueIsFull) {
+  Client("admin", p::kDeclareExchange, p::ArgsWriter(2).Str("name", "x").Str("type", "fanout").Finish());
+  Client("admin", p::kBind, p::ArgsWriter(2).Str("exchange", "x").Str("queue", "roomy").Finish());
+  Client("admin", p::kBind, p::ArgsWriter(2).Str("exchange", "x").Str("queue", "tight").Finish());
+  Client("admin", p::kDeclareQueue, p::ArgsWriter(2).Str("name", "tight").Uint("max_length", 0).Finish());
+  Take();
+  Publish("p", 1, "", "m", "x");
+  EXPECT_EQ(Of(Take(), "p", p::kRejected).size(), 1u);
+  EXPECT_EQ(core().FindQueue("roomy")->size(), 0u);
+}
+
+TEST_F(BrokerCoreTest, TopicBindingsRouteByPattern) {
+  Client("admin", p::kDeclareExchange, p::ArgsWriter(2).Str("name", "events").Str("type", "topic").Finish());
+  Client("admin", p::kBind, p::ArgsWriter(3).Str("exchange", "events").Str("queue", "eu").Str("pattern", "*.*.eu").Finish());
+  Client("admin", p::kBind, p::ArgsWriter(3).Str("exchange", "events").Str("queue", "orders").Str("pattern", "orders.#").Finish());
+  Take();
+  Publish("p", 1, "orders.paid.eu", "1", "events");
+  Publish("p", 2, "users.new.eu", "2", "events");
+  Publish("p", 3, "orders.refunded", "3", "events");
+  Publish("p", 4, "users.new.us", "4", "events");  // unroutable: confirmed, counted
+  auto out = Take();
+  EXPECT_EQ(*Of(out, "p", p::kConfirm)[0].args->Uint("upto"), 4u);
+  EXPECT_EQ(core().FindQueue("eu")->ready(), 2u);
+  EXPECT_EQ(core().FindQueue("orders")->ready(), 2u);
+  EXPECT_EQ(core().counters().unroutable, 1u);
+}
+
+TEST_F(BrokerCoreTest, HigherPriorityOvertakesWaitingMessages) {
+  Publish("p", 1, "kitchen", "pizza 1", "", 1);
+  Publish("p", 2, "kitchen", "pizza 2", "", 1);
+  Publish("p", 3, "kitchen", "drink", "", 9);
+  Consume("chef", "kitchen", 3);
+  auto delivered = Of(Take(), "chef", p::kDeliver);
+  ASSERT_EQ(delivered.size(), 3u);
+  EXPECT_EQ(Body(delivered[0]), "drink");
+  EXPECT_EQ(Body(delivered[1]), "pizza 1");
+}
+
+TEST_F(BrokerCoreTest, DelayedDeliveryArrivesOnTime) {
+  options_.liveness = 1000;
+  Consume("chef", "kitchen", 5);
+  Envelope envelope = Envelope::New("check the oven");
+  std::string header;
+  EncodeHeader(envelope, header);
+  std::vector<zmq::message_t> payload;
+  payload.emplace_back(header.data(), header.size());
+  payload.emplace_back(std::string_view("check the oven"));
+  Client("p", p::kPublish, p::ArgsWriter(3).Uint("seq", 1).Str("key", "kitchen").Uint("delay_ms", 5000).Finish(),
+         std::move(payload));
+  EXPECT_TRUE(Of(Take(), "chef", p::kDeliver).empty());
+  EXPECT_EQ(core().NextDeadline(), clock_.Now() + 250ms);  // housekeeping comes first
+  Advance(4999ms);
+  Client("chef", p::kHeartbeat, p::NoArgs());
+  EXPECT_TRUE(Of(Take(), "chef", p::kDeliver).empty());
+  Advance(1ms);
+  EXPECT_EQ(Of(Take(), "chef", p::kDeliver).size(), 1u);
+}
+
+TEST_F(BrokerCoreTest, StatsReportEveryCounter) {
+  options_.queue_defaults.max_attempts = 1;
+  Publish("p", 1, "q", "a");
+  Publish("p", 2, "q", "b");
+  Publish("p", 3, "q", "c");
+  Consume("c", "q", 2);
+  auto delivered = Of(Take(), "c", p::kDeliver);
+  Ack("c", Tag(delivered[0]));
+  Nack("c", Tag(delivered[1]), true);  // out of attempts: dead-lettered
+  Take();
+  Client("admin", p::kStats, p::ArgsWriter(2).Uint("rid", 42).Str("queue", "q").Finish());
+  auto ok = Of(Take(), "admin", p::kOk);
+  ASSERT_EQ(ok.size(), 1u);
+  EXPECT_EQ(*ok[0].args->Uint("rid"), 42u);
+  auto handle = msgpack::unpack(ok[0].raw_args.data(), ok[0].raw_args.size());
+  auto reply = handle.get().as<std::map<std::string, msgpack::object>>();
+  auto queues = reply.at("queues").as<std::vector<std::map<std::string, msgpack::object>>>();
+  ASSERT_EQ(queues.size(), 1u);
+  auto& q = queues[0];
+  EXPECT_EQ(q.at("name").as<std::string>(), "q");
+  std::map<std::string, std::uint64_t> numbers;
+  for (const char* field : {"ready", "in_flight", "delayed", "consumers", "published", "delivered",
+                            "acked", "requeued", "dead_lettered", "dlq_depth"}) {
+    numbers[field] = q.at(field).as<std::uint64_t>();
+  }
+  EXPECT_EQ(numbers, (std::map<std::string, std::uint64_t>{
+                         {"ready", 0}, {"in_flight", 1}, {"delayed", 0}, {"consumers", 1},
+                         {"published", 3}, {"delivered", 3}, {"acked", 1}, {"requeued", 0},
+                         {"dead_lettered", 1}, {"dlq_depth", 1}}));
+  Client("admin", p::kStats, p::ArgsWriter(1).Str("queue", "missing").Finish());
+  EXPECT_EQ(*Of(Take(), "admin", p::kError)[0].args->Str("code"), "not-found");
+}
+
+TEST_F(BrokerCoreTest, PurgeEmptiesTheQueue) {
+  for (int i = 0; i < 4; ++i) Publish("p", i + 1, "q", "x");
+  Client("admin", p::kPurge, p::ArgsWriter(1).Str("queue", "q").Finish());
+  EXPECT_EQ(*Of(Take(), "admin", p::kOk)[0].args->Uint("purged"), 4u);
+  EXPECT_EQ(core().FindQueue("q")->size(), 0u);
+}
+
+TEST_F(BrokerCoreTest, ParanoidPirateWorkerAndLazyPirateClient) {
+  Worker("w1", {"\x01"});  // READY
+  std::vector<zmq::message_t> request;
+  request.emplace_back();  // REQ's empty delimiter
+  request.emplace_back(std::string_view("what is 6x7?"));
+  core().OnClientMessage("req-client", request, clock_.Now());
+  auto out = Take();
+  ASSERT_EQ(out.size(), 1u);
+  ASSERT_EQ(out[0].side, Side::kWorkers);
+  EXPECT_EQ(out[0].peer, "w1");
+  ASSERT_EQ(out[0].frames.size(), 3u);  // [address][""][body]
+  EXPECT_EQ(out[0].frames[1], "");
+  EXPECT_EQ(out[0].frames[2], "what is 6x7?");
+  Worker("w1", {out[0].frames[0], "", "42"});
+  auto reply = Take();
+  ASSERT_EQ(reply.size(), 1u);
+  EXPECT_EQ(reply[0].side, Side::kClients);
+  EXPECT_EQ(reply[0].peer, "req-client");
+  EXPECT_EQ(reply[0].frames, (std::vector<std::string>{"", "42"}));
+}
+
+TEST_F(BrokerCoreTest, ARequestHeldByAWorkerThatDiesGoesToAnotherWorker) {
+  Worker("dies", {"\x01"});
+  std::vector<zmq::message_t> request;
+  request.emplace_back();
+  request.emplace_back(std::string_view("job"));
+  core().OnClientMessage("client", request, clock_.Now());
+  ASSERT_EQ(Take().at(0).peer, "dies");
+  Worker("lives", {"\x01"});
+  Take();
+  for (int i = 0; i < 12; ++i) {
+    Advance(250ms);
+    Worker("lives", {"\x02"});
+  }
+  std::string address;
+  for (const Out& o : Take()) {
+    if (o.side == Side::kWorkers && o.peer == "lives" && o.frames.size() == 3) address = o.frames[0];
+  }
+  ASSERT_FALSE(address.empty()) << "the request never reached the live worker";
+  Worker("lives", {address, "", "done"});
+  auto reply = Take();
+  ASSERT_EQ(reply.size(), 1u);
+  EXPECT_EQ(reply[0].peer, "client");
+  EXPECT_EQ(reply[0].frames[1], "done");
+}
+
+TEST_F(BrokerCoreTest, APppWorkerHoldsOneJobAtATime) {
+  Worker("w", {"\x01"});
+  for (int i = 0; i < 3; ++i) {
+    std::vector<zmq::message_t> request;
+    request.emplace_back();
+    request.emplace_back(std::string_view("job"));
+    core().OnClientMessage("client-" + std::to_string(i), request, clock_.Now());
+  }
+  EXPECT_EQ(Take().size(), 1u);
+  EXPECT_EQ(core().FindQueue("requests")->ready(), 2u);
+}
+
+TEST_F(BrokerCoreTest, BadInputIsAnsweredAndCountedAndOthersAreStillServed) {
+  std::vector<zmq::message_t> garbage;
+  garbage.emplace_back(std::string_view("HELLO"));
+  core().OnClientMessage("bad", garbage, clock_.Now());
+  std::vector<zmq::message_t> old_version;
+  old_version.emplace_back(std::string_view("ZKB0"));
+  core().OnClientMessage("bad", old_version, clock_.Now());
+  Client("bad", "FROBNICATE", p::NoArgs());
+  std::vector<zmq::message_t> bad_args;
+  bad_args.emplace_back(p::kSignature.data(), p::kSignature.size());
+  bad_args.emplace_back(std::string_view("ACK"));
+  bad_args.emplace_back(std::string_view("\x93\x01\x02\x03"));  // an array, not a map
+  core().OnClientMessage("bad", bad_args, clock_.Now());
+  Client("bad", p::kAck, p::ArgsWriter(1).UintList("tags", {12345}).Finish());
+  Worker("bad-worker", {"garbage", "more"});
+
+  // A real producer and consumer, meanwhile.
+  Consume("good", "q", 1);
+  Publish("producer", 1, "q", "still served");
+  auto out = Take();
+  std::vector<std::string> codes;
+  for (const Out& error : Of(out, "bad", p::kError)) codes.push_back(*error.args->Str("code"));
+  EXPECT_EQ(codes, (std::vector<std::string>{"malformed", "unsupported-version", "unknown-command",
+                                             "malformed", "unknown-delivery-tag"}));
+  EXPECT_EQ(Of(out, "good", p::kDeliver).size(), 1u);
+  EXPECT_EQ(core().counters().malformed, 3u);
+  EXPECT_EQ(core().counters().unknown_commands, 1u);
+  EXPECT_EQ(core().counters().unsupported_version, 1u);
+  EXPECT_EQ(core().counters().unknown_tags, 1u);
+}
+
+TEST_F(BrokerCoreTest, AnotherClientsDeliveryTagIsNotYours) {
+  Consume("owner", "q", 1);
+  Publish("p", 1, "q", "mine");
+  auto delivered = Of(Take(), "owner", p::kDeliver);
+  Ack("thief", Tag(delivered[0]));
+  EXPECT_EQ(*Of(Take(), "thief", p::kError)[0].args->Str("code"), "unknown-delivery-tag");
+  EXPECT_EQ(core().FindQueue("q")->in_flight(), 1u);
+}
+
+TEST_F(BrokerCoreTest, StateOfVanishedClientsDoesNotAccumulate) {
+  for (int i = 0; i < 100; ++i) Publish("gone-" + std::to_string(i), 1, "q", "x");
+  EXPECT_EQ(core().sessions(), 100u);
+  Advance(3s);
+  EXPECT_EQ(core().sessions(), 0u);
+  EXPECT_EQ(core().counters().peers_expired, 100u);
+  EXPECT_FALSE(core().NextDeadline().has_value());  // nothing left to wake up for
+}
+
+TEST_F(BrokerCoreTest, ConsumerLimitsAreEnforced) {
+  options_.max_consumers_per_client = 1;
+  options_.max_prefetch = 10;
+  Consume("c", "q", 1, "first");
+  Consume("c", "q", 1, "second");
+  Consume("d", "q", 11, "greedy");
+  Consume("d", "q", 1, "twin");
+  Consume("d", "q2", 1, "twin");
+  auto out = Take();
+  EXPECT_EQ(*Of(out, "c", p::kError)[0].args->Str("code"), "limit-reached");
+  auto d_errors = Of(out, "d", p::kError);
+  ASSERT_EQ(d_errors.size(), 2u);
+  EXPECT_EQ(*d_errors[0].args->Str("code"), "invalid-argument");
+  EXPECT_EQ(*d_errors[1].args->Str("code"), "limit-reached");
+}
+
+}  // namespace
+}  // namespace zmqkit::internal
