@@ -1,26 +1,13 @@
 #include "common/device_main.h"
 
-#include <signal.h>
-
 #include <CLI/CLI.hpp>
-#include <cstring>
 #include <iostream>
-#include <thread>
 
+#include "common/exit_codes.h"
+#include "common/stop_signals.h"
 #include "zmqkit/fanout.h"
 
 namespace zmqkit::devices {
-namespace {
-
-constexpr int kExitRuntime = 1;
-constexpr int kExitUsage = 2;
-
-bool IsEndpointError(int error) {
-  return error == EINVAL || error == EPROTONOSUPPORT || error == ENODEV || error == ENOENT ||
-         error == ENAMETOOLONG;
-}
-
-}  // namespace
 
 int DeviceMain(int argc, char** argv, DeviceKind kind, const char* name, const char* description) {
   CLI::App app(description, name);
@@ -71,16 +58,7 @@ int DeviceMain(int argc, char** argv, DeviceKind kind, const char* name, const c
     options.capture = *endpoint;
   }
 
-  // Block the stop signals in every thread (libzmq's I/O threads inherit this mask) and take them
-  // synchronously on one thread, which asks the proxy to terminate: no handler races with zmq_poll.
-  // SIGUSR2 is how this process releases that thread when the proxy ends for another reason.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGUSR2);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-
+  StopSignals stop_signals;  // before the context: its I/O threads inherit the mask
   zmq::context_t context;
   std::unique_ptr<Device> device;
   try {
@@ -95,23 +73,18 @@ int DeviceMain(int argc, char** argv, DeviceKind kind, const char* name, const c
             << device->backend_endpoint()
             << (capture.empty() ? "" : ", capture " + device->capture_endpoint()) << std::endl;
 
-  std::thread signal_waiter([&] {
-    int received = 0;
-    sigwait(&stop_signals, &received);
-    if (received == SIGUSR2) return;
-    std::cerr << name << ": " << strsignal(received) << ", stopping" << std::endl;
-    device->Stop();
-  });
   int exit_code = 0;
-  try {
-    device->Run();
-  } catch (const zmq::error_t& error) {
-    std::cerr << name << ": " << error.what() << "\n";
-    exit_code = kExitRuntime;
-  }
-  // If Run() ended for another reason, release the waiter thread (harmless if it already left).
-  pthread_kill(signal_waiter.native_handle(), SIGUSR2);
-  signal_waiter.join();
+  stop_signals.RunUntilStopped(
+      name,
+      [&] {
+        try {
+          device->Run();
+        } catch (const zmq::error_t& error) {
+          std::cerr << name << ": " << error.what() << "\n";
+          exit_code = kExitRuntime;
+        }
+      },
+      [&] { device->Stop(); });
   return exit_code;
 }
 

@@ -1,0 +1,104 @@
+// zmqkit-broker: the broker device. Flags, signals, exit codes; the broker itself is zmqkit::Broker.
+#include <zmqkit/broker.h>
+
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "common/exit_codes.h"
+#include "common/stop_signals.h"
+
+int main(int argc, char** argv) {
+  using zmqkit::devices::kExitRuntime;
+  using zmqkit::devices::kExitUsage;
+  const char* name = "zmqkit-broker";
+  CLI::App app(
+      "zmqkit broker: queues that wait for consumers, acks and requeue on timeout, heartbeats, "
+      "dead-letter queues. Clients (native and plain REQ) connect to --clients; Paranoid Pirate "
+      "workers to --workers.",
+      name);
+  std::string clients = "tcp://*:5555";
+  std::string workers = "tcp://*:5556";
+  zmqkit::BrokerOptions options;
+  auto& queue = options.queue_defaults;
+  std::int64_t heartbeat_ms = options.heartbeat_interval.count();
+  std::int64_t ack_timeout_ms = queue.ack_timeout.count();
+  std::int64_t retry_delay_ms = queue.retry_delay.count();
+  std::int64_t max_retry_delay_ms = queue.max_retry_delay.count();
+  std::int64_t message_ttl_ms = queue.message_ttl.count();
+  app.add_option("--clients", clients, "client endpoint (ROUTER), bound")->capture_default_str();
+  app.add_option("--workers", workers, "Paranoid Pirate worker endpoint (ROUTER), bound")
+      ->capture_default_str();
+  app.add_option("--request-queue", options.request_queue,
+                 "queue for plain REQ clients' requests, served by PPP workers")
+      ->capture_default_str();
+  app.add_option("--heartbeat-ms", heartbeat_ms, "heartbeat interval")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--liveness", options.liveness, "heartbeats a peer may miss before it is dead")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--ack-timeout-ms", ack_timeout_ms, "default ack timeout per delivery")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--max-attempts", queue.max_attempts,
+                 "deliveries before a failing message goes to <queue>.dlq (0: no limit)")
+      ->capture_default_str();
+  app.add_option("--retry-delay-ms", retry_delay_ms, "first back-off after a failed delivery")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
+  app.add_option("--max-retry-delay-ms", max_retry_delay_ms, "back-off cap")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
+  app.add_option("--message-ttl-ms", message_ttl_ms, "default message TTL (0: none)")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
+  app.add_option("--max-length", queue.max_length, "messages per queue before publishes are refused")
+      ->capture_default_str();
+  app.add_option("--max-bytes", queue.max_bytes, "bytes per queue before publishes are refused")
+      ->capture_default_str();
+  app.add_option("--max-message-bytes", options.max_message_bytes, "largest message accepted")
+      ->capture_default_str();
+  app.add_option("--max-queues", options.max_queues, "most queues the broker will hold")
+      ->capture_default_str();
+  app.footer("Endpoints are bound; prefix one with '>' to connect instead.\n"
+             "Queues are in memory in this release. Stops cleanly on SIGINT or SIGTERM.");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    return app.exit(error) == 0 ? 0 : kExitUsage;
+  }
+  options.heartbeat_interval = std::chrono::milliseconds(heartbeat_ms);
+  queue.ack_timeout = std::chrono::milliseconds(ack_timeout_ms);
+  queue.retry_delay = std::chrono::milliseconds(retry_delay_ms);
+  queue.max_retry_delay = std::chrono::milliseconds(max_retry_delay_ms);
+  queue.message_ttl = std::chrono::milliseconds(message_ttl_ms);
+  for (auto [text, target] : {std::pair{&clients, &options.clients},
+                              std::pair{&workers, &options.workers}}) {
+    auto endpoint = zmqkit::Endpoint::Parse(*text, zmqkit::Endpoint::Mode::kBind);
+    if (!endpoint.ok()) {
+      std::cerr << name << ": " << endpoint.error().message() << "\n";
+      return kExitUsage;
+    }
+    *target = *endpoint;
+  }
+
+  zmqkit::devices::StopSignals stop_signals;  // before the context: its threads inherit the mask
+  zmq::context_t context;
+  std::unique_ptr<zmqkit::Broker> broker;
+  try {
+    broker = std::make_unique<zmqkit::Broker>(context, options);
+  } catch (const zmq::error_t& error) {
+    std::cerr << name << ": cannot open " << clients << " / " << workers << ": " << error.what()
+              << "\n";
+    return zmqkit::devices::IsEndpointError(error.num()) ? kExitUsage : kExitRuntime;
+  }
+  std::cerr << name << ": clients " << broker->clients_endpoint() << ", workers "
+            << broker->workers_endpoint() << std::endl;
+  int exit_code = 0;
+  stop_signals.RunUntilStopped(
+      name,
+      [&] {
+        try {
+          broker->Run();
+        } catch (const std::exception& error) {
+          std::cerr << name << ": " << error.what() << "\n";
+          exit_code = kExitRuntime;
+        }
+      },
+      [&] { broker->Stop(); });
+  return exit_code;
+}
