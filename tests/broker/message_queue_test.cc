@@ -20,7 +20,7 @@ class MessageQueueTest : public ::testing::Test {
     if (!queue_) queue_.emplace("work", options_);
     return *queue_;
   }
-  void Publish(std::string_view body, std::uint8_t priority = 0, PublishOptions publish = {}) {
+  void Publish(std::string_view body, std::uint8_t priority = 0, EnqueueOptions publish = {}) {
     Envelope envelope = Envelope::New(body);
     envelope.priority = priority;
     ASSERT_TRUE(queue().Publish(std::move(envelope), std::move(publish), clock_.Now()).ok());
@@ -159,7 +159,7 @@ TEST_F(MessageQueueTest, NackWithoutRequeueDeadLettersAsRejected) {
 }
 
 TEST_F(MessageQueueTest, DelayedMessagesBecomeReadyOnTimeAtTheBackOfTheLine) {
-  Publish("check the oven", 0, PublishOptions{10min, std::nullopt, ""});
+  Publish("check the oven", 0, EnqueueOptions{10min, std::nullopt, ""});
   Publish("pizza 1");
   EXPECT_EQ(queue().delayed(), 1u);
   EXPECT_EQ(queue().NextDeadline(), clock_.Now() + 10min);
@@ -177,7 +177,7 @@ TEST_F(MessageQueueTest, DelayedMessagesBecomeReadyOnTimeAtTheBackOfTheLine) {
 }
 
 TEST_F(MessageQueueTest, TheLeaseOfADelayedMessageStartsAtDeliveryNotAtPublish) {
-  Publish("later", 0, PublishOptions{1min, std::nullopt, ""});
+  Publish("later", 0, EnqueueOptions{1min, std::nullopt, ""});
   clock_.Advance(1min);
   queue().Tick(clock_.Now());
   std::uint64_t tag = 0;
@@ -188,7 +188,7 @@ TEST_F(MessageQueueTest, TheLeaseOfADelayedMessageStartsAtDeliveryNotAtPublish) 
 
 TEST_F(MessageQueueTest, ExpiredMessagesAreDeadLetteredNotDelivered) {
   Publish("fresh");
-  Publish("stale", 0, PublishOptions{std::nullopt, 5s, ""});
+  Publish("stale", 0, EnqueueOptions{std::nullopt, 5s, ""});
   clock_.Advance(5s);
   auto tick = queue().Tick(clock_.Now());
   ASSERT_EQ(tick.dead.size(), 1u);
@@ -202,14 +202,14 @@ TEST_F(MessageQueueTest, ExpiredMessagesAreDeadLetteredNotDelivered) {
 TEST_F(MessageQueueTest, QueueTtlAppliesToMessagesWithoutTheirOwn) {
   options_.message_ttl = 2s;
   Publish("default ttl");
-  Publish("own ttl", 0, PublishOptions{std::nullopt, 10s, ""});
+  Publish("own ttl", 0, EnqueueOptions{std::nullopt, 10s, ""});
   clock_.Advance(2s);
   EXPECT_EQ(queue().Tick(clock_.Now()).dead.size(), 1u);
   EXPECT_EQ(Next(), "own ttl");
 }
 
 TEST_F(MessageQueueTest, InFlightMessagesDoNotExpireButAreDeadLetteredIfReturnedAfterTheirTtl) {
-  Publish("slow", 0, PublishOptions{std::nullopt, 5s, ""});
+  Publish("slow", 0, EnqueueOptions{std::nullopt, 5s, ""});
   std::uint64_t tag = 0;
   ASSERT_EQ(Next(&tag), "slow");
   clock_.Advance(10s);
@@ -256,7 +256,7 @@ TEST_F(MessageQueueTest, ExtendMovesTheDeadline) {
 TEST_F(MessageQueueTest, PurgeRemovesReadyAndDelayedButNotInFlight) {
   Publish("a");
   Publish("b");
-  Publish("later", 0, PublishOptions{1min, std::nullopt, ""});
+  Publish("later", 0, EnqueueOptions{1min, std::nullopt, ""});
   std::uint64_t tag = 0;
   ASSERT_EQ(Next(&tag), "a");
   EXPECT_EQ(queue().Purge(), 2u);
@@ -278,8 +278,8 @@ TEST_F(MessageQueueTest, TakeReadyTakesHighestPriorityFirstUpToALimit) {
 
 TEST_F(MessageQueueTest, NextDeadlineIsTheEarliestOfLeasesDelaysAndExpiries) {
   EXPECT_FALSE(queue().NextDeadline().has_value());
-  Publish("expires", 0, PublishOptions{std::nullopt, 50s, ""});
-  Publish("delayed", 0, PublishOptions{40s, std::nullopt, ""});
+  Publish("expires", 0, EnqueueOptions{std::nullopt, 50s, ""});
+  Publish("delayed", 0, EnqueueOptions{40s, std::nullopt, ""});
   EXPECT_EQ(queue().NextDeadline(), clock_.Now() + 40s);
   ASSERT_EQ(Next(), "expires");  // leased: its TTL no longer counts, its 30 s lease does
   EXPECT_EQ(queue().NextDeadline(), clock_.Now() + 30s);

@@ -102,7 +102,10 @@ void BrokerCore::OnClientMessage(std::string_view peer, std::span<zmq::message_t
   }
   SessionKey key{Side::kClients, std::string(peer)};
   Session& session = Touch(key, now);
+  auto rid = args->Uint("rid", 0);
+  current_rid_ = rid.ok() ? *rid : 0;
   HandleNative(session, key, command, *args, frames.subspan(3), now);
+  current_rid_ = 0;
 }
 
 void BrokerCore::HandleNative(Session& session, const SessionKey& key, std::string_view command,
@@ -125,8 +128,7 @@ void BrokerCore::HandleNative(Session& session, const SessionKey& key, std::stri
   if (command == p::kBye) return DropSession(key, now);
   ++counters_.unknown_commands;
   SendError(key.peer, p::kErrUnknownCommand,
-            "unknown command \"" + std::string(command.substr(0, 32)) + "\"", command,
-            args.Uint("rid").ok() ? std::optional(*args.Uint("rid")) : std::nullopt);
+            "unknown command \"" + std::string(command.substr(0, 32)) + "\"", command);
   Log("unknown command from a client");
 }
 
@@ -166,7 +168,7 @@ void BrokerCore::HandlePublish(Session& session, const SessionKey& key, const p:
   auto route = exchanges_.Route(*exchange, *routing_key);
   if (!route.ok()) return SendRejected(key.peer, *seq, p::kErrNotFound, route.error().message());
 
-  PublishOptions publish;
+  EnqueueOptions publish;
   if (*delay_ms > 0) publish.delay = Millis(*delay_ms);
   if (*ttl_ms > 0) publish.ttl = Millis(*ttl_ms);
   std::vector<QueueSlot*> targets;
@@ -493,7 +495,7 @@ void BrokerCore::HandleRequest(std::string_view peer, std::span<zmq::message_t> 
   if (!slot.ok()) return reply_error("zmqkit-broker: " + slot.error().message());
   Envelope request = Envelope::New();
   request.body = std::move(frames[0]);
-  PublishOptions publish;
+  EnqueueOptions publish;
   publish.reply_to = std::string(peer);
   if (Status queued = (*slot)->queue.Publish(std::move(request), std::move(publish), now);
       !queued.ok()) {
@@ -773,6 +775,7 @@ void BrokerCore::SendOk(const SessionKey& key, const p::Args& args) {
 
 void BrokerCore::SendError(std::string_view peer, std::string_view code, const std::string& message,
                            std::string_view command, std::optional<std::uint64_t> rid) {
+  if (!rid && current_rid_ != 0) rid = current_rid_;
   p::ArgsWriter writer(rid ? 4 : 3);
   writer.Str("code", code).Str("message", message).Str("command", command.substr(0, 32));
   if (rid) writer.Uint("rid", *rid);

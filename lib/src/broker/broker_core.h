@@ -143,6 +143,8 @@ class BrokerCore {
 
   void Send(Side side, std::string_view peer, std::vector<zmq::message_t> frames);
   void SendOk(const SessionKey& key, const protocol::Args& args);
+  // The ERROR carries `rid` if given, else the rid of the command being handled (if it had one),
+  // so a client waiting for an answer to that command gets this one.
   void SendError(std::string_view peer, std::string_view code, const std::string& message,
                  std::string_view command, std::optional<std::uint64_t> rid = std::nullopt);
   void SendRejected(std::string_view peer, std::uint64_t seq, std::string_view code,
@@ -160,6 +162,7 @@ class BrokerCore {
   std::uint64_t next_consumer_id_ = 1;
   std::uint64_t next_tag_ = 1;
   std::optional<TimePoint> next_housekeeping_;
+  std::uint64_t current_rid_ = 0;  // of the native command being handled; 0 if none
   std::vector<Outgoing> outbox_;
   std::vector<std::string> log_;
   int log_budget_ = 20;

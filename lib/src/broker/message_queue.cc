@@ -34,7 +34,7 @@ std::string_view DeadLetterReasonName(DeadLetterReason reason) {
 MessageQueue::MessageQueue(std::string name, const QueueOptions& options)
     : name_(std::move(name)), options_(options) {}
 
-Status MessageQueue::CheckRoom(const Envelope& envelope, const PublishOptions& options) const {
+Status MessageQueue::CheckRoom(const Envelope& envelope, const EnqueueOptions& options) const {
   const std::size_t bytes = MessageBytes(envelope, options.reply_to);
   if (entries_.size() >= options_.max_length || bytes_ + bytes > options_.max_bytes) {
     return Status::ResourceExhausted("queue \"" + name_ + "\" is full (" +
@@ -44,7 +44,7 @@ Status MessageQueue::CheckRoom(const Envelope& envelope, const PublishOptions& o
   return Status::Ok();
 }
 
-Status MessageQueue::Publish(Envelope envelope, PublishOptions options, TimePoint now) {
+Status MessageQueue::Publish(Envelope envelope, EnqueueOptions options, TimePoint now) {
   if (Status room = CheckRoom(envelope, options); !room.ok()) {
     ++counters_.refused_full;
     return room;

@@ -52,7 +52,7 @@ struct DeadLetter {
   DeadLetterReason reason;
 };
 
-struct PublishOptions {
+struct EnqueueOptions {
   std::optional<Duration> delay;  // not deliverable before now + delay
   std::optional<Duration> ttl;    // overrides the queue's message_ttl
   std::string reply_to;           // opaque to the queue; handed back with each lease
@@ -89,9 +89,9 @@ class MessageQueue {
   MessageQueue(std::string name, const QueueOptions& options);
 
   // Adds a message. kResourceExhausted ("queue full") if max_length or max_bytes would be passed.
-  Status Publish(Envelope envelope, PublishOptions options, TimePoint now);
+  Status Publish(Envelope envelope, EnqueueOptions options, TimePoint now);
   // Whether Publish would accept this message now (for all-or-nothing fanout).
-  Status CheckRoom(const Envelope& envelope, const PublishOptions& options) const;
+  Status CheckRoom(const Envelope& envelope, const EnqueueOptions& options) const;
   // Hands the next ready message out under `tag` until now + ack_timeout; nullopt if none is ready.
   // REQUIRES: `tag` is not in flight in this queue.
   std::optional<Lease> LeaseNext(std::uint64_t tag, TimePoint now, Duration ack_timeout);

@@ -1,0 +1,157 @@
+// BrokerClient: a native client of the broker — publish with confirms, consume with acks, admin.
+//
+// A background thread (an "actor", as czmq calls it) owns the connection: it sends heartbeats so
+// the broker knows this client is alive, and — unless auto_extend is off — extends the ack deadline
+// of every delivery this client holds (prefetched-but-unstarted ones included) until it is acked,
+// for at most max_lease. So a handler that runs long is not mistaken for a stalled one, while a
+// process that dies or hangs loses its deliveries to other consumers after the broker's timeout or
+// liveness limit.
+//
+// The BrokerClient object itself is used from one thread (libzmq's rule for sockets); it talks to
+// its actor over an inproc pipe.
+#ifndef ZMQKIT_BROKER_CLIENT_H_
+#define ZMQKIT_BROKER_CLIENT_H_
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+#include <zmq.hpp>
+
+#include "zmqkit/endpoint.h"
+#include "zmqkit/envelope.h"
+#include "zmqkit/envelope_codec.h"
+#include "zmqkit/queue_options.h"
+#include "zmqkit/socket_factory.h"
+#include "zmqkit/status.h"
+
+namespace zmqkit {
+
+struct BrokerClientOptions {
+  SocketOptions socket = [] {
+    SocketOptions options;
+    options.send_hwm = 100000;
+    options.recv_hwm = 100000;
+    return options;
+  }();
+  DecodeLimits limits;
+  // Must not be longer than the broker's interval, or the broker will think this client is dead.
+  std::chrono::milliseconds heartbeat_interval{1000};
+  // How long admin calls and Consume() wait for the broker's answer.
+  std::chrono::milliseconds request_timeout{5000};
+  // Extend held deliveries' deadlines in the background (see the class comment).
+  bool auto_extend = true;
+  std::chrono::milliseconds max_lease{std::chrono::minutes(10)};
+};
+
+// What a publisher confirm promises.
+enum class ConfirmLevel {
+  kQueued,  // the broker holds the message in memory; a broker crash loses it
+  kOnDisk,  // written and synced to the broker's journal (durable brokers)
+};
+
+struct PublishOptions {
+  std::string exchange;  // "" (default): deliver to the queue named by the routing key
+  std::string key;       // the routing key; with the default exchange, the queue name
+  std::chrono::milliseconds delay{0};  // not delivered before this long from now
+  std::chrono::milliseconds ttl{0};    // expires (to the DLQ) if not delivered in time; 0: never
+};
+
+struct Rejection {
+  std::uint64_t seq;
+  std::string code;  // docs/protocol.md: queue-full, message-too-large, not-found, ...
+  std::string message;
+};
+
+struct Delivery {
+  std::uint64_t tag;     // what Ack/Nack/Extend name
+  std::string consumer;  // the consumer name given to Consume()
+  std::string queue;
+  Envelope envelope;     // attempt: 1 on first delivery, +1 per redelivery
+};
+
+struct QueueStats {
+  std::string name;
+  std::map<std::string, std::uint64_t> values;  // ready, in_flight, delayed, consumers, published,
+                                                // delivered, acked, requeued, dead_lettered, ...
+};
+
+class BrokerClient {
+ public:
+  // Connects (or binds) to the broker's client endpoint and starts the actor thread.
+  BrokerClient(zmq::context_t& context, const Endpoint& broker, BrokerClientOptions options = {});
+  // Says BYE (the broker takes back unacked deliveries at once) and stops the actor.
+  ~BrokerClient();
+  BrokerClient(const BrokerClient&) = delete;
+  BrokerClient& operator=(const BrokerClient&) = delete;
+
+  // Sends a message and returns its publish sequence number; does not wait for the confirm.
+  Result<std::uint64_t> Publish(Envelope envelope, const PublishOptions& options);
+  // Shorthand: to the queue `queue` through the default exchange.
+  Result<std::uint64_t> Publish(const std::string& queue, std::string_view body);
+  // Waits until every publish so far is confirmed or rejected. kDeadlineExceeded if not within
+  // `timeout`; kResourceExhausted (naming the first) if any was rejected since the last call —
+  // see TakeRejections() for all of them.
+  Status WaitForConfirms(std::chrono::milliseconds timeout);
+  std::vector<Rejection> TakeRejections();
+  std::size_t unconfirmed() const { return last_sent_seq_ - last_settled_seq_; }
+  ConfirmLevel confirm_level() const { return confirm_level_; }
+
+  // Starts consuming from `queue` with up to `prefetch` unacked deliveries; waits for the broker's
+  // answer. `consumer` names it (unique per client); `ack_timeout` overrides the queue's.
+  Status Consume(const std::string& queue, std::uint32_t prefetch, const std::string& consumer = "",
+                 std::optional<std::chrono::milliseconds> ack_timeout = std::nullopt);
+  Status Cancel(const std::string& consumer);
+  // The next delivery, waiting up to `timeout`. Also processes confirms and heartbeats arriving
+  // meanwhile.
+  Result<Delivery> Receive(std::chrono::milliseconds timeout);
+  Status Ack(std::uint64_t tag);
+  Status Ack(const std::vector<std::uint64_t>& tags);  // one message for a batch
+  Status Nack(std::uint64_t tag, bool requeue);
+  Status Extend(std::uint64_t tag, std::chrono::milliseconds by);
+
+  // Admin.
+  Status DeclareQueue(const std::string& name, const QueueOptions& options);
+  Status DeclareExchange(const std::string& name, const std::string& type);  // "fanout"/"topic"
+  Status Bind(const std::string& exchange, const std::string& queue, const std::string& pattern = "");
+  Result<std::vector<QueueStats>> Stats(const std::string& queue = "");
+  Result<std::uint64_t> Purge(const std::string& queue);
+  Result<std::uint64_t> Redrive(const std::string& queue,
+                                std::optional<std::uint64_t> limit = std::nullopt);
+
+  // Errors the broker reported that no call was waiting for (e.g. an ack of an unknown tag).
+  std::vector<std::string> TakeErrors();
+
+ private:
+  // Reads one message from the actor and files it: confirms, rejections, errors, deliveries
+  // (queued in `deliveries_`), replies (in `replies_`). False if nothing came within `timeout`.
+  bool ReadOne(std::chrono::milliseconds timeout);
+  // Sends a command with a fresh rid and waits for its OK or ERROR; returns the OK's raw args.
+  Result<std::string> Call(std::string_view command, zmq::message_t args, std::uint64_t rid);
+  void SendCommand(std::string_view command, zmq::message_t args,
+                   std::vector<zmq::message_t> payload = {});
+
+  BrokerClientOptions options_;
+  zmq::socket_t pipe_;  // PAIR to the actor
+  std::thread actor_;
+  std::string scratch_;
+  std::uint64_t last_sent_seq_ = 0;
+  std::uint64_t last_settled_seq_ = 0;
+  ConfirmLevel confirm_level_ = ConfirmLevel::kQueued;
+  std::vector<Rejection> rejections_;
+  std::set<std::uint64_t> rejected_seqs_;
+  std::deque<Delivery> deliveries_;
+  std::map<std::uint64_t, Result<std::string>> replies_;  // by rid
+  std::uint64_t next_rid_ = 1;
+  std::uint64_t next_consumer_ = 1;
+  std::vector<std::string> errors_;
+};
+
+}  // namespace zmqkit
+
+#endif  // ZMQKIT_BROKER_CLIENT_H_

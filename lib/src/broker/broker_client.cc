@@ -1,0 +1,402 @@
+#include "zmqkit/broker_client.h"
+
+#include <algorithm>
+#include <atomic>
+#include <map>
+
+#include "broker/protocol.h"
+#include "deadline.h"
+#include "frames.h"
+
+namespace zmqkit {
+namespace {
+
+namespace p = internal::protocol;
+
+constexpr std::string_view kStopActor = "$STOP";
+
+std::string_view View(const zmq::message_t& frame) { return {frame.data<char>(), frame.size()}; }
+
+std::string NextPipeAddress() {
+  static std::atomic<std::uint64_t> counter{0};
+  return "inproc://zmqkit-broker-client-" + std::to_string(counter.fetch_add(1));
+}
+
+void SendFrames(zmq::socket_t& socket, std::span<zmq::message_t> frames) {
+  for (std::size_t i = 0; i < frames.size(); ++i) {
+    socket.send(frames[i], i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+  }
+}
+
+// The actor: owns the broker connection. Forwards commands from the pipe to the broker and
+// everything but heartbeats from the broker to the pipe; sends heartbeats; extends held deliveries.
+void RunActor(zmq::socket_t broker, zmq::socket_t pipe, BrokerClientOptions options) {
+  using Clock = std::chrono::steady_clock;
+  std::map<std::uint64_t, Clock::time_point> held;  // delivery tag -> when it arrived
+  std::vector<zmq::message_t> frames;
+  auto next_heartbeat = Clock::now() + options.heartbeat_interval;
+  // Deadlines are pushed to 3 intervals ahead, every interval: a live client never loses a delivery
+  // it holds (up to max_lease), a dead one loses it within the broker's liveness window anyway.
+  const auto extend_by = options.heartbeat_interval * 3;
+  auto send_command = [&](std::string_view command, zmq::message_t args) {
+    auto message = p::Frames(command, std::move(args));
+    SendFrames(broker, message);
+  };
+  for (;;) {
+    auto wait = std::chrono::ceil<std::chrono::milliseconds>(next_heartbeat - Clock::now());
+    zmq::pollitem_t items[] = {{pipe.handle(), 0, ZMQ_POLLIN, 0},
+                               {broker.handle(), 0, ZMQ_POLLIN, 0}};
+    try {
+      zmq::poll(items, 2, std::max(wait, std::chrono::milliseconds(0)));
+      if (items[0].revents & ZMQ_POLLIN) {
+        std::size_t count = internal::RecvAll(pipe, frames, zmq::recv_flags::dontwait);
+        if (count == 1 && View(frames[0]) == kStopActor) {
+          send_command(p::kBye, p::NoArgs());
+          return;
+        }
+        if (count >= 3) {
+          std::string_view command = View(frames[1]);
+          if (command == p::kAck || command == p::kNack) {
+            auto args = p::Args::Parse(View(frames[2]));
+            if (args.ok()) {
+              if (auto tags = args->UintList("tags"); tags.ok()) {
+                for (auto tag : *tags) held.erase(tag);
+              }
+              if (auto tag = args->Uint("tag"); tag.ok()) held.erase(*tag);
+            }
+          }
+        }
+        SendFrames(broker, std::span(frames.data(), count));
+      }
+      if (items[1].revents & ZMQ_POLLIN) {
+        for (std::size_t count; (count = internal::RecvAll(broker, frames, zmq::recv_flags::dontwait));) {
+          if (count >= 3 && View(frames[1]) == p::kHeartbeat) continue;
+          if (count >= 3 && View(frames[1]) == p::kDeliver) {
+            auto args = p::Args::Parse(View(frames[2]));
+            if (args.ok()) {
+              if (auto tag = args->Uint("tag"); tag.ok()) held.emplace(*tag, Clock::now());
+            }
+          }
+          SendFrames(pipe, std::span(frames.data(), count));
+        }
+      }
+      const auto now = Clock::now();
+      if (now >= next_heartbeat) {
+        next_heartbeat = now + options.heartbeat_interval;
+        send_command(p::kHeartbeat, p::NoArgs());
+        if (options.auto_extend) {
+          std::vector<std::uint64_t> tags;
+          for (const auto& [tag, since] : held) {
+            if (now - since < options.max_lease) tags.push_back(tag);
+          }
+          if (!tags.empty()) {
+            send_command(p::kExtend, p::ArgsWriter(2)
+                                         .UintList("tags", tags)
+                                         .Uint("ms", static_cast<std::uint64_t>(extend_by.count()))
+                                         .Finish());
+          }
+        }
+      }
+    } catch (const zmq::error_t& error) {
+      if (error.num() == EINTR) continue;
+      return;  // ETERM: the context is going away
+    }
+  }
+}
+
+}  // namespace
+
+BrokerClient::BrokerClient(zmq::context_t& context, const Endpoint& broker,
+                           BrokerClientOptions options)
+    : options_(std::move(options)), pipe_(context, zmq::socket_type::pair) {
+  zmq::socket_t connection = OpenSocket(context, zmq::socket_type::dealer, options_.socket);
+  AttachSocket(connection, broker);  // throws here, on the caller's thread, if refused
+  std::string address = NextPipeAddress();
+  pipe_.set(zmq::sockopt::linger, 0);
+  pipe_.set(zmq::sockopt::sndhwm, 0);
+  pipe_.set(zmq::sockopt::rcvhwm, 0);
+  pipe_.bind(address);
+  zmq::socket_t actor_end(context, zmq::socket_type::pair);
+  actor_end.set(zmq::sockopt::linger, 0);
+  actor_end.set(zmq::sockopt::sndhwm, 0);
+  actor_end.set(zmq::sockopt::rcvhwm, 0);
+  actor_end.connect(address);
+  // The sockets move to the actor thread; starting a thread is the memory barrier libzmq asks for.
+  actor_ = std::thread(RunActor, std::move(connection), std::move(actor_end), options_);
+}
+
+BrokerClient::~BrokerClient() {
+  try {
+    pipe_.send(zmq::buffer(kStopActor));
+  } catch (const zmq::error_t&) {
+    // The context is terminating; the actor is leaving on its own.
+  }
+  actor_.join();
+}
+
+void BrokerClient::SendCommand(std::string_view command, zmq::message_t args,
+                               std::vector<zmq::message_t> payload) {
+  auto frames = p::Frames(command, std::move(args), std::move(payload));
+  SendFrames(pipe_, frames);
+}
+
+Result<std::uint64_t> BrokerClient::Publish(Envelope envelope, const PublishOptions& options) {
+  const std::uint64_t seq = ++last_sent_seq_;
+  std::uint32_t entries = 3 + (options.delay.count() > 0) + (options.ttl.count() > 0);
+  p::ArgsWriter args(entries);
+  args.Uint("seq", seq).Str("exchange", options.exchange).Str("key", options.key);
+  if (options.delay.count() > 0) args.Uint("delay_ms", static_cast<std::uint64_t>(options.delay.count()));
+  if (options.ttl.count() > 0) args.Uint("ttl_ms", static_cast<std::uint64_t>(options.ttl.count()));
+  scratch_.clear();
+  EncodeHeader(envelope, scratch_);
+  std::vector<zmq::message_t> payload;
+  payload.emplace_back(scratch_.data(), scratch_.size());
+  payload.push_back(std::move(envelope.body));
+  SendCommand(p::kPublish, args.Finish(), std::move(payload));
+  return seq;
+}
+
+Result<std::uint64_t> BrokerClient::Publish(const std::string& queue, std::string_view body) {
+  PublishOptions options;
+  options.key = queue;
+  return Publish(Envelope::New(body), options);
+}
+
+bool BrokerClient::ReadOne(std::chrono::milliseconds timeout) {
+  std::vector<zmq::message_t> frames;
+  std::size_t count = internal::RecvAll(pipe_, frames, zmq::recv_flags::dontwait);
+  if (count == 0) {
+    if (!internal::WaitReadable(pipe_, timeout)) return false;
+    count = internal::RecvAll(pipe_, frames, zmq::recv_flags::dontwait);
+    if (count == 0) return false;
+  }
+  if (count < 3 || View(frames[0]) != p::kSignature) {
+    errors_.push_back("malformed message from the broker");
+    return true;
+  }
+  std::string_view command = View(frames[1]);
+  auto args = p::Args::Parse(View(frames[2]));
+  if (!args.ok()) {
+    errors_.push_back("malformed args from the broker: " + args.error().message());
+    return true;
+  }
+  // Never throws on a bad value: a wrong type reads as the default.
+  auto uint = [&](std::string_view key) {
+    auto value = args->Uint(key, 0);
+    return value.ok() ? *value : 0;
+  };
+  auto str = [&](std::string_view key) {
+    auto value = args->Str(key, "");
+    return value.ok() ? *value : std::string();
+  };
+  auto advance_settled = [&] {
+    while (rejected_seqs_.contains(last_settled_seq_ + 1)) {
+      rejected_seqs_.erase(++last_settled_seq_);
+    }
+  };
+  if (command == p::kConfirm) {
+    last_settled_seq_ = std::max(last_settled_seq_, uint("upto"));
+    confirm_level_ = str("level") == "on-disk" ? ConfirmLevel::kOnDisk : ConfirmLevel::kQueued;
+    advance_settled();
+  } else if (command == p::kRejected) {
+    Rejection rejection{uint("seq"), str("code"), str("message")};
+    if (rejection.seq > last_settled_seq_) rejected_seqs_.insert(rejection.seq);
+    rejections_.push_back(std::move(rejection));
+    advance_settled();
+  } else if (command == p::kDeliver) {
+    auto decoded = DecodeFrames(std::span(frames.data() + 3, count - 3), options_.limits);
+    if (!decoded.ok()) {
+      errors_.push_back("undecodable delivery: " + decoded.error().ToString());
+      return true;
+    }
+    deliveries_.push_back(Delivery{uint("tag"), str("consumer"), str("queue"), std::move(decoded).value()});
+  } else if (command == p::kOk) {
+    replies_.insert_or_assign(uint("rid"), Result<std::string>(frames[2].to_string()));
+  } else if (command == p::kError) {
+    std::string text = str("code") + ": " + str("message");
+    if (uint("rid") != 0) {
+      replies_.insert_or_assign(uint("rid"), Result<std::string>(Status::FailedPrecondition(text)));
+    } else {
+      errors_.push_back(std::move(text));
+    }
+  }
+  return true;
+}
+
+Status BrokerClient::WaitForConfirms(std::chrono::milliseconds timeout) {
+  internal::Deadline deadline(timeout);
+  while (last_settled_seq_ < last_sent_seq_) {
+    if (deadline.expired() || !ReadOne(deadline.remaining())) {
+      if (last_settled_seq_ >= last_sent_seq_) break;
+      return Status::DeadlineExceeded(std::to_string(unconfirmed()) +
+                                      " publishes not confirmed within " +
+                                      std::to_string(timeout.count()) + " ms");
+    }
+  }
+  if (!rejections_.empty()) {
+    const Rejection& first = rejections_.front();
+    return Status::ResourceExhausted(std::to_string(rejections_.size()) +
+                                     " publishes rejected; first: seq " + std::to_string(first.seq) +
+                                     " (" + first.code + ": " + first.message + ")");
+  }
+  return Status::Ok();
+}
+
+std::vector<Rejection> BrokerClient::TakeRejections() { return std::exchange(rejections_, {}); }
+std::vector<std::string> BrokerClient::TakeErrors() { return std::exchange(errors_, {}); }
+
+Result<std::string> BrokerClient::Call(std::string_view command, zmq::message_t args,
+                                       std::uint64_t rid) {
+  SendCommand(command, std::move(args));
+  internal::Deadline deadline(options_.request_timeout);
+  for (;;) {
+    if (auto it = replies_.find(rid); it != replies_.end()) {
+      Result<std::string> reply = std::move(it->second);
+      replies_.erase(it);
+      return reply;
+    }
+    if (deadline.expired() || !ReadOne(deadline.remaining())) {
+      if (replies_.contains(rid)) continue;
+      return Status::Unavailable("no answer from the broker to " + std::string(command) +
+                                 " within " + std::to_string(options_.request_timeout.count()) +
+                                 " ms — is zmqkit-broker running?");
+    }
+  }
+}
+
+Status BrokerClient::Consume(const std::string& queue, std::uint32_t prefetch,
+                             const std::string& consumer,
+                             std::optional<std::chrono::milliseconds> ack_timeout) {
+  const std::uint64_t rid = next_rid_++;
+  std::string name = consumer.empty() ? "consumer-" + std::to_string(next_consumer_++) : consumer;
+  p::ArgsWriter args(ack_timeout ? 5 : 4);
+  args.Uint("rid", rid).Str("queue", queue).Str("consumer", name).Uint("prefetch", prefetch);
+  if (ack_timeout) args.Uint("ack_timeout_ms", static_cast<std::uint64_t>(ack_timeout->count()));
+  auto reply = Call(p::kConsume, args.Finish(), rid);
+  return reply.ok() ? Status::Ok() : reply.error();
+}
+
+Status BrokerClient::Cancel(const std::string& consumer) {
+  const std::uint64_t rid = next_rid_++;
+  auto reply = Call(p::kCancel, p::ArgsWriter(2).Uint("rid", rid).Str("consumer", consumer).Finish(), rid);
+  return reply.ok() ? Status::Ok() : reply.error();
+}
+
+Result<Delivery> BrokerClient::Receive(std::chrono::milliseconds timeout) {
+  internal::Deadline deadline(timeout);
+  while (deliveries_.empty()) {
+    if (deadline.expired() || !ReadOne(deadline.remaining())) {
+      if (!deliveries_.empty()) break;
+      return Status::DeadlineExceeded("no delivery within " + std::to_string(timeout.count()) + " ms");
+    }
+  }
+  Delivery delivery = std::move(deliveries_.front());
+  deliveries_.pop_front();
+  return delivery;
+}
+
+Status BrokerClient::Ack(std::uint64_t tag) { return Ack(std::vector<std::uint64_t>{tag}); }
+
+Status BrokerClient::Ack(const std::vector<std::uint64_t>& tags) {
+  SendCommand(p::kAck, p::ArgsWriter(1).UintList("tags", tags).Finish());
+  return Status::Ok();
+}
+
+Status BrokerClient::Nack(std::uint64_t tag, bool requeue) {
+  SendCommand(p::kNack, p::ArgsWriter(2).Uint("tag", tag).Bool("requeue", requeue).Finish());
+  return Status::Ok();
+}
+
+Status BrokerClient::Extend(std::uint64_t tag, std::chrono::milliseconds by) {
+  SendCommand(p::kExtend, p::ArgsWriter(2).UintList("tags", {tag})
+                              .Uint("ms", static_cast<std::uint64_t>(by.count())).Finish());
+  return Status::Ok();
+}
+
+Status BrokerClient::DeclareQueue(const std::string& name, const QueueOptions& options) {
+  const std::uint64_t rid = next_rid_++;
+  auto ms = [](std::chrono::milliseconds value) { return static_cast<std::uint64_t>(value.count()); };
+  auto reply = Call(p::kDeclareQueue,
+                    p::ArgsWriter(9)
+                        .Uint("rid", rid)
+                        .Str("name", name)
+                        .Uint("ack_timeout_ms", ms(options.ack_timeout))
+                        .Uint("max_attempts", options.max_attempts)
+                        .Uint("retry_delay_ms", ms(options.retry_delay))
+                        .Uint("max_retry_delay_ms", ms(options.max_retry_delay))
+                        .Uint("message_ttl_ms", ms(options.message_ttl))
+                        .Uint("max_length", options.max_length)
+                        .Uint("max_bytes", options.max_bytes)
+                        .Finish(),
+                    rid);
+  return reply.ok() ? Status::Ok() : reply.error();
+}
+
+Status BrokerClient::DeclareExchange(const std::string& name, const std::string& type) {
+  const std::uint64_t rid = next_rid_++;
+  auto reply = Call(p::kDeclareExchange,
+                    p::ArgsWriter(3).Uint("rid", rid).Str("name", name).Str("type", type).Finish(), rid);
+  return reply.ok() ? Status::Ok() : reply.error();
+}
+
+Status BrokerClient::Bind(const std::string& exchange, const std::string& queue,
+                          const std::string& pattern) {
+  const std::uint64_t rid = next_rid_++;
+  auto reply = Call(p::kBind,
+                    p::ArgsWriter(4).Uint("rid", rid).Str("exchange", exchange).Str("queue", queue)
+                        .Str("pattern", pattern).Finish(),
+                    rid);
+  return reply.ok() ? Status::Ok() : reply.error();
+}
+
+Result<std::vector<QueueStats>> BrokerClient::Stats(const std::string& queue) {
+  const std::uint64_t rid = next_rid_++;
+  p::ArgsWriter args(queue.empty() ? 1 : 2);
+  args.Uint("rid", rid);
+  if (!queue.empty()) args.Str("queue", queue);
+  auto reply = Call(p::kStats, args.Finish(), rid);
+  if (!reply.ok()) return reply.error();
+  std::vector<QueueStats> stats;
+  try {
+    auto handle = msgpack::unpack(reply->data(), reply->size());
+    auto root = handle.get().as<std::map<std::string, msgpack::object>>();
+    for (const auto& entry : root.at("queues").as<std::vector<std::map<std::string, msgpack::object>>>()) {
+      QueueStats queue_stats;
+      for (const auto& [key, value] : entry) {
+        if (key == "name") {
+          queue_stats.name = value.as<std::string>();
+        } else if (value.type == msgpack::type::POSITIVE_INTEGER) {
+          queue_stats.values[key] = value.via.u64;
+        }
+      }
+      stats.push_back(std::move(queue_stats));
+    }
+  } catch (const std::exception& error) {
+    return Status::Internal(std::string("unreadable STATS reply: ") + error.what());
+  }
+  return stats;
+}
+
+Result<std::uint64_t> BrokerClient::Purge(const std::string& queue) {
+  const std::uint64_t rid = next_rid_++;
+  auto reply = Call(p::kPurge, p::ArgsWriter(2).Uint("rid", rid).Str("queue", queue).Finish(), rid);
+  if (!reply.ok()) return reply.error();
+  auto args = p::Args::Parse(*reply);
+  if (!args.ok()) return args.error();
+  return args->Uint("purged", 0);
+}
+
+Result<std::uint64_t> BrokerClient::Redrive(const std::string& queue,
+                                            std::optional<std::uint64_t> limit) {
+  const std::uint64_t rid = next_rid_++;
+  p::ArgsWriter args(limit ? 3 : 2);
+  args.Uint("rid", rid).Str("queue", queue);
+  if (limit) args.Uint("limit", *limit);
+  auto reply = Call(p::kRedrive, args.Finish(), rid);
+  if (!reply.ok()) return reply.error();
+  auto parsed = p::Args::Parse(*reply);
+  if (!parsed.ok()) return parsed.error();
+  return parsed->Uint("moved", 0);
+}
+
+}  // namespace zmqkit

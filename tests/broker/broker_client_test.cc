@@ -1,0 +1,356 @@
+// The broker's semantics through the library's client, against an in-process broker (and, for the
+// crash, a consumer in a child process killed with SIGKILL).
+#include "zmqkit/broker_client.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <fstream>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "helpers/test_support.h"
+#include "zmqkit/broker.h"
+
+namespace zmqkit {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr auto kHeartbeat = 100ms;
+
+class BrokerClientTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    options_.clients = Endpoint::Bind(testing::IpcAddress(dir_, "clients"));
+    options_.workers = Endpoint::Bind(testing::IpcAddress(dir_, "workers"));
+    options_.heartbeat_interval = kHeartbeat;
+    options_.queue_defaults.retry_delay = 0ms;
+  }
+  void StartBroker() {
+    broker_ = std::make_unique<Broker>(context_, options_);
+    broker_->set_log([](std::string_view) {});
+    thread_ = std::thread([this] { broker_->Run(); });
+  }
+  // Stops the broker; its counters may be read afterwards.
+  void StopBroker() {
+    if (!broker_ || !thread_.joinable()) return;
+    broker_->Stop();
+    thread_.join();
+  }
+  void TearDown() override { StopBroker(); }
+
+  std::unique_ptr<BrokerClient> Client(bool auto_extend = true) {
+    BrokerClientOptions options;
+    options.heartbeat_interval = kHeartbeat;
+    options.auto_extend = auto_extend;
+    return std::make_unique<BrokerClient>(context_, Endpoint::Connect(broker_->clients_endpoint()),
+                                          options);
+  }
+
+  testing::TempDir dir_;
+  zmq::context_t context_;
+  BrokerOptions options_;
+  std::unique_ptr<Broker> broker_;
+  std::thread thread_;
+};
+
+TEST_F(BrokerClientTest, PublishWithConfirmsThenConsumeAndAck) {
+  StartBroker();
+  auto producer = Client();
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(producer->Publish("work", std::to_string(i)).ok());
+  ASSERT_TRUE(producer->WaitForConfirms(5s).ok());
+  EXPECT_EQ(producer->unconfirmed(), 0u);
+  EXPECT_EQ(producer->confirm_level(), ConfirmLevel::kQueued);
+
+  auto consumer = Client();
+  ASSERT_TRUE(consumer->Consume("work", 10).ok());
+  for (int i = 0; i < 100; ++i) {
+    auto delivery = consumer->Receive(5s);
+    ASSERT_TRUE(delivery.ok()) << i << ": " << delivery.error().ToString();
+    EXPECT_EQ(delivery->envelope.body_view(), std::to_string(i));
+    EXPECT_EQ(delivery->envelope.attempt, 1u);
+    EXPECT_EQ(delivery->queue, "work");
+    ASSERT_TRUE(consumer->Ack(delivery->tag).ok());
+  }
+  ASSERT_TRUE(testing::WaitUntil([&] {
+    auto stats = consumer->Stats("work");
+    return stats.ok() && stats->at(0).values["acked"] == 100;
+  }));
+  auto stats = consumer->Stats("work");
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->at(0).values["ready"], 0u);
+  EXPECT_EQ(stats->at(0).values["in_flight"], 0u);
+  EXPECT_EQ(stats->at(0).values["published"], 100u);
+}
+
+// The seed's food delivery app: the producer publishes and leaves; riders start later.
+TEST_F(BrokerClientTest, ALateConsumerGetsEverythingPublishedWhileNoneWasConnected) {
+  StartBroker();
+  {
+    auto producer = Client();
+    for (int i = 0; i < 20; ++i) ASSERT_TRUE(producer->Publish("deliveries", "order " + std::to_string(i)).ok());
+    ASSERT_TRUE(producer->WaitForConfirms(5s).ok());
+  }  // the producer is gone
+  auto rider = Client();
+  ASSERT_TRUE(rider->Consume("deliveries", 5).ok());
+  std::set<std::string> got;
+  for (int i = 0; i < 20; ++i) {
+    auto delivery = rider->Receive(5s);
+    ASSERT_TRUE(delivery.ok());
+    got.insert(std::string(delivery->envelope.body_view()));
+    (void)rider->Ack(delivery->tag);
+  }
+  EXPECT_EQ(got.size(), 20u);
+}
+
+TEST_F(BrokerClientTest, ASigkilledConsumersMessageReachesTheOtherConsumer) {
+  StartBroker();
+  const std::string marker = (dir_.path() / "doomed-has-it").string();
+  testing::ChildProcess doomed(testing::HelperPath("broker_consumer"),
+                               {broker_->clients_endpoint(), "riders",
+                                std::to_string(kHeartbeat.count()), marker});
+  auto producer = Client();
+  ASSERT_TRUE(producer->Publish("riders", "pizza for Ada").ok());
+  ASSERT_TRUE(producer->WaitForConfirms(5s).ok());
+  ASSERT_TRUE(testing::WaitUntil([&] { return std::filesystem::exists(marker); }));
+
+  auto survivor = Client();
+  ASSERT_TRUE(survivor->Consume("riders", 1).ok());
+  EXPECT_EQ(survivor->Receive(200ms).error().code(), StatusCode::kDeadlineExceeded)
+      << "the doomed consumer is alive and still holds the message";
+  doomed.Signal(SIGKILL);
+  ASSERT_TRUE(doomed.Wait(5s).has_value());
+  auto delivery = survivor->Receive(5s);
+  ASSERT_TRUE(delivery.ok()) << delivery.error().ToString();
+  EXPECT_EQ(delivery->envelope.body_view(), "pizza for Ada");
+  EXPECT_EQ(delivery->envelope.attempt, 2u);
+}
+
+TEST_F(BrokerClientTest, AStalledConsumersMessageIsRedeliveredAfterTheAckTimeout) {
+  StartBroker();
+  auto producer = Client();
+  ASSERT_TRUE(producer->Publish("jobs", "stuck").ok());
+  auto stalled = Client(/*auto_extend=*/false);
+  ASSERT_TRUE(stalled->Consume("jobs", 1, "stalled", 300ms).ok());
+  auto first = stalled->Receive(5s);
+  ASSERT_TRUE(first.ok());
+  auto started = std::chrono::steady_clock::now();
+  auto healthy = Client();
+  ASSERT_TRUE(healthy->Consume("jobs", 1, "healthy").ok());
+  auto second = healthy->Receive(5s);
+  ASSERT_TRUE(second.ok());
+  EXPECT_GE(std::chrono::steady_clock::now() - started, 200ms);
+  EXPECT_EQ(second->envelope.id, first->envelope.id);
+  EXPECT_EQ(second->envelope.attempt, 2u);
+  // The stalled consumer's late ack is refused, and the client reports it.
+  ASSERT_TRUE(stalled->Ack(first->tag).ok());
+  ASSERT_TRUE(testing::WaitUntil([&] {
+    (void)stalled->Receive(10ms);
+    auto errors = stalled->TakeErrors();
+    return !errors.empty() && errors[0].starts_with("unknown-delivery-tag");
+  }));
+}
+
+TEST_F(BrokerClientTest, AutoExtendKeepsASlowHandlersMessage) {
+  StartBroker();
+  auto producer = Client();
+  ASSERT_TRUE(producer->Publish("jobs", "slow").ok());
+  auto slow = Client(/*auto_extend=*/true);
+  ASSERT_TRUE(slow->Consume("jobs", 1, "slow", 300ms).ok());
+  auto delivery = slow->Receive(5s);
+  ASSERT_TRUE(delivery.ok());
+  auto other = Client();
+  ASSERT_TRUE(other->Consume("jobs", 1, "other").ok());
+  // Four ack timeouts pass while the handler "works": the client extends in the background.
+  EXPECT_EQ(other->Receive(1200ms).error().code(), StatusCode::kDeadlineExceeded);
+  ASSERT_TRUE(slow->Ack(delivery->tag).ok());
+  ASSERT_TRUE(testing::WaitUntil([&] {
+    auto stats = other->Stats("jobs");
+    return stats.ok() && stats->at(0).values["acked"] == 1;
+  }));
+  EXPECT_EQ(other->Stats("jobs")->at(0).values["requeued"], 0u);
+}
+
+TEST_F(BrokerClientTest, PoisonMessageGoesToTheDlqAndIsRedriven) {
+  StartBroker();
+  auto client = Client();
+  QueueOptions queue;
+  queue.max_attempts = 2;
+  queue.retry_delay = 0ms;
+  ASSERT_TRUE(client->DeclareQueue("payments", queue).ok());
+  ASSERT_TRUE(client->Publish("payments", "card 4242").ok());
+  ASSERT_TRUE(client->Consume("payments", 1).ok());
+  for (int attempt = 1; attempt <= 2; ++attempt) {
+    auto delivery = client->Receive(5s);
+    ASSERT_TRUE(delivery.ok());
+    EXPECT_EQ(delivery->envelope.attempt, static_cast<std::uint32_t>(attempt));
+    ASSERT_TRUE(client->Nack(delivery->tag, /*requeue=*/true).ok());
+  }
+  ASSERT_TRUE(testing::WaitUntil([&] {
+    auto stats = client->Stats("payments");
+    return stats.ok() && stats->at(0).values["dlq_depth"] == 1;
+  }));
+  EXPECT_EQ(client->Receive(200ms).error().code(), StatusCode::kDeadlineExceeded);
+  auto moved = client->Redrive("payments");
+  ASSERT_TRUE(moved.ok()) << moved.error().ToString();
+  EXPECT_EQ(*moved, 1u);
+  auto again = client->Receive(5s);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->envelope.body_view(), "card 4242");
+  EXPECT_EQ(again->envelope.headers["x-attempt-history"], "rejected,rejected");
+  EXPECT_EQ(again->envelope.attempt, 1u);
+}
+
+TEST_F(BrokerClientTest, FanoutToFourQueuesAndTopicBindings) {
+  StartBroker();
+  auto admin = Client();
+  ASSERT_TRUE(admin->DeclareExchange("orders", "fanout").ok());
+  for (const char* queue : {"payment", "email", "inventory", "shipping"}) {
+    ASSERT_TRUE(admin->Bind("orders", queue).ok());
+  }
+  ASSERT_TRUE(admin->DeclareExchange("events", "topic").ok());
+  ASSERT_TRUE(admin->Bind("events", "eu", "*.*.eu").ok());
+  PublishOptions to_orders;
+  to_orders.exchange = "orders";
+  Envelope event = Envelope::New("ORDER_CREATED");
+  ASSERT_TRUE(admin->Publish(std::move(event), to_orders).ok());
+  PublishOptions to_events;
+  to_events.exchange = "events";
+  to_events.key = "orders.paid.eu";
+  ASSERT_TRUE(admin->Publish(Envelope::New("paid in eu"), to_events).ok());
+  to_events.key = "orders.paid.us";
+  ASSERT_TRUE(admin->Publish(Envelope::New("paid in us"), to_events).ok());
+  ASSERT_TRUE(admin->WaitForConfirms(5s).ok());
+  auto stats = admin->Stats();
+  ASSERT_TRUE(stats.ok());
+  std::map<std::string, std::uint64_t> ready;
+  for (auto& queue : *stats) ready[queue.name] = queue.values["ready"];
+  EXPECT_EQ(ready, (std::map<std::string, std::uint64_t>{
+                       {"email", 1}, {"eu", 1}, {"inventory", 1}, {"payment", 1}, {"shipping", 1}}));
+}
+
+TEST_F(BrokerClientTest, PriorityOvertakingAndDelayedDelivery) {
+  StartBroker();
+  auto client = Client();
+  PublishOptions to_kitchen;
+  to_kitchen.key = "kitchen";
+  PublishOptions timer = to_kitchen;
+  timer.delay = 400ms;
+  ASSERT_TRUE(client->Publish(Envelope::New("check the oven"), timer).ok());
+  for (int i = 1; i <= 3; ++i) {
+    Envelope pizza = Envelope::New("pizza " + std::to_string(i));
+    pizza.priority = 1;
+    ASSERT_TRUE(client->Publish(std::move(pizza), to_kitchen).ok());
+  }
+  Envelope drink = Envelope::New("drink");
+  drink.priority = 8;
+  ASSERT_TRUE(client->Publish(std::move(drink), to_kitchen).ok());
+  ASSERT_TRUE(client->WaitForConfirms(5s).ok());
+  auto published_at = std::chrono::steady_clock::now();
+  ASSERT_TRUE(client->Consume("kitchen", 1).ok());
+  std::vector<std::string> order;
+  for (int i = 0; i < 5; ++i) {
+    auto delivery = client->Receive(5s);
+    ASSERT_TRUE(delivery.ok());
+    order.emplace_back(delivery->envelope.body_view());
+    if (order.back() == "check the oven") {
+      EXPECT_GE(std::chrono::steady_clock::now() - published_at, 300ms);
+    }
+    (void)client->Ack(delivery->tag);
+  }
+  EXPECT_EQ(order, (std::vector<std::string>{"drink", "pizza 1", "pizza 2", "pizza 3", "check the oven"}));
+}
+
+TEST_F(BrokerClientTest, RejectedPublishesAreReported) {
+  options_.queue_defaults.max_length = 2;
+  options_.max_message_bytes = 1000;
+  StartBroker();
+  auto client = Client();
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(client->Publish("small", "x").ok());
+  ASSERT_TRUE(client->Publish("other", std::string(2000, 'x')).ok());
+  Status status = client->WaitForConfirms(5s);
+  EXPECT_EQ(status.code(), StatusCode::kResourceExhausted) << status.ToString();
+  auto rejections = client->TakeRejections();
+  ASSERT_EQ(rejections.size(), 2u);
+  EXPECT_EQ(rejections[0].seq, 3u);
+  EXPECT_EQ(rejections[0].code, "queue-full");
+  EXPECT_EQ(rejections[1].seq, 4u);
+  EXPECT_EQ(rejections[1].code, "message-too-large");
+  EXPECT_EQ(client->unconfirmed(), 0u);
+}
+
+TEST_F(BrokerClientTest, AdminErrorsAreClear) {
+  StartBroker();
+  auto client = Client();
+  EXPECT_EQ(client->Purge("no-such-queue").error().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(client->Purge("no-such-queue").error().message().find("not-found"), std::string::npos);
+  auto started = std::chrono::steady_clock::now();
+  Status bad_name = client->Consume("bad name!", 1);
+  EXPECT_NE(bad_name.message().find("invalid-argument"), std::string::npos) << bad_name.ToString();
+  Status bad_type = client->DeclareExchange("x", "headers");
+  EXPECT_NE(bad_type.message().find("invalid-argument"), std::string::npos) << bad_type.ToString();
+  Status missing = client->Bind("no-such-exchange", "q");
+  EXPECT_NE(missing.message().find("not-found"), std::string::npos) << missing.ToString();
+  // Each error answered its call; none waited for the request timeout.
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 2s);
+}
+
+TEST_F(BrokerClientTest, NoBrokerIsAClearError) {
+  BrokerClientOptions options;
+  options.request_timeout = 200ms;
+  BrokerClient client(context_, Endpoint::Connect(testing::IpcAddress(dir_, "nobody")), options);
+  Status status = client.Consume("q", 1);
+  EXPECT_EQ(status.code(), StatusCode::kUnavailable);
+  EXPECT_NE(status.message().find("is zmqkit-broker running?"), std::string::npos);
+}
+
+// A peer floods garbage at both endpoints while a producer and a consumer do real work: the good
+// clients lose nothing and the garbage is counted.
+TEST_F(BrokerClientTest, GarbageFromOnePeerDoesNotHurtOthers) {
+  StartBroker();
+  std::atomic<bool> flooding{true};
+  std::thread flooder([&] {
+    zmq::socket_t to_clients(context_, zmq::socket_type::dealer);
+    zmq::socket_t to_workers(context_, zmq::socket_type::dealer);
+    for (auto* socket : {&to_clients, &to_workers}) socket->set(zmq::sockopt::linger, 0);
+    to_clients.connect(broker_->clients_endpoint());
+    to_workers.connect(broker_->workers_endpoint());
+    std::mt19937 random(7);
+    while (flooding) {
+      for (auto* socket : {&to_clients, &to_workers}) {
+        int frames = 1 + static_cast<int>(random() % 5);
+        for (int f = 0; f < frames; ++f) {
+          std::string bytes(random() % 40, '\0');
+          for (char& c : bytes) c = static_cast<char>(random());
+          if (f == 0 && random() % 2) bytes = "ZKB1";  // get past the signature sometimes
+          if (f == 1 && random() % 2) bytes = "ACK";
+          socket->send(zmq::buffer(bytes), f + 1 < frames ? zmq::send_flags::sndmore
+                                                          : zmq::send_flags::dontwait);
+        }
+      }
+    }
+  });
+  auto producer = Client();
+  auto consumer = Client();
+  ASSERT_TRUE(consumer->Consume("work", 100).ok());
+  constexpr int kMessages = 1000;
+  for (int i = 0; i < kMessages; ++i) ASSERT_TRUE(producer->Publish("work", std::to_string(i)).ok());
+  ASSERT_TRUE(producer->WaitForConfirms(10s).ok());
+  std::set<std::string> got;
+  while (got.size() < kMessages) {
+    auto delivery = consumer->Receive(5s);
+    ASSERT_TRUE(delivery.ok()) << "after " << got.size();
+    got.emplace(delivery->envelope.body_view());
+    (void)consumer->Ack(delivery->tag);
+  }
+  flooding = false;
+  flooder.join();
+  StopBroker();
+  EXPECT_EQ(got.size(), std::size_t{kMessages});
+  EXPECT_GT(broker_->counters().malformed, 0u);
+}
+
+}  // namespace
+}  // namespace zmqkit
