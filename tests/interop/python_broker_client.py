@@ -1,0 +1,170 @@
+#!/usr/bin/python3
+"""A broker client in Python, written from docs/protocol.md alone (pyzmq + msgpack).
+
+Starts zmqkit-broker, then: consumes, publishes with confirms, acks, rejects to the DLQ, reads
+stats, redrives, triggers errors; and serves a plain REQ client with a Paranoid Pirate worker.
+    python_broker_client.py PATH_TO_ZMQKIT_BROKER
+"""
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+import msgpack
+import zmq
+
+SIG = b"ZKB1"
+
+
+def envelope(body):
+    header = {"v": 1, "id": uuid.uuid4().bytes, "ts": time.time_ns() // 1000}
+    return [msgpack.packb(header, use_bin_type=True), body]
+
+
+class Client:
+    def __init__(self, context, endpoint):
+        self.socket = context.socket(zmq.DEALER)
+        self.socket.linger = 0
+        self.socket.connect(endpoint)
+        self.seq = 0
+        self.rid = 0
+        self.inbox = []
+
+    def send(self, command, args, payload=()):
+        self.socket.send_multipart([SIG, command, msgpack.packb(args, use_bin_type=True), *payload])
+
+    def recv(self, timeout_ms=5000):
+        if self.inbox:
+            return self.inbox.pop(0)
+        if not self.socket.poll(timeout_ms):
+            raise TimeoutError("nothing from the broker")
+        frames = self.socket.recv_multipart()
+        assert frames[0] == SIG, frames
+        return frames[1].decode(), msgpack.unpackb(frames[2], raw=False), frames[3:]
+
+    def expect(self, command, timeout_ms=5000):
+        """Next message with this command; others (heartbeats, etc.) are kept for later."""
+        skipped = []
+        deadline = time.monotonic() + timeout_ms / 1000
+        while time.monotonic() < deadline:
+            got = self.recv(int((deadline - time.monotonic()) * 1000) + 1)
+            if got[0] == command:
+                self.inbox = skipped + self.inbox
+                return got
+            if got[0] != "HEARTBEAT":
+                skipped.append(got)
+        raise TimeoutError("no " + command)
+
+    def call(self, command, **args):
+        self.rid += 1
+        args["rid"] = self.rid
+        self.send(command.encode(), args)
+        while True:
+            got = self.recv()
+            if got[0] in ("OK", "ERROR") and got[1].get("rid") == self.rid:
+                return got
+            if got[0] != "HEARTBEAT":
+                self.inbox.append(got)
+
+    def publish(self, key, body):
+        self.seq += 1
+        self.send(b"PUBLISH", {"seq": self.seq, "key": key}, envelope(body))
+        return self.seq
+
+
+def main():
+    broker_path = sys.argv[1]
+    failures = []
+
+    def check(condition, what):
+        if not condition:
+            failures.append(what)
+            print("FAIL:", what)
+
+    with tempfile.TemporaryDirectory() as directory:
+        clients = "ipc://" + os.path.join(directory, "clients")
+        workers = "ipc://" + os.path.join(directory, "workers")
+        broker = subprocess.Popen([broker_path, "--clients", clients, "--workers", workers,
+                                   "--heartbeat-ms", "200", "--retry-delay-ms", "0",
+                                   "--max-attempts", "2"], stderr=subprocess.DEVNULL)
+        context = zmq.Context()
+        try:
+            client = Client(context, clients)
+            command, args, _ = client.call("CONSUME", queue="jobs", consumer="py", prefetch=10)
+            check(command == "OK", "CONSUME answered OK")
+
+            for i in range(3):
+                client.publish("jobs", b"job %d" % i)
+            upto = 0
+            while upto < 3:
+                _, args, _ = client.expect("CONFIRM")
+                upto = args["upto"]
+                check(args["level"] == "queued", "confirm level is queued")
+            tags = []
+            for i in range(3):
+                _, args, payload = client.expect("DELIVER")
+                header = msgpack.unpackb(payload[0], raw=False)
+                check(payload[1] == b"job %d" % i, "delivered in order")
+                check(header["att"] == 1 and args["queue"] == "jobs", "attempt 1 from jobs")
+                tags.append(args["tag"])
+            client.send(b"ACK", {"tags": tags[:2]})
+            client.send(b"NACK", {"tag": tags[2], "requeue": False})  # straight to jobs.dlq
+
+            command, args, _ = client.call("STATS", queue="jobs")
+            stats = args["queues"][0]
+            check(command == "OK" and stats["acked"] == 2 and stats["dlq_depth"] == 1,
+                  "stats: 2 acked, 1 in the DLQ (%r)" % stats)
+            command, args, _ = client.call("REDRIVE", queue="jobs")
+            check(command == "OK" and args["moved"] == 1, "redrive moved 1")
+            _, args, payload = client.expect("DELIVER")
+            header = msgpack.unpackb(payload[0], raw=False)
+            check(payload[1] == b"job 2" and header["h"]["x-redriven"] == "rejected",
+                  "the redriven message comes back")
+            client.send(b"ACK", {"tags": [args["tag"]]})
+
+            client.send(b"ACK", {"tags": [999999]})
+            _, args, _ = client.expect("ERROR")
+            check(args["code"] == "unknown-delivery-tag", "unknown tag is an error")
+            command, args, _ = client.call("FROBNICATE")
+            check(command == "ERROR" and args["code"] == "unknown-command", "unknown command")
+            client.publish("", b"x")  # an empty queue name is not a name
+            _, args, _ = client.expect("REJECTED")
+            check(args["code"] == "invalid-argument", "bad queue name rejected")
+
+            # A plain REQ client served by a Paranoid Pirate worker, both in Python.
+            worker = context.socket(zmq.DEALER)
+            worker.linger = 0
+            worker.connect(workers)
+            worker.send(b"\x01")  # READY
+            requester = context.socket(zmq.REQ)
+            requester.linger = 0
+            requester.connect(clients)
+            requester.send(b"6x7")
+            deadline = time.monotonic() + 5
+            answered = False
+            while time.monotonic() < deadline and not answered:
+                if worker.poll(100):
+                    frames = worker.recv_multipart()
+                    if len(frames) == 3:
+                        worker.send_multipart([frames[0], b"", b"42"])
+                        answered = True
+                worker.send(b"\x02")  # HEARTBEAT
+            check(answered, "the worker got the request")
+            check(requester.poll(5000) and requester.recv() == b"42", "the REQ client got 42")
+            client.send(b"BYE", {})
+        finally:
+            context.destroy(linger=0)
+            broker.terminate()
+            check(broker.wait(timeout=10) == 0, "broker exits 0 on SIGTERM")
+
+    if failures:
+        print("python broker client: %d failure(s)" % len(failures))
+        return 1
+    print("python broker client OK")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
