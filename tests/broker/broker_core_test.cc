@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <map>
 
 namespace zmqkit::internal {
@@ -550,6 +551,72 @@ TEST_F(BrokerCoreTest, ConsumerLimitsAreEnforced) {
   ASSERT_EQ(d_errors.size(), 2u);
   EXPECT_EQ(*d_errors[0].args->Str("code"), "invalid-argument");
   EXPECT_EQ(*d_errors[1].args->Str("code"), "limit-reached");
+}
+
+}  // namespace
+}  // namespace zmqkit::internal
+
+namespace zmqkit::internal {
+namespace {
+
+// Every command, with every args key it reads given every wrong type: the core answers (or ignores)
+// and never throws, and a well-behaved client is served afterwards.
+TEST(BrokerCoreHostileArgsTest, EveryKeyOfEveryCommandWithEveryWrongTypeIsSurvived) {
+  BrokerOptions options;
+  BrokerCore core(options);
+  ManualClock clock;
+  const std::vector<std::string_view> commands = {
+      p::kPublish, p::kConsume, p::kCancel, p::kAck, p::kNack, p::kExtend, p::kDeclareQueue,
+      p::kDeclareExchange, p::kBind, p::kUnbind, p::kStats, p::kPurge, p::kRedrive, p::kHeartbeat};
+  const std::vector<std::string_view> keys = {
+      "rid", "seq", "exchange", "key", "delay_ms", "ttl_ms", "queue", "consumer", "prefetch",
+      "ack_timeout_ms", "tags", "tag", "requeue", "ms", "name", "type", "pattern", "limit",
+      "max_attempts", "retry_delay_ms", "max_retry_delay_ms", "message_ttl_ms", "max_length",
+      "max_bytes"};
+  // Each writes one value of some type for a key.
+  const std::vector<std::function<void(p::ArgsWriter&, std::string_view)>> values = {
+      [](p::ArgsWriter& w, std::string_view k) { w.Str(k, "text"); },
+      [](p::ArgsWriter& w, std::string_view k) { w.Uint(k, 0); },
+      [](p::ArgsWriter& w, std::string_view k) { w.Uint(k, ~0ull); },
+      [](p::ArgsWriter& w, std::string_view k) { w.Bool(k, true); },
+      [](p::ArgsWriter& w, std::string_view k) { w.UintList(k, {1, 2}); },
+      [](p::ArgsWriter& w, std::string_view k) { w.Key(k).packer().pack_nil(); },
+      [](p::ArgsWriter& w, std::string_view k) { w.Key(k).packer().pack_int64(-3); },
+      [](p::ArgsWriter& w, std::string_view k) { w.Key(k).packer().pack_map(0); },
+  };
+  for (std::string_view command : commands) {
+    for (std::string_view key : keys) {
+      for (const auto& value : values) {
+        p::ArgsWriter args(1);
+        value(args, key);
+        std::vector<zmq::message_t> payload;
+        payload.emplace_back(std::string_view("\x80"));
+        payload.emplace_back(std::string_view("body"));
+        auto frames = p::Frames(command, args.Finish(), std::move(payload));
+        ASSERT_NO_THROW(core.OnClientMessage("hostile", frames, clock.Now()))
+            << command << " " << key;
+      }
+    }
+  }
+  ASSERT_NO_THROW(core.Tick(clock.Now()));
+  core.Flush();
+  core.outbox().clear();
+  // A normal client still gets its confirm.
+  Envelope envelope = Envelope::New("fine");
+  std::string header;
+  EncodeHeader(envelope, header);
+  std::vector<zmq::message_t> payload;
+  payload.emplace_back(header.data(), header.size());
+  payload.emplace_back(std::string_view("fine"));
+  auto frames = p::Frames(p::kPublish, p::ArgsWriter(2).Uint("seq", 1).Str("key", "q").Finish(),
+                          std::move(payload));
+  core.OnClientMessage("good", frames, clock.Now());
+  core.Flush();
+  bool confirmed = false;
+  for (const Outgoing& out : core.outbox()) {
+    confirmed |= out.peer == "good" && out.frames.size() >= 2 && out.frames[1].to_string() == "CONFIRM";
+  }
+  EXPECT_TRUE(confirmed);
 }
 
 }  // namespace

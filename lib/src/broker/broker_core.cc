@@ -195,48 +195,43 @@ void BrokerCore::HandlePublish(Session& session, const SessionKey& key, const p:
 
 void BrokerCore::HandleConsume(Session& session, const SessionKey& key, const p::Args& args,
                                TimePoint now) {
-  auto rid = args.Uint("rid", 0);
   auto queue = args.Str("queue");
   auto name = args.Str("consumer");
   auto prefetch = args.Uint("prefetch", 100);
-  std::optional<std::uint64_t> rid_value = rid.ok() ? std::optional(*rid) : std::nullopt;
   for (const Status* status : {queue.ok() ? nullptr : &queue.error(),
                                name.ok() ? nullptr : &name.error(),
                                prefetch.ok() ? nullptr : &prefetch.error()}) {
     if (status) {
-      return SendError(key.peer, p::kErrInvalidArgument, status->message(), p::kConsume, rid_value);
+      return SendError(key.peer, p::kErrInvalidArgument, status->message(), p::kConsume);
     }
   }
   if (*prefetch == 0 || *prefetch > options_.max_prefetch) {
     return SendError(key.peer, p::kErrInvalidArgument,
-                     "prefetch must be 1 to " + std::to_string(options_.max_prefetch), p::kConsume,
-                     rid_value);
+                     "prefetch must be 1 to " + std::to_string(options_.max_prefetch), p::kConsume);
   }
   if (session.consumers.size() >= options_.max_consumers_per_client) {
-    return SendError(key.peer, p::kErrLimit, "too many consumers on this connection", p::kConsume,
-                     rid_value);
+    return SendError(key.peer, p::kErrLimit, "too many consumers on this connection", p::kConsume);
   }
   for (std::uint64_t id : session.consumers) {
     if (consumers_.at(id).name == *name) {
       return SendError(key.peer, p::kErrConflict, "consumer \"" + *name + "\" already exists",
-                       p::kConsume, rid_value);
+                       p::kConsume);
     }
   }
   auto slot = GetOrCreateQueue(*queue);
   if (!slot.ok()) {
-    return SendError(key.peer, ErrorCodeFor(slot.error()), slot.error().message(), p::kConsume,
-                     rid_value);
+    return SendError(key.peer, ErrorCodeFor(slot.error()), slot.error().message(), p::kConsume);
   }
   auto ack_timeout = args.Uint(
       "ack_timeout_ms",
       static_cast<std::uint64_t>((*slot)->queue.options().ack_timeout.count()));
   if (!ack_timeout.ok() || *ack_timeout == 0) {
     return SendError(key.peer, p::kErrInvalidArgument, "ack_timeout_ms must be a positive integer",
-                     p::kConsume, rid_value);
+                     p::kConsume);
   }
   AddConsumer(key, session, *name, **slot, static_cast<std::uint32_t>(*prefetch),
               Millis(*ack_timeout));
-  SendOk(key, args);
+  SendOk(key);
   Dispatch(**slot, now);
 }
 
@@ -261,7 +256,7 @@ void BrokerCore::HandleCancel(Session& session, const SessionKey& key, const p::
     if (consumers_.at(id).name == *name) {
       session.consumers.erase(id);
       RemoveConsumer(id, now);
-      return SendOk(key, args);
+      return SendOk(key);
     }
   }
   SendError(key.peer, p::kErrNotFound, "no consumer \"" + *name + "\"", p::kCancel);
@@ -349,7 +344,7 @@ void BrokerCore::HandleDeclareQueue(const SessionKey& key, const p::Args& args) 
                      "(ack_timeout_ms positive)", p::kDeclareQueue);
   }
   (*slot)->queue.set_options(options);
-  SendOk(key, args);
+  SendOk(key);
 }
 
 void BrokerCore::HandleDeclareExchange(const SessionKey& key, const p::Args& args) {
@@ -368,7 +363,7 @@ void BrokerCore::HandleDeclareExchange(const SessionKey& key, const p::Args& arg
   if (!declared.ok()) {
     return SendError(key.peer, ErrorCodeFor(declared), declared.message(), p::kDeclareExchange);
   }
-  SendOk(key, args);
+  SendOk(key);
 }
 
 void BrokerCore::HandleBind(const SessionKey& key, const p::Args& args, bool bind) {
@@ -388,21 +383,21 @@ void BrokerCore::HandleBind(const SessionKey& key, const p::Args& args, bool bin
   Status status = bind ? exchanges_.Bind(*exchange, *queue, *pattern)
                        : exchanges_.Unbind(*exchange, *queue, *pattern);
   if (!status.ok()) return SendError(key.peer, ErrorCodeFor(status), status.message(), command);
-  SendOk(key, args);
+  SendOk(key);
 }
 
 void BrokerCore::HandleStats(const SessionKey& key, const p::Args& args) {
   auto only = args.Str("queue", "");
-  auto rid = args.Uint("rid", 0);
+  if (!only.ok()) return SendError(key.peer, p::kErrInvalidArgument, only.error().message(), p::kStats);
   std::vector<const QueueSlot*> selected;
   for (const auto& [name, slot] : queues_) {
     if (only->empty() || name == *only) selected.push_back(&slot);
   }
   if (!only->empty() && selected.empty()) {
-    return SendError(key.peer, p::kErrNotFound, "no queue \"" + *only + "\"", p::kStats, *rid);
+    return SendError(key.peer, p::kErrNotFound, "no queue \"" + *only + "\"", p::kStats);
   }
   p::ArgsWriter writer(2);
-  writer.Uint("rid", *rid);
+  writer.Uint("rid", current_rid_);
   writer.Key("queues");
   auto& packer = writer.packer();
   packer.pack_array(static_cast<std::uint32_t>(selected.size()));
@@ -431,29 +426,27 @@ void BrokerCore::HandleStats(const SessionKey& key, const p::Args& args) {
 
 void BrokerCore::HandlePurge(const SessionKey& key, const p::Args& args) {
   auto name = args.Str("queue");
-  auto rid = args.Uint("rid", 0);
-  if (!name.ok()) return SendError(key.peer, p::kErrInvalidArgument, name.error().message(), p::kPurge, *rid);
+  if (!name.ok()) return SendError(key.peer, p::kErrInvalidArgument, name.error().message(), p::kPurge);
   auto it = queues_.find(*name);
-  if (it == queues_.end()) return SendError(key.peer, p::kErrNotFound, "no queue \"" + *name + "\"", p::kPurge, *rid);
+  if (it == queues_.end()) return SendError(key.peer, p::kErrNotFound, "no queue \"" + *name + "\"", p::kPurge);
   std::size_t purged = it->second.queue.Purge();
   Log("queue \"" + *name + "\" purged: " + std::to_string(purged) + " messages");
   Send(Side::kClients, key.peer,
-       p::Frames(p::kOk, p::ArgsWriter(2).Uint("rid", *rid).Uint("purged", purged).Finish()));
+       p::Frames(p::kOk, p::ArgsWriter(2).Uint("rid", current_rid_).Uint("purged", purged).Finish()));
 }
 
 void BrokerCore::HandleRedrive(const SessionKey& key, const p::Args& args, TimePoint now) {
   auto name = args.Str("queue");
-  auto rid = args.Uint("rid", 0);
   auto limit = args.Uint("limit", std::numeric_limits<std::uint64_t>::max());
   if (!name.ok() || !limit.ok()) {
     return SendError(key.peer, p::kErrInvalidArgument, "REDRIVE needs queue (str), optional limit",
-                     p::kRedrive, *rid);
+                     p::kRedrive);
   }
   auto origin = queues_.find(*name);
   auto dlq = queues_.find(*name + std::string(kDeadLetterSuffix));
   if (origin == queues_.end() || dlq == queues_.end()) {
     return SendError(key.peer, p::kErrNotFound, "no queue \"" + *name + "\" with a dead-letter queue",
-                     p::kRedrive, *rid);
+                     p::kRedrive);
   }
   std::uint64_t moved = 0;
   while (moved < *limit && dlq->second.queue.ready() > 0) {
@@ -472,7 +465,7 @@ void BrokerCore::HandleRedrive(const SessionKey& key, const p::Args& args, TimeP
     ++moved;
   }
   Send(Side::kClients, key.peer,
-       p::Frames(p::kOk, p::ArgsWriter(2).Uint("rid", *rid).Uint("moved", moved).Finish()));
+       p::Frames(p::kOk, p::ArgsWriter(2).Uint("rid", current_rid_).Uint("moved", moved).Finish()));
   Dispatch(origin->second, now);
 }
 
@@ -768,9 +761,8 @@ void BrokerCore::Send(Side side, std::string_view peer, std::vector<zmq::message
   outbox_.push_back(Outgoing{side, std::string(peer), std::move(frames)});
 }
 
-void BrokerCore::SendOk(const SessionKey& key, const p::Args& args) {
-  auto rid = args.Uint("rid", 0);
-  Send(Side::kClients, key.peer, p::Frames(p::kOk, p::ArgsWriter(1).Uint("rid", *rid).Finish()));
+void BrokerCore::SendOk(const SessionKey& key) {
+  Send(Side::kClients, key.peer, p::Frames(p::kOk, p::ArgsWriter(1).Uint("rid", current_rid_).Finish()));
 }
 
 void BrokerCore::SendError(std::string_view peer, std::string_view code, const std::string& message,

@@ -142,7 +142,7 @@ class BrokerCore {
   void PlaceDeadLetter(DeadLetter dead, TimePoint now);
 
   void Send(Side side, std::string_view peer, std::vector<zmq::message_t> frames);
-  void SendOk(const SessionKey& key, const protocol::Args& args);
+  void SendOk(const SessionKey& key);  // OK with the current command's rid
   // The ERROR carries `rid` if given, else the rid of the command being handled (if it had one),
   // so a client waiting for an answer to that command gets this one.
   void SendError(std::string_view peer, std::string_view code, const std::string& message,
