@@ -537,6 +537,27 @@ TEST_F(BrokerCoreTest, StateOfVanishedClientsDoesNotAccumulate) {
   EXPECT_FALSE(core().NextDeadline().has_value());  // nothing left to wake up for
 }
 
+TEST_F(BrokerCoreTest, QueuesExchangesAndBindingsAreBounded) {
+  options_.max_queues = 2;
+  Publish("p", 1, "q1", "x");
+  Publish("p", 2, "q2", "x");
+  Publish("p", 3, "q3", "x");
+  for (const char* name : {"x1", "x2", "x3"}) {
+    Client("admin", p::kDeclareExchange, p::ArgsWriter(2).Str("name", name).Str("type", "fanout").Finish());
+  }
+  for (const char* queue : {"q1", "q2"}) {
+    Client("admin", p::kBind, p::ArgsWriter(3).Str("exchange", "x1").Str("queue", queue).Str("pattern", "a").Finish());
+  }
+  Client("admin", p::kBind, p::ArgsWriter(3).Str("exchange", "x1").Str("queue", "q1").Str("pattern", "b").Finish());
+  auto out = Take();
+  auto rejected = Of(out, "p", p::kRejected);
+  ASSERT_EQ(rejected.size(), 1u);
+  EXPECT_EQ(*rejected[0].args->Uint("seq"), 3u);
+  std::vector<std::string> codes;
+  for (const Out& error : Of(out, "admin", p::kError)) codes.push_back(*error.args->Str("code"));
+  EXPECT_EQ(codes, (std::vector<std::string>{"limit-reached", "limit-reached"}));
+}
+
 TEST_F(BrokerCoreTest, ConsumerLimitsAreEnforced) {
   options_.max_consumers_per_client = 1;
   options_.max_prefetch = 10;

@@ -36,7 +36,8 @@ struct BrokerOptions {
   std::chrono::milliseconds heartbeat_interval{1000};
   std::uint32_t liveness = 3;
   // Limits: a publish over max_message_bytes (header + body) is refused; so is a new queue beyond
-  // max_queues, a consumer beyond max_consumers_per_client, a prefetch above max_prefetch.
+  // max_queues (which also bounds exchanges, and bindings per exchange), a consumer beyond
+  // max_consumers_per_client, a prefetch above max_prefetch.
   std::size_t max_message_bytes = 16 * 1024 * 1024;
   std::size_t max_queues = 10000;
   std::size_t max_consumers_per_client = 1000;

@@ -358,6 +358,12 @@ void BrokerCore::HandleDeclareExchange(const SessionKey& key, const p::Args& arg
   if (Status valid = ValidateName("exchange", *name); !valid.ok()) {
     return SendError(key.peer, p::kErrInvalidArgument, valid.message(), p::kDeclareExchange);
   }
+  if (!exchanges_.Exists(*name) && exchanges_.all().size() >= options_.max_queues) {
+    return SendError(key.peer, p::kErrLimit,
+                     "the broker holds its maximum of " + std::to_string(options_.max_queues) +
+                         " exchanges",
+                     p::kDeclareExchange);
+  }
   Status declared =
       exchanges_.Declare(*name, *type == "fanout" ? ExchangeType::kFanout : ExchangeType::kTopic);
   if (!declared.ok()) {
@@ -377,6 +383,14 @@ void BrokerCore::HandleBind(const SessionKey& key, const p::Args& args, bool bin
                      command);
   }
   if (bind) {
+    auto exchange_it = exchanges_.all().find(*exchange);
+    if (exchange_it != exchanges_.all().end() &&
+        exchange_it->second.bindings.size() >= options_.max_queues) {
+      return SendError(key.peer, p::kErrLimit,
+                       "exchange \"" + *exchange + "\" holds its maximum of " +
+                           std::to_string(options_.max_queues) + " bindings",
+                       command);
+    }
     auto slot = GetOrCreateQueue(*queue);
     if (!slot.ok()) return SendError(key.peer, ErrorCodeFor(slot.error()), slot.error().message(), command);
   }
