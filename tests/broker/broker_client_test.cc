@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/wait.h>
 
 #include <fstream>
 #include <random>
@@ -350,6 +351,53 @@ TEST_F(BrokerClientTest, GarbageFromOnePeerDoesNotHurtOthers) {
   StopBroker();
   EXPECT_EQ(got.size(), std::size_t{kMessages});
   EXPECT_GT(broker_->counters().malformed, 0u);
+}
+
+}  // namespace
+}  // namespace zmqkit
+
+namespace zmqkit {
+namespace {
+
+using namespace std::chrono_literals;
+
+// The same crash against the zmqkit-broker binary: two consumers share a queue, one is SIGKILLed
+// holding a message, the other gets it.
+TEST(BrokerBinaryClientTest, TwoConsumersShareAQueueAndTheSurvivorGetsTheKilledOnesMessage) {
+  testing::TempDir dir;
+  const std::string clients = testing::IpcAddress(dir, "clients");
+  testing::ChildProcess broker(std::string(ZMQKIT_DEVICES_DIR) + "/zmqkit-broker",
+                               {"--clients", clients, "--workers", testing::IpcAddress(dir, "w"),
+                                "--heartbeat-ms", "100"});
+  const std::string marker = (dir.path() / "doomed-has-it").string();
+  testing::ChildProcess doomed(testing::HelperPath("broker_consumer"),
+                               {clients, "shared", "100", marker});
+  zmq::context_t context;
+  BrokerClientOptions options;
+  options.heartbeat_interval = 100ms;
+  BrokerClient producer(context, Endpoint::Connect(clients), options);
+  BrokerClient survivor(context, Endpoint::Connect(clients), options);
+  ASSERT_TRUE(producer.Publish("shared", "first").ok());
+  ASSERT_TRUE(producer.WaitForConfirms(10s).ok());
+  ASSERT_TRUE(testing::WaitUntil([&] { return std::filesystem::exists(marker); }));
+  ASSERT_TRUE(survivor.Consume("shared", 1).ok());
+  ASSERT_TRUE(producer.Publish("shared", "second").ok());
+  auto second = survivor.Receive(5s);
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(second->envelope.body_view(), "second");
+  ASSERT_TRUE(survivor.Ack(second->tag).ok());
+
+  doomed.Signal(SIGKILL);
+  ASSERT_TRUE(doomed.Wait(5s).has_value());
+  auto first = survivor.Receive(5s);
+  ASSERT_TRUE(first.ok()) << first.error().ToString();
+  EXPECT_EQ(first->envelope.body_view(), "first");
+  EXPECT_EQ(first->envelope.attempt, 2u);
+
+  broker.Signal(SIGTERM);
+  auto status = broker.Wait(5s);
+  ASSERT_TRUE(status && WIFEXITED(*status));
+  EXPECT_EQ(WEXITSTATUS(*status), 0);
 }
 
 }  // namespace
