@@ -307,6 +307,26 @@ TEST_F(BrokerClientTest, NoBrokerIsAClearError) {
   EXPECT_NE(status.message().find("is zmqkit-broker running?"), std::string::npos);
 }
 
+// With no broker, the connection's queue fills; the client reports what it could not send and still
+// shuts down promptly instead of hanging on a blocked send.
+TEST_F(BrokerClientTest, AnUnreachableBrokerNeitherHangsNorSilentlyDropsCommands) {
+  BrokerClientOptions options;
+  options.socket.send_hwm = 5;
+  options.heartbeat_interval = 50ms;
+  auto started = std::chrono::steady_clock::now();
+  {
+    BrokerClient client(context_, Endpoint::Connect(testing::IpcAddress(dir_, "nobody")), options);
+    for (int i = 0; i < 20; ++i) ASSERT_TRUE(client.Publish("q", "x").ok());
+    EXPECT_EQ(client.WaitForConfirms(300ms).code(), StatusCode::kDeadlineExceeded);
+    bool reported = false;
+    for (const std::string& error : client.TakeErrors()) {
+      reported |= error.starts_with("unavailable") && error.find("PUBLISH") != std::string::npos;
+    }
+    EXPECT_TRUE(reported);
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
+}
+
 // A peer floods garbage at both endpoints while a producer and a consumer do real work: the good
 // clients lose nothing and the garbage is counted.
 TEST_F(BrokerClientTest, GarbageFromOnePeerDoesNotHurtOthers) {

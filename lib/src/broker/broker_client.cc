@@ -22,10 +22,15 @@ std::string NextPipeAddress() {
   return "inproc://zmqkit-broker-client-" + std::to_string(counter.fetch_add(1));
 }
 
-void SendFrames(zmq::socket_t& socket, std::span<zmq::message_t> frames) {
+// Returns false if the first frame could not be queued (EAGAIN after the socket's send timeout);
+// nothing was sent then. The rest of a message never blocks once its first frame is queued.
+bool SendFrames(zmq::socket_t& socket, std::span<zmq::message_t> frames) {
   for (std::size_t i = 0; i < frames.size(); ++i) {
-    socket.send(frames[i], i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+    auto sent = socket.send(frames[i], i + 1 < frames.size() ? zmq::send_flags::sndmore
+                                                             : zmq::send_flags::none);
+    if (!sent) return false;
   }
+  return true;
 }
 
 // The actor: owns the broker connection. Forwards commands from the pipe to the broker and
@@ -38,9 +43,23 @@ void RunActor(zmq::socket_t broker, zmq::socket_t pipe, BrokerClientOptions opti
   // Deadlines are pushed to 3 intervals ahead, every interval: a live client never loses a delivery
   // it holds (up to max_lease), a dead one loses it within the broker's liveness window anyway.
   const auto extend_by = options.heartbeat_interval * 3;
+  // A broker that is away for long fills the connection's queue; then sends time out (the socket's
+  // send timeout is one heartbeat) instead of blocking, so the actor keeps answering its owner — and
+  // a command it could not pass on is reported to the owner rather than silently lost.
+  auto to_broker = [&](std::span<zmq::message_t> message) {
+    if (SendFrames(broker, message)) return;
+    std::string command = message.size() > 1 ? message[1].to_string() : "";
+    auto error = p::Frames(p::kError, p::ArgsWriter(3)
+                                          .Str("code", "unavailable")
+                                          .Str("message", "the broker is not taking messages; " +
+                                                              command + " was not sent")
+                                          .Str("command", command)
+                                          .Finish());
+    SendFrames(pipe, error);
+  };
   auto send_command = [&](std::string_view command, zmq::message_t args) {
     auto message = p::Frames(command, std::move(args));
-    SendFrames(broker, message);
+    to_broker(message);
   };
   for (;;) {
     auto wait = std::chrono::ceil<std::chrono::milliseconds>(next_heartbeat - Clock::now());
@@ -66,7 +85,7 @@ void RunActor(zmq::socket_t broker, zmq::socket_t pipe, BrokerClientOptions opti
             }
           }
         }
-        SendFrames(broker, std::span(frames.data(), count));
+        to_broker(std::span(frames.data(), count));
       }
       if (items[1].revents & ZMQ_POLLIN) {
         for (std::size_t count; (count = internal::RecvAll(broker, frames, zmq::recv_flags::dontwait));) {
@@ -110,16 +129,21 @@ BrokerClient::BrokerClient(zmq::context_t& context, const Endpoint& broker,
                            BrokerClientOptions options)
     : options_(std::move(options)), pipe_(context, zmq::socket_type::pair) {
   zmq::socket_t connection = OpenSocket(context, zmq::socket_type::dealer, options_.socket);
+  connection.set(zmq::sockopt::sndtimeo, static_cast<int>(options_.heartbeat_interval.count()));
   AttachSocket(connection, broker);  // throws here, on the caller's thread, if refused
+  // The pipe is bounded from owner to actor, so a publisher faster than the broker is slowed down
+  // instead of growing memory; it is unbounded from actor to owner, where prefetch already bounds
+  // deliveries, so the actor can never block on an owner that is itself blocked on the actor.
+  constexpr int kOwnerToActorHwm = 100000;
   std::string address = NextPipeAddress();
   pipe_.set(zmq::sockopt::linger, 0);
-  pipe_.set(zmq::sockopt::sndhwm, 0);
+  pipe_.set(zmq::sockopt::sndhwm, kOwnerToActorHwm);
   pipe_.set(zmq::sockopt::rcvhwm, 0);
   pipe_.bind(address);
   zmq::socket_t actor_end(context, zmq::socket_type::pair);
   actor_end.set(zmq::sockopt::linger, 0);
   actor_end.set(zmq::sockopt::sndhwm, 0);
-  actor_end.set(zmq::sockopt::rcvhwm, 0);
+  actor_end.set(zmq::sockopt::rcvhwm, kOwnerToActorHwm);
   actor_end.connect(address);
   // The sockets move to the actor thread; starting a thread is the memory barrier libzmq asks for.
   actor_ = std::thread(RunActor, std::move(connection), std::move(actor_end), options_);
