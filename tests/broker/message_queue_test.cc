@@ -7,6 +7,18 @@ namespace {
 
 using namespace std::chrono_literals;
 
+EnqueueOptions Delayed(Duration delay) {
+  EnqueueOptions options;
+  options.delay = delay;
+  return options;
+}
+
+EnqueueOptions WithTtl(Duration ttl) {
+  EnqueueOptions options;
+  options.ttl = ttl;
+  return options;
+}
+
 class MessageQueueTest : public ::testing::Test {
  protected:
   MessageQueueTest() {
@@ -79,7 +91,9 @@ TEST_F(MessageQueueTest, AnUnackedDeliveryIsTakenBackAfterItsTimeoutAndRedeliver
   EXPECT_TRUE(queue().Tick(clock_.Now()).timed_out.empty());
   clock_.Advance(1ms);
   auto tick = queue().Tick(clock_.Now());
-  EXPECT_EQ(tick.timed_out, std::vector<std::uint64_t>{tag});
+  ASSERT_EQ(tick.timed_out.size(), 1u);
+  EXPECT_EQ(tick.timed_out[0].tag, tag);
+  EXPECT_EQ(tick.timed_out[0].attempt, 1u);
   EXPECT_FALSE(queue().Ack(tag));  // the late ack of the stalled consumer no longer counts
   EXPECT_EQ(Next(), "");           // backing off for retry_delay
   clock_.Advance(200ms);
@@ -159,7 +173,7 @@ TEST_F(MessageQueueTest, NackWithoutRequeueDeadLettersAsRejected) {
 }
 
 TEST_F(MessageQueueTest, DelayedMessagesBecomeReadyOnTimeAtTheBackOfTheLine) {
-  Publish("check the oven", 0, EnqueueOptions{10min, std::nullopt, ""});
+  Publish("check the oven", 0, Delayed(10min));
   Publish("pizza 1");
   EXPECT_EQ(queue().delayed(), 1u);
   EXPECT_EQ(queue().NextDeadline(), clock_.Now() + 10min);
@@ -177,7 +191,7 @@ TEST_F(MessageQueueTest, DelayedMessagesBecomeReadyOnTimeAtTheBackOfTheLine) {
 }
 
 TEST_F(MessageQueueTest, TheLeaseOfADelayedMessageStartsAtDeliveryNotAtPublish) {
-  Publish("later", 0, EnqueueOptions{1min, std::nullopt, ""});
+  Publish("later", 0, Delayed(1min));
   clock_.Advance(1min);
   queue().Tick(clock_.Now());
   std::uint64_t tag = 0;
@@ -188,7 +202,7 @@ TEST_F(MessageQueueTest, TheLeaseOfADelayedMessageStartsAtDeliveryNotAtPublish) 
 
 TEST_F(MessageQueueTest, ExpiredMessagesAreDeadLetteredNotDelivered) {
   Publish("fresh");
-  Publish("stale", 0, EnqueueOptions{std::nullopt, 5s, ""});
+  Publish("stale", 0, WithTtl(5s));
   clock_.Advance(5s);
   auto tick = queue().Tick(clock_.Now());
   ASSERT_EQ(tick.dead.size(), 1u);
@@ -202,14 +216,14 @@ TEST_F(MessageQueueTest, ExpiredMessagesAreDeadLetteredNotDelivered) {
 TEST_F(MessageQueueTest, QueueTtlAppliesToMessagesWithoutTheirOwn) {
   options_.message_ttl = 2s;
   Publish("default ttl");
-  Publish("own ttl", 0, EnqueueOptions{std::nullopt, 10s, ""});
+  Publish("own ttl", 0, WithTtl(10s));
   clock_.Advance(2s);
   EXPECT_EQ(queue().Tick(clock_.Now()).dead.size(), 1u);
   EXPECT_EQ(Next(), "own ttl");
 }
 
 TEST_F(MessageQueueTest, InFlightMessagesDoNotExpireButAreDeadLetteredIfReturnedAfterTheirTtl) {
-  Publish("slow", 0, EnqueueOptions{std::nullopt, 5s, ""});
+  Publish("slow", 0, WithTtl(5s));
   std::uint64_t tag = 0;
   ASSERT_EQ(Next(&tag), "slow");
   clock_.Advance(10s);
@@ -223,9 +237,10 @@ TEST_F(MessageQueueTest, AFullQueueRefusesPublishesAndKeepsWhatItHas) {
   options_.max_length = 2;
   Publish("1");
   Publish("2");
-  Status refused = queue().Publish(Envelope::New("3"), {}, clock_.Now());
-  EXPECT_EQ(refused.code(), StatusCode::kResourceExhausted);
-  EXPECT_NE(refused.message().find("full"), std::string::npos);
+  auto refused = queue().Publish(Envelope::New("3"), {}, clock_.Now());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(refused.error().message().find("full"), std::string::npos);
   EXPECT_EQ(queue().size(), 2u);
   EXPECT_EQ(queue().counters().refused_full, 1u);
   std::uint64_t tag = 0;
@@ -256,10 +271,10 @@ TEST_F(MessageQueueTest, ExtendMovesTheDeadline) {
 TEST_F(MessageQueueTest, PurgeRemovesReadyAndDelayedButNotInFlight) {
   Publish("a");
   Publish("b");
-  Publish("later", 0, EnqueueOptions{1min, std::nullopt, ""});
+  Publish("later", 0, Delayed(1min));
   std::uint64_t tag = 0;
   ASSERT_EQ(Next(&tag), "a");
-  EXPECT_EQ(queue().Purge(), 2u);
+  EXPECT_EQ(queue().Purge().size(), 2u);
   EXPECT_EQ(queue().size(), 1u);
   EXPECT_TRUE(queue().Ack(tag));
   EXPECT_FALSE(queue().NextDeadline().has_value());
@@ -271,15 +286,16 @@ TEST_F(MessageQueueTest, TakeReadyTakesHighestPriorityFirstUpToALimit) {
   Publish("low 2", 1);
   auto taken = queue().TakeReady(2);
   ASSERT_EQ(taken.size(), 2u);
-  EXPECT_EQ(taken[0].body_view(), "high");
-  EXPECT_EQ(taken[1].body_view(), "low");
+  EXPECT_EQ(taken[0].second.body_view(), "high");
+  EXPECT_EQ(taken[0].first, 2u);  // its number: published second
+  EXPECT_EQ(taken[1].second.body_view(), "low");
   EXPECT_EQ(queue().ready(), 1u);
 }
 
 TEST_F(MessageQueueTest, NextDeadlineIsTheEarliestOfLeasesDelaysAndExpiries) {
   EXPECT_FALSE(queue().NextDeadline().has_value());
-  Publish("expires", 0, EnqueueOptions{std::nullopt, 50s, ""});
-  Publish("delayed", 0, EnqueueOptions{40s, std::nullopt, ""});
+  Publish("expires", 0, WithTtl(50s));
+  Publish("delayed", 0, Delayed(40s));
   EXPECT_EQ(queue().NextDeadline(), clock_.Now() + 40s);
   ASSERT_EQ(Next(), "expires");  // leased: its TTL no longer counts, its 30 s lease does
   EXPECT_EQ(queue().NextDeadline(), clock_.Now() + 30s);

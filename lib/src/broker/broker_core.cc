@@ -1,5 +1,7 @@
 #include "broker/broker_core.h"
 
+#include "broker/journal_records.h"
+
 #include <algorithm>
 #include <cstring>
 #include <limits>
@@ -184,9 +186,16 @@ void BrokerCore::HandlePublish(Session& session, const SessionKey& key, const p:
     targets.push_back(*slot);
   }
   if (targets.empty()) ++counters_.unroutable;
+  std::vector<std::pair<std::string, std::uint64_t>> numbers;
   for (QueueSlot* slot : targets) {
-    (void)slot->queue.Publish(envelope->Clone(), publish, now);  // room checked above
+    auto number = slot->queue.Publish(envelope->Clone(), publish, now);  // room checked above
+    if (number.ok()) numbers.emplace_back(slot->queue.name(), *number);
     ++counters_.published;
+  }
+  if (!numbers.empty()) {
+    Emit(records::EncodePublish(numbers, View(payload[0]), envelope->body_view(), unix_micros_(),
+                                static_cast<std::int64_t>(*delay_ms) * 1000,
+                                static_cast<std::int64_t>(*ttl_ms) * 1000, ""));
   }
   session.confirm_upto = *seq;
   owed_confirms_.insert(key.peer);
@@ -295,10 +304,10 @@ void BrokerCore::HandleSettle(const SessionKey& key, std::string_view command, c
       continue;
     }
     if (command == p::kAck) {
-      slot->queue.Ack(tag);
+      if (auto number = slot->queue.Ack(tag)) Emit(records::EncodeAck(slot->queue.name(), *number));
     } else {
-      auto failed = slot->queue.Fail(tag, FailureReason::kRejected, *requeue, now);
-      if (failed.dead) PlaceDeadLetter(std::move(*failed.dead), now);
+      AfterFailure(*slot, slot->queue.Fail(tag, FailureReason::kRejected, *requeue, now),
+                   FailureReason::kRejected, now);
     }
     ForgetDelivery(tag);
     touched.insert(slot);
@@ -344,6 +353,7 @@ void BrokerCore::HandleDeclareQueue(const SessionKey& key, const p::Args& args) 
                      "(ack_timeout_ms positive)", p::kDeclareQueue);
   }
   (*slot)->queue.set_options(options);
+  Emit(records::EncodeQueue(*name, options));
   SendOk(key);
 }
 
@@ -364,11 +374,12 @@ void BrokerCore::HandleDeclareExchange(const SessionKey& key, const p::Args& arg
                          " exchanges",
                      p::kDeclareExchange);
   }
-  Status declared =
-      exchanges_.Declare(*name, *type == "fanout" ? ExchangeType::kFanout : ExchangeType::kTopic);
+  const ExchangeType exchange_type = *type == "fanout" ? ExchangeType::kFanout : ExchangeType::kTopic;
+  Status declared = exchanges_.Declare(*name, exchange_type);
   if (!declared.ok()) {
     return SendError(key.peer, ErrorCodeFor(declared), declared.message(), p::kDeclareExchange);
   }
+  Emit(records::EncodeExchange(*name, exchange_type));
   SendOk(key);
 }
 
@@ -397,6 +408,7 @@ void BrokerCore::HandleBind(const SessionKey& key, const p::Args& args, bool bin
   Status status = bind ? exchanges_.Bind(*exchange, *queue, *pattern)
                        : exchanges_.Unbind(*exchange, *queue, *pattern);
   if (!status.ok()) return SendError(key.peer, ErrorCodeFor(status), status.message(), command);
+  Emit(records::EncodeBind(bind, *exchange, *queue, *pattern));
   SendOk(key);
 }
 
@@ -443,7 +455,9 @@ void BrokerCore::HandlePurge(const SessionKey& key, const p::Args& args) {
   if (!name.ok()) return SendError(key.peer, p::kErrInvalidArgument, name.error().message(), p::kPurge);
   auto it = queues_.find(*name);
   if (it == queues_.end()) return SendError(key.peer, p::kErrNotFound, "no queue \"" + *name + "\"", p::kPurge);
-  std::size_t purged = it->second.queue.Purge();
+  std::vector<std::uint64_t> removed = it->second.queue.Purge();
+  const std::size_t purged = removed.size();
+  if (!removed.empty()) Emit(records::EncodeRemove(*name, removed));
   Log("queue \"" + *name + "\" purged: " + std::to_string(purged) + " messages");
   Send(Side::kClients, key.peer,
        p::Frames(p::kOk, p::ArgsWriter(2).Uint("rid", current_rid_).Uint("purged", purged).Finish()));
@@ -463,21 +477,18 @@ void BrokerCore::HandleRedrive(const SessionKey& key, const p::Args& args, TimeP
                      p::kRedrive);
   }
   std::uint64_t moved = 0;
-  while (moved < *limit && dlq->second.queue.ready() > 0) {
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> moves;
+  while (moved < *limit) {
+    const Envelope* next = dlq->second.queue.PeekReady();
+    if (next == nullptr || !origin->second.queue.CheckRoom(*next, {}).ok()) break;
     auto taken = dlq->second.queue.TakeReady(1);
-    Envelope& message = taken.front();
-    if (!origin->second.queue.CheckRoom(message, {}).ok()) {
-      (void)dlq->second.queue.Publish(std::move(message), {}, now);  // DLQs take everything
-      break;
-    }
-    message.attempt = 0;
-    message.headers["x-redriven"] = message.headers[std::string(kHeaderDeathReason)];
-    for (std::string_view header : {kHeaderOriginQueue, kHeaderDeathReason, kHeaderAttempts}) {
-      message.headers.erase(std::string(header));
-    }
-    (void)origin->second.queue.Publish(std::move(message), {}, now);
+    auto& [dlq_number, message] = taken.front();
+    PrepareRedrive(message);
+    auto number = origin->second.queue.Publish(std::move(message), {}, now);  // room checked
+    if (number.ok()) moves.emplace_back(dlq_number, *number);
     ++moved;
   }
+  if (!moves.empty()) Emit(records::EncodeRedrive(*name, moves));
   Send(Side::kClients, key.peer,
        p::Frames(p::kOk, p::ArgsWriter(2).Uint("rid", current_rid_).Uint("moved", moved).Finish()));
   Dispatch(origin->second, now);
@@ -504,11 +515,16 @@ void BrokerCore::HandleRequest(std::string_view peer, std::span<zmq::message_t> 
   request.body = std::move(frames[0]);
   EnqueueOptions publish;
   publish.reply_to = std::string(peer);
-  if (Status queued = (*slot)->queue.Publish(std::move(request), std::move(publish), now);
-      !queued.ok()) {
+  std::string header;
+  EncodeHeader(request, header);
+  const std::string body(request.body_view());
+  auto queued = (*slot)->queue.Publish(std::move(request), publish, now);
+  if (!queued.ok()) {
     ++counters_.refused;
-    return reply_error("zmqkit-broker: " + queued.message());
+    return reply_error("zmqkit-broker: " + queued.error().message());
   }
+  Emit(records::EncodePublish({{options_.request_queue, *queued}}, header, body, unix_micros_(), 0,
+                              0, publish.reply_to));
   ++counters_.published;
   Dispatch(**slot, now);
 }
@@ -547,7 +563,7 @@ void BrokerCore::OnWorkerMessage(std::string_view peer, std::span<zmq::message_t
     }
     std::string reply_to = std::move(delivery->reply_to);
     QueueSlot* slot = delivery->slot;
-    slot->queue.Ack(*tag);
+    if (auto number = slot->queue.Ack(*tag)) Emit(records::EncodeAck(slot->queue.name(), *number));
     ForgetDelivery(*tag);
     if (!reply_to.empty()) {
       std::vector<zmq::message_t> reply;
@@ -592,7 +608,7 @@ void BrokerCore::RemoveConsumer(std::uint64_t consumer_id, TimePoint now) {
     auto failed = slot.queue.Fail(tag, FailureReason::kConsumerLost, /*requeue=*/true, now);
     ++counters_.deliveries_taken_back;
     deliveries_.erase(tag);
-    if (failed.dead) PlaceDeadLetter(std::move(*failed.dead), now);
+    AfterFailure(slot, std::move(failed), FailureReason::kConsumerLost, now);
   }
   --slot.consumers;
   consumers_.erase(consumer_id);
@@ -636,10 +652,30 @@ Result<BrokerCore::QueueSlot*> BrokerCore::GetOrCreateQueue(std::string_view nam
                                      std::to_string(options_.max_queues) + " queues");
   }
   auto it = queues_.try_emplace(std::string(name), std::string(name), options_.queue_defaults).first;
+  Emit(records::EncodeQueue(name, options_.queue_defaults));
   return &it->second;
 }
 
-void BrokerCore::PlaceDeadLetter(DeadLetter dead, TimePoint now) {
+void BrokerCore::AfterFailure(QueueSlot& slot, MessageQueue::FailResult failed,
+                              FailureReason reason, TimePoint now) {
+  if (!failed.found) return;
+  Emit(records::EncodeFail(slot.queue.name(), failed.number, failed.attempt, reason));
+  if (!failed.dead) return;
+  const DeadLetterReason why = failed.dead->reason;
+  const std::uint64_t dlq_number = PlaceDeadLetter(std::move(*failed.dead), now);
+  Emit(records::EncodeDead(slot.queue.name(), failed.number, why, dlq_number));
+}
+
+void BrokerCore::PrepareRedrive(Envelope& message) {
+  message.attempt = 0;
+  message.headers["x-redriven"] = message.headers[std::string(kHeaderDeathReason)];
+  for (std::string_view header : {kHeaderOriginQueue, kHeaderDeathReason, kHeaderAttempts}) {
+    message.headers.erase(std::string(header));
+  }
+}
+
+std::uint64_t BrokerCore::PlaceDeadLetter(DeadLetter dead, TimePoint now,
+                                          std::optional<std::uint64_t> number) {
   ++counters_.dead_lettered;
   const std::string origin = dead.envelope.headers[std::string(kHeaderOriginQueue)];
   // A dead-letter queue's own failures stay in it rather than nesting ".dlq.dlq".
@@ -657,8 +693,11 @@ void BrokerCore::PlaceDeadLetter(DeadLetter dead, TimePoint now) {
     it = queues_.try_emplace(name, name, options).first;
     it->second.is_dead_letter_queue = true;
   }
-  (void)it->second.queue.Publish(std::move(dead.envelope), {}, now);  // unbounded: cannot fail
+  EnqueueOptions placement;
+  placement.number = number;
+  auto placed = it->second.queue.Publish(std::move(dead.envelope), placement, now);  // unbounded
   Dispatch(it->second, now);
+  return placed.ok() ? *placed : 0;
 }
 
 void BrokerCore::Dispatch(QueueSlot& slot, TimePoint now) {
@@ -707,11 +746,17 @@ void BrokerCore::Tick(TimePoint now) {
     auto due = slot.queue.NextDeadline();
     if (!due || *due > now) continue;
     auto result = slot.queue.Tick(now);
-    for (std::uint64_t tag : result.timed_out) {
+    for (const auto& timed_out : result.timed_out) {
       ++counters_.deliveries_taken_back;
-      ForgetDelivery(tag);
+      ForgetDelivery(timed_out.tag);
+      Emit(records::EncodeFail(name, timed_out.number, timed_out.attempt, FailureReason::kTimedOut));
     }
-    for (DeadLetter& dead : result.dead) PlaceDeadLetter(std::move(dead), now);
+    for (DeadLetter& dead : result.dead) {
+      const std::uint64_t number = dead.number;
+      const DeadLetterReason why = dead.reason;
+      const std::uint64_t dlq_number = PlaceDeadLetter(std::move(dead), now);
+      Emit(records::EncodeDead(name, number, why, dlq_number));
+    }
     Dispatch(slot, now);
   }
   if (!next_housekeeping_ || now < *next_housekeeping_) return;

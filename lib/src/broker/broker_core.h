@@ -14,6 +14,7 @@
 #define ZMQKIT_SRC_BROKER_BROKER_CORE_H_
 
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <map>
 #include <optional>
@@ -35,6 +36,15 @@
 namespace zmqkit::internal {
 
 enum class Side { kClients, kWorkers };
+
+// Where a durable broker's core writes its journal records, in the order of the state changes
+// (docs/journal-format.md, section 7). The loop syncs them before it sends the confirms that depend
+// on them.
+class JournalSink {
+ public:
+  virtual ~JournalSink() = default;
+  virtual void Append(std::string record) = 0;
+};
 
 struct Outgoing {
   Side side;
@@ -62,6 +72,16 @@ class BrokerCore {
   // Log lines since the last call, rate-limited (a flood of bad input produces a count, not a line
   // per message).
   std::vector<std::string> TakeLog();
+
+  // Durable brokers: every state change is also written to `journal` (null: none). Must outlive
+  // the core.
+  void set_journal(JournalSink* journal) { journal_ = journal; }
+  // The wall clock for times that must survive a restart (when a delay ends, when a TTL expires).
+  void set_wall_clock(std::function<std::int64_t()> unix_micros) { unix_micros_ = std::move(unix_micros); }
+  // Recovery: applies one journal record, through the same state changes as live operation. Sends
+  // nothing and writes no journal. kCorruption if the record does not decode or does not fit the
+  // state (a message it names is missing).
+  Status Replay(std::string_view record, TimePoint now);
 
   const BrokerCounters& counters() const { return counters_; }
   const MessageQueue* FindQueue(std::string_view name) const;
@@ -139,7 +159,17 @@ class BrokerCore {
   void ForgetDelivery(std::uint64_t tag);
   // Finds a delivery held by `key`; nullptr (and counted) if unknown or someone else's.
   Delivery* OwnDelivery(const SessionKey& key, std::uint64_t tag);
-  void PlaceDeadLetter(DeadLetter dead, TimePoint now);
+  // Puts a dead letter in its dead-letter queue and returns its number there (`number` when
+  // replaying).
+  std::uint64_t PlaceDeadLetter(DeadLetter dead, TimePoint now,
+                                std::optional<std::uint64_t> number = std::nullopt);
+  // After a failed delivery in `slot`: records it, and places and records its dead letter if any.
+  void AfterFailure(QueueSlot& slot, MessageQueue::FailResult failed, FailureReason reason,
+                    TimePoint now);
+  void Emit(std::string record) {
+    if (journal_ != nullptr && !replaying_) journal_->Append(std::move(record));
+  }
+  static void PrepareRedrive(Envelope& message);
 
   void Send(Side side, std::string_view peer, std::vector<zmq::message_t> frames);
   void SendOk(const SessionKey& key);  // OK with the current command's rid
@@ -163,6 +193,9 @@ class BrokerCore {
   std::uint64_t next_tag_ = 1;
   std::optional<TimePoint> next_housekeeping_;
   std::uint64_t current_rid_ = 0;  // of the native command being handled; 0 if none
+  JournalSink* journal_ = nullptr;
+  bool replaying_ = false;
+  std::function<std::int64_t()> unix_micros_ = UnixMicrosNow;
   std::vector<Outgoing> outbox_;
   std::vector<std::string> log_;
   int log_budget_ = 20;

@@ -44,13 +44,15 @@ Status MessageQueue::CheckRoom(const Envelope& envelope, const EnqueueOptions& o
   return Status::Ok();
 }
 
-Status MessageQueue::Publish(Envelope envelope, EnqueueOptions options, TimePoint now) {
-  if (Status room = CheckRoom(envelope, options); !room.ok()) {
+Result<std::uint64_t> MessageQueue::Publish(Envelope envelope, EnqueueOptions options,
+                                            TimePoint now) {
+  if (Status room = CheckRoom(envelope, options); !room.ok() && !options.ignore_limits) {
     ++counters_.refused_full;
     return room;
   }
   const std::size_t bytes = MessageBytes(envelope, options.reply_to);
-  const std::uint64_t number = next_number_++;
+  const std::uint64_t number = options.number.value_or(next_number_);
+  next_number_ = std::max(next_number_, number + 1);
   Entry& entry = entries_[number];
   entry.envelope = std::move(envelope);
   entry.reply_to = std::move(options.reply_to);
@@ -69,7 +71,7 @@ Status MessageQueue::Publish(Envelope envelope, EnqueueOptions options, TimePoin
   } else {
     MakeReady(number, entry);
   }
-  return Status::Ok();
+  return number;
 }
 
 void MessageQueue::MakeReady(std::uint64_t number, Entry& entry) {
@@ -122,17 +124,18 @@ std::optional<MessageQueue::Lease> MessageQueue::LeaseNext(std::uint64_t tag, Ti
     in_flight_.emplace(tag, number);
     deadlines_.emplace(entry.deadline, tag);
     ++counters_.delivered;
-    return Lease{tag, entry.envelope.Clone(), entry.reply_to, entry.deadline};
+    return Lease{tag, number, entry.envelope.Clone(), entry.reply_to, entry.deadline};
   }
   return std::nullopt;
 }
 
-bool MessageQueue::Ack(std::uint64_t tag) {
+std::optional<std::uint64_t> MessageQueue::Ack(std::uint64_t tag) {
   auto it = in_flight_.find(tag);
-  if (it == in_flight_.end()) return false;
-  Erase(it->second);
+  if (it == in_flight_.end()) return std::nullopt;
+  const std::uint64_t number = it->second;
+  Erase(number);
   ++counters_.acked;
-  return true;
+  return number;
 }
 
 MessageQueue::FailResult MessageQueue::Fail(std::uint64_t tag, FailureReason reason, bool requeue,
@@ -149,8 +152,9 @@ MessageQueue::FailResult MessageQueue::Fail(std::uint64_t tag, FailureReason rea
   // Out of flight; until placed again below, it is "delayed" in no index, which Erase tolerates.
   entry.place = Place::kDelayed;
   entry.due = TimePoint::min();
-  if (!requeue) return {true, Kill(number, DeadLetterReason::kRejected)};
-  return {true, Requeue(number, reason, now)};
+  const std::uint32_t attempt = entry.envelope.attempt;
+  if (!requeue) return {true, number, attempt, Kill(number, DeadLetterReason::kRejected)};
+  return {true, number, attempt, Requeue(number, reason, now)};
 }
 
 std::optional<DeadLetter> MessageQueue::Requeue(std::uint64_t number, FailureReason reason,
@@ -186,7 +190,7 @@ Duration MessageQueue::RetryDelay(std::uint32_t failures) const {
 
 DeadLetter MessageQueue::Kill(std::uint64_t number, DeadLetterReason reason) {
   Entry& entry = entries_.at(number);
-  DeadLetter dead{std::move(entry.envelope), reason};
+  DeadLetter dead{std::move(entry.envelope), reason, number};
   dead.envelope.headers[std::string(kHeaderOriginQueue)] = name_;
   dead.envelope.headers[std::string(kHeaderDeathReason)] = DeadLetterReasonName(reason);
   dead.envelope.headers[std::string(kHeaderAttempts)] = std::to_string(dead.envelope.attempt);
@@ -210,8 +214,8 @@ MessageQueue::TickResult MessageQueue::Tick(TimePoint now) {
   TickResult result;
   while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
     const std::uint64_t tag = deadlines_.begin()->second;
-    result.timed_out.push_back(tag);
     auto failed = Fail(tag, FailureReason::kTimedOut, /*requeue=*/true, now);
+    result.timed_out.push_back({tag, failed.number, failed.attempt});
     if (failed.dead) result.dead.push_back(std::move(*failed.dead));
   }
   while (!expiries_.empty() && expiries_.begin()->first <= now) {
@@ -240,26 +244,75 @@ std::optional<TimePoint> MessageQueue::NextDeadline() const {
   return next;
 }
 
-std::size_t MessageQueue::Purge() {
+std::vector<std::uint64_t> MessageQueue::Purge() {
   std::vector<std::uint64_t> doomed;
   for (const auto& [number, entry] : entries_) {
     if (entry.place != Place::kInFlight) doomed.push_back(number);
   }
+  std::sort(doomed.begin(), doomed.end());
   for (std::uint64_t number : doomed) Erase(number);
   counters_.purged += doomed.size();
-  return doomed.size();
+  return doomed;
 }
 
-std::vector<Envelope> MessageQueue::TakeReady(std::size_t limit) {
-  std::vector<Envelope> taken;
+std::vector<std::pair<std::uint64_t, Envelope>> MessageQueue::TakeReady(std::size_t limit) {
+  std::vector<std::pair<std::uint64_t, Envelope>> taken;
   for (int priority = kMaxPriority; priority >= 0 && taken.size() < limit; --priority) {
     while (!ready_[priority].empty() && taken.size() < limit) {
       const std::uint64_t number = ready_[priority].begin()->second;
-      taken.push_back(std::move(entries_.at(number).envelope));
+      taken.emplace_back(number, std::move(entries_.at(number).envelope));
       Erase(number);
     }
   }
   return taken;
+}
+
+bool MessageQueue::RestoreFailure(std::uint64_t number, std::uint32_t attempt,
+                                  FailureReason reason) {
+  auto it = entries_.find(number);
+  if (it == entries_.end()) return false;
+  Entry& entry = it->second;
+  entry.envelope.attempt = attempt;
+  if (!entry.history.empty()) entry.history += ',';
+  entry.history += FailureReasonName(reason);
+  ++entry.failures;
+  ++counters_.requeued;
+  return true;
+}
+
+std::optional<DeadLetter> MessageQueue::KillNumber(std::uint64_t number, DeadLetterReason reason) {
+  if (!entries_.contains(number)) return std::nullopt;
+  if (reason == DeadLetterReason::kExpired) ++counters_.expired;
+  return Kill(number, reason);
+}
+
+bool MessageQueue::Remove(std::uint64_t number) {
+  if (!entries_.contains(number)) return false;
+  Erase(number);
+  ++counters_.purged;
+  return true;
+}
+
+bool MessageQueue::Settle(std::uint64_t number) {
+  if (!entries_.contains(number)) return false;
+  Erase(number);
+  ++counters_.acked;
+  return true;
+}
+
+const Envelope* MessageQueue::PeekReady() const {
+  for (int priority = kMaxPriority; priority >= 0; --priority) {
+    if (!ready_[priority].empty()) return &entries_.at(ready_[priority].begin()->second).envelope;
+  }
+  return nullptr;
+}
+
+std::optional<Envelope> MessageQueue::Take(std::uint64_t number) {
+  auto it = entries_.find(number);
+  if (it == entries_.end()) return std::nullopt;
+  Envelope envelope = std::move(it->second.envelope);
+  Erase(number);
+  return envelope;
 }
 
 }  // namespace zmqkit::internal

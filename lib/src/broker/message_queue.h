@@ -50,12 +50,19 @@ inline constexpr std::string_view kHeaderAttemptHistory = "x-attempt-history";
 struct DeadLetter {
   Envelope envelope;  // with the dead-letter headers set
   DeadLetterReason reason;
+  std::uint64_t number;  // the message's number in the queue it left
 };
 
 struct EnqueueOptions {
   std::optional<Duration> delay;  // not deliverable before now + delay
   std::optional<Duration> ttl;    // overrides the queue's message_ttl
   std::string reply_to;           // opaque to the queue; handed back with each lease
+  // Restoring from the journal: the number the message had. Live publishes leave it empty and get
+  // the next number.
+  std::optional<std::uint64_t> number;
+  // Restoring from the journal: accept even past max_length/max_bytes (the message was accepted
+  // once; options may have changed since).
+  bool ignore_limits = false;
 };
 
 struct QueueCounters {
@@ -73,30 +80,39 @@ class MessageQueue {
  public:
   struct Lease {
     std::uint64_t tag;
+    std::uint64_t number;
     Envelope envelope;     // a copy sharing the body; attempt already counts this delivery
     std::string reply_to;
     TimePoint deadline;
   };
   struct FailResult {
     bool found = false;                // the tag was in flight here
+    std::uint64_t number = 0;          // the message's number
+    std::uint32_t attempt = 0;         // the attempt that failed
     std::optional<DeadLetter> dead;    // set if the message left for the dead-letter queue
   };
+  struct TimedOut {
+    std::uint64_t tag;
+    std::uint64_t number;
+    std::uint32_t attempt;
+  };
   struct TickResult {
-    std::vector<std::uint64_t> timed_out;  // leases taken back because their deadline passed
-    std::vector<DeadLetter> dead;          // expired messages, and timed-out ones out of attempts
+    std::vector<TimedOut> timed_out;  // leases taken back because their deadline passed
+    std::vector<DeadLetter> dead;     // expired messages, and timed-out ones out of attempts
   };
 
   MessageQueue(std::string name, const QueueOptions& options);
 
-  // Adds a message. kResourceExhausted ("queue full") if max_length or max_bytes would be passed.
-  Status Publish(Envelope envelope, EnqueueOptions options, TimePoint now);
+  // Adds a message and returns its number (increasing in publish order). kResourceExhausted
+  // ("queue full") if max_length or max_bytes would be passed.
+  Result<std::uint64_t> Publish(Envelope envelope, EnqueueOptions options, TimePoint now);
   // Whether Publish would accept this message now (for all-or-nothing fanout).
   Status CheckRoom(const Envelope& envelope, const EnqueueOptions& options) const;
   // Hands the next ready message out under `tag` until now + ack_timeout; nullopt if none is ready.
   // REQUIRES: `tag` is not in flight in this queue.
   std::optional<Lease> LeaseNext(std::uint64_t tag, TimePoint now, Duration ack_timeout);
-  // Settles a delivery. False if `tag` is not in flight here.
-  bool Ack(std::uint64_t tag);
+  // Settles a delivery and returns the message's number; nullopt if `tag` is not in flight here.
+  std::optional<std::uint64_t> Ack(std::uint64_t tag);
   // A delivery failed. With `requeue`, the message is ready again (after a back-off, except for
   // kConsumerLost) or dead-lettered if out of attempts or expired; without, it is dead-lettered as
   // rejected.
@@ -108,10 +124,21 @@ class MessageQueue {
   // The earliest time Tick() has work to do.
   std::optional<TimePoint> NextDeadline() const;
 
-  // Removes every ready and delayed message; in-flight ones stay. Returns how many were removed.
-  std::size_t Purge();
+  // Removes every ready and delayed message; in-flight ones stay. Returns the numbers removed.
+  std::vector<std::uint64_t> Purge();
   // Removes up to `limit` ready messages, oldest first within each priority, highest first.
-  std::vector<Envelope> TakeReady(std::size_t limit);
+  std::vector<std::pair<std::uint64_t, Envelope>> TakeReady(std::size_t limit);
+
+  // Replaying the journal: the same state changes as live operation, named by message number.
+  // Each returns false (or nullopt) if there is no such message.
+  // A delivery of message `number` failed as attempt `attempt` and it was requeued.
+  bool RestoreFailure(std::uint64_t number, std::uint32_t attempt, FailureReason reason);
+  std::optional<DeadLetter> KillNumber(std::uint64_t number, DeadLetterReason reason);
+  bool Remove(std::uint64_t number);
+  bool Settle(std::uint64_t number);  // as Remove, counted as acked
+  std::optional<Envelope> Take(std::uint64_t number);
+  // The message TakeReady(1) would take, or null.
+  const Envelope* PeekReady() const;
 
   const std::string& name() const { return name_; }
   const QueueOptions& options() const { return options_; }

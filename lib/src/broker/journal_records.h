@@ -1,0 +1,78 @@
+// The broker's journal records: each state change of the broker as one logical record
+// (docs/journal-format.md, section 7). Encoding and decoding only; BrokerCore decides what to record
+// and applies records on replay.
+#ifndef ZMQKIT_SRC_BROKER_JOURNAL_RECORDS_H_
+#define ZMQKIT_SRC_BROKER_JOURNAL_RECORDS_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "broker/exchanges.h"
+#include "broker/message_queue.h"
+#include "zmqkit/queue_options.h"
+#include "zmqkit/status.h"
+
+namespace zmqkit::internal::records {
+
+enum class Op : std::uint8_t {
+  kQueue = 1,     // a queue exists, with these options
+  kExchange = 2,  // an exchange exists, of this type
+  kBind = 3,
+  kUnbind = 4,
+  kPublish = 5,   // a message entered one or more queues, with these numbers
+  kAck = 6,       // a message was settled
+  kFail = 7,      // a delivery failed; the message stayed (history and attempt recorded)
+  kDead = 8,      // a message left for the dead-letter queue, with this number there
+  kRemove = 9,    // messages purged
+  kRedrive = 10,  // messages moved from the dead-letter queue back to their queue
+};
+
+// Every field any record has; each op uses a subset (see the format document).
+struct Record {
+  Op op;
+  std::string queue;     // kQueue, kBind/kUnbind, kAck, kFail, kDead, kRemove, kRedrive (origin)
+  QueueOptions options;  // kQueue
+  std::string exchange;  // kExchange, kBind/kUnbind
+  ExchangeType exchange_type = ExchangeType::kFanout;
+  std::string pattern;   // kBind/kUnbind
+  std::vector<std::pair<std::string, std::uint64_t>> targets;  // kPublish: (queue, number)
+  std::string header;    // kPublish: the envelope's header frame (wire format)
+  std::string body;      // kPublish
+  std::int64_t at_unix_us = 0;  // kPublish: when it was published (broker's wall clock)
+  std::int64_t delay_us = 0;    // kPublish: 0 = none
+  std::int64_t ttl_us = 0;      // kPublish: 0 = the queue's default
+  std::string reply_to;         // kPublish
+  std::uint64_t number = 0;     // kAck, kFail, kDead
+  std::uint32_t attempt = 0;    // kFail
+  std::uint8_t reason = 0;      // kFail: FailureReason; kDead: DeadLetterReason
+  std::uint64_t dlq_number = 0; // kDead
+  std::vector<std::uint64_t> numbers;                          // kRemove
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> moves;  // kRedrive: (dlq number, new number)
+};
+
+std::string EncodeQueue(std::string_view name, const QueueOptions& options);
+std::string EncodeExchange(std::string_view name, ExchangeType type);
+std::string EncodeBind(bool bind, std::string_view exchange, std::string_view queue,
+                       std::string_view pattern);
+std::string EncodePublish(const std::vector<std::pair<std::string, std::uint64_t>>& targets,
+                          std::string_view header, std::string_view body, std::int64_t at_unix_us,
+                          std::int64_t delay_us, std::int64_t ttl_us, std::string_view reply_to);
+std::string EncodeAck(std::string_view queue, std::uint64_t number);
+std::string EncodeFail(std::string_view queue, std::uint64_t number, std::uint32_t attempt,
+                       FailureReason reason);
+std::string EncodeDead(std::string_view queue, std::uint64_t number, DeadLetterReason reason,
+                       std::uint64_t dlq_number);
+std::string EncodeRemove(std::string_view queue, const std::vector<std::uint64_t>& numbers);
+std::string EncodeRedrive(std::string_view origin,
+                          const std::vector<std::pair<std::uint64_t, std::uint64_t>>& moves);
+
+// kCorruption if `bytes` is not a record of this format (it passed the journal's checksum, so a
+// record that does not decode is a bug or a foreign writer, not a torn write).
+Result<Record> Decode(std::string_view bytes);
+
+}  // namespace zmqkit::internal::records
+
+#endif  // ZMQKIT_SRC_BROKER_JOURNAL_RECORDS_H_
