@@ -852,6 +852,126 @@ void BrokerCore::Log(std::string line) {
 
 std::vector<std::string> BrokerCore::TakeLog() { return std::exchange(log_, {}); }
 
+std::vector<std::string> BrokerCore::QueueNames() const {
+  std::vector<std::string> names;
+  for (const auto& [name, slot] : queues_) names.push_back(name);
+  return names;
+}
+
+Status BrokerCore::Replay(std::string_view bytes, TimePoint now) {
+  auto decoded = records::Decode(bytes);
+  if (!decoded.ok()) return decoded.error();
+  const records::Record& record = *decoded;
+  replaying_ = true;
+  struct ReplayingScope {
+    bool& flag;
+    ~ReplayingScope() { flag = false; }
+  } scope{replaying_};
+  auto missing = [&](std::string_view what) {
+    return Status::Corruption("journal names " + std::string(what) + " that recovery does not have");
+  };
+  // Replay recreates what existed, whatever the limits are now.
+  auto queue = [&](const std::string& name) -> QueueSlot& {
+    auto it = queues_.find(name);
+    if (it == queues_.end()) {
+      it = queues_.try_emplace(name, name, options_.queue_defaults).first;
+    }
+    return it->second;
+  };
+  const std::int64_t now_unix = unix_micros_();
+  switch (record.op) {
+    case records::Op::kQueue:
+      queue(record.queue).queue.set_options(record.options);
+      return Status::Ok();
+    case records::Op::kExchange:
+      return exchanges_.Declare(record.exchange, record.exchange_type);
+    case records::Op::kBind:
+      queue(record.queue);
+      return exchanges_.Bind(record.exchange, record.queue, record.pattern);
+    case records::Op::kUnbind:
+      return exchanges_.Unbind(record.exchange, record.queue, record.pattern);
+    case records::Op::kPublish: {
+      zmq::message_t frames[] = {zmq::message_t(record.header.data(), record.header.size()),
+                                 zmq::message_t(record.body.data(), record.body.size())};
+      DecodeLimits unlimited;
+      unlimited.max_body_bytes = std::numeric_limits<std::size_t>::max();
+      unlimited.max_header_bytes = std::numeric_limits<std::size_t>::max();
+      auto envelope = DecodeFrames(frames, unlimited);
+      if (!envelope.ok()) return Status::Corruption("journaled envelope: " + envelope.error().ToString());
+      for (const auto& [name, number] : record.targets) {
+        QueueSlot& slot = queue(name);
+        EnqueueOptions options;
+        options.number = number;
+        options.ignore_limits = true;
+        options.reply_to = record.reply_to;
+        // Times were journaled against the wall clock; the queue runs on the steady clock.
+        if (record.delay_us > 0) {
+          options.delay = std::chrono::microseconds(
+              std::max<std::int64_t>(0, record.at_unix_us + record.delay_us - now_unix));
+        }
+        const std::int64_t ttl_us = record.ttl_us > 0
+                                        ? record.ttl_us
+                                        : std::chrono::duration_cast<std::chrono::microseconds>(
+                                              slot.queue.options().message_ttl)
+                                              .count();
+        if (ttl_us > 0) {
+          options.ttl = std::chrono::microseconds(
+              std::max<std::int64_t>(0, record.at_unix_us + ttl_us - now_unix));
+        }
+        if (!slot.queue.Publish(envelope->Clone(), std::move(options), now).ok()) {
+          return Status::Corruption("journaled message could not be restored in " + name);
+        }
+      }
+      return Status::Ok();
+    }
+    case records::Op::kAck: {
+      auto it = queues_.find(record.queue);
+      if (it == queues_.end() || !it->second.queue.Settle(record.number)) return missing("an acked message");
+      return Status::Ok();
+    }
+    case records::Op::kFail: {
+      auto it = queues_.find(record.queue);
+      if (it == queues_.end() ||
+          !it->second.queue.RestoreFailure(record.number, record.attempt,
+                                           static_cast<FailureReason>(record.reason))) {
+        return missing("a failed message");
+      }
+      return Status::Ok();
+    }
+    case records::Op::kDead: {
+      auto it = queues_.find(record.queue);
+      if (it == queues_.end()) return missing("a dead-lettered message's queue");
+      auto dead = it->second.queue.KillNumber(record.number,
+                                              static_cast<DeadLetterReason>(record.reason));
+      if (!dead) return missing("a dead-lettered message");
+      PlaceDeadLetter(std::move(*dead), now, record.dlq_number);
+      return Status::Ok();
+    }
+    case records::Op::kRemove: {
+      auto it = queues_.find(record.queue);
+      if (it == queues_.end()) return missing("a purged queue");
+      for (std::uint64_t number : record.numbers) it->second.queue.Remove(number);
+      return Status::Ok();
+    }
+    case records::Op::kRedrive: {
+      auto origin = queues_.find(record.queue);
+      auto dlq = queues_.find(record.queue + std::string(kDeadLetterSuffix));
+      if (origin == queues_.end() || dlq == queues_.end()) return missing("a redriven queue");
+      for (const auto& [from, to] : record.moves) {
+        auto message = dlq->second.queue.Take(from);
+        if (!message) return missing("a redriven message");
+        PrepareRedrive(*message);
+        EnqueueOptions options;
+        options.number = to;
+        options.ignore_limits = true;
+        (void)origin->second.queue.Publish(std::move(*message), std::move(options), now);
+      }
+      return Status::Ok();
+    }
+  }
+  return Status::Corruption("unknown journal record");
+}
+
 const MessageQueue* BrokerCore::FindQueue(std::string_view name) const {
   auto it = queues_.find(name);
   return it == queues_.end() ? nullptr : &it->second.queue;

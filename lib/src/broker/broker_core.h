@@ -85,6 +85,7 @@ class BrokerCore {
 
   const BrokerCounters& counters() const { return counters_; }
   const MessageQueue* FindQueue(std::string_view name) const;
+  std::vector<std::string> QueueNames() const;
   std::size_t sessions() const { return sessions_.size(); }
   std::size_t consumers() const { return consumers_.size(); }
 

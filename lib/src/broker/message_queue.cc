@@ -300,6 +300,25 @@ bool MessageQueue::Settle(std::uint64_t number) {
   return true;
 }
 
+std::vector<MessageQueue::MessageView> MessageQueue::Contents() const {
+  std::vector<MessageView> contents;
+  auto view = [&](std::uint64_t number, std::string_view place) {
+    const Entry& entry = entries_.at(number);
+    contents.push_back({number, place, entry.envelope.priority, entry.envelope.attempt,
+                        entry.history, entry.envelope.headers,
+                        std::string(entry.envelope.body_view())});
+  };
+  for (int priority = kMaxPriority; priority >= 0; --priority) {
+    for (const auto& [order, number] : ready_[priority]) view(number, "ready");
+  }
+  for (const auto& [due, number] : delayed_) view(number, "delayed");
+  std::vector<std::uint64_t> flying;
+  for (const auto& [tag, number] : in_flight_) flying.push_back(number);
+  std::sort(flying.begin(), flying.end());
+  for (std::uint64_t number : flying) view(number, "in-flight");
+  return contents;
+}
+
 const Envelope* MessageQueue::PeekReady() const {
   for (int priority = kMaxPriority; priority >= 0; --priority) {
     if (!ready_[priority].empty()) return &entries_.at(ready_[priority].begin()->second).envelope;

@@ -140,6 +140,20 @@ class MessageQueue {
   // The message TakeReady(1) would take, or null.
   const Envelope* PeekReady() const;
 
+  // What the queue holds, for inspection and tests: ready messages in delivery order, then delayed
+  // ones by due time, then in-flight ones by number.
+  struct MessageView {
+    std::uint64_t number;
+    std::string_view place;  // "ready", "delayed", "in-flight"
+    std::uint8_t priority;
+    std::uint32_t attempt;
+    std::string history;
+    Headers headers;
+    std::string body;
+    friend bool operator==(const MessageView&, const MessageView&) = default;
+  };
+  std::vector<MessageView> Contents() const;
+
   const std::string& name() const { return name_; }
   const QueueOptions& options() const { return options_; }
   void set_options(const QueueOptions& options) { options_ = options; }
