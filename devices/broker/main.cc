@@ -54,13 +54,30 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--max-queues", options.max_queues, "most queues the broker will hold")
       ->capture_default_str();
+  std::string data_dir = "./zmqkit-data";
+  std::string fsync = "batch";
+  app.add_option("--data-dir", data_dir,
+                 "where queues are journaled to survive crashes; \"none\": in memory only")
+      ->capture_default_str();
+  app.add_option("--fsync", fsync,
+                 "always: sync before every reply; batch: group commit (<= 2 ms or 1000 records); "
+                 "never: leave it to the OS (confirms then only mean queued)")
+      ->check(CLI::IsMember({"always", "batch", "never"}))
+      ->capture_default_str();
+  app.add_flag("--salvage", options.salvage,
+               "start even if the journal is damaged in the middle, skipping the damaged records");
   app.footer("Endpoints are bound; prefix one with '>' to connect instead.\n"
-             "Queues are in memory in this release. Stops cleanly on SIGINT or SIGTERM.");
+             "Stops cleanly on SIGINT or SIGTERM. Exit codes: 0 ok, 1 runtime failure (address in "
+             "use, data directory damaged or in use), 2 usage.");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
     return app.exit(error) == 0 ? 0 : kExitUsage;
   }
+  if (data_dir != "none") options.data_dir = data_dir;
+  options.fsync = fsync == "always"  ? zmqkit::FsyncPolicy::kAlways
+                  : fsync == "never" ? zmqkit::FsyncPolicy::kNever
+                                     : zmqkit::FsyncPolicy::kBatch;
   options.heartbeat_interval = std::chrono::milliseconds(heartbeat_ms);
   queue.ack_timeout = std::chrono::milliseconds(ack_timeout_ms);
   queue.retry_delay = std::chrono::milliseconds(retry_delay_ms);
@@ -81,6 +98,9 @@ int main(int argc, char** argv) {
   std::unique_ptr<zmqkit::Broker> broker;
   try {
     broker = std::make_unique<zmqkit::Broker>(context, options);
+  } catch (const zmqkit::BrokerStartError& error) {
+    std::cerr << name << ": cannot start: " << error.what() << "\n";
+    return kExitRuntime;
   } catch (const zmq::error_t& error) {
     std::cerr << name << ": cannot open " << clients << " / " << workers << ": " << error.what()
               << "\n";

@@ -388,7 +388,7 @@ TEST(BrokerBinaryClientTest, TwoConsumersShareAQueueAndTheSurvivorGetsTheKilledO
   const std::string clients = testing::IpcAddress(dir, "clients");
   testing::ChildProcess broker(std::string(ZMQKIT_DEVICES_DIR) + "/zmqkit-broker",
                                {"--clients", clients, "--workers", testing::IpcAddress(dir, "w"),
-                                "--heartbeat-ms", "100"});
+                                "--heartbeat-ms", "100", "--data-dir", "none"});
   const std::string marker = (dir.path() / "doomed-has-it").string();
   testing::ChildProcess doomed(testing::HelperPath("broker_consumer"),
                                {clients, "shared", "100", marker});

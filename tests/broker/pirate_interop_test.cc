@@ -118,7 +118,8 @@ TEST_F(BrokerBinaryTest, SigkilledWorkerMidJobAndCleanShutdownOnSigterm) {
   std::string workers = testing::IpcAddress(dir_, "workers");
   testing::ChildProcess broker(std::string(ZMQKIT_DEVICES_DIR) + "/zmqkit-broker",
                                {"--clients", clients, "--workers", workers, "--heartbeat-ms",
-                                std::to_string(kHeartbeatMs), "--retry-delay-ms", "0"});
+                                std::to_string(kHeartbeatMs), "--retry-delay-ms", "0",
+                                "--data-dir", "none"});
   const std::string marker = (dir_.path() / "hanger-has-the-job").string();
   testing::ChildProcess hanger(
       testing::HelperPath("ppp_worker"),

@@ -88,7 +88,8 @@ def main():
         workers = "ipc://" + os.path.join(directory, "workers")
         broker = subprocess.Popen([broker_path, "--clients", clients, "--workers", workers,
                                    "--heartbeat-ms", "200", "--retry-delay-ms", "0",
-                                   "--max-attempts", "2"], stderr=subprocess.DEVNULL)
+                                   "--max-attempts", "2", "--data-dir", "none"],
+                                  stderr=subprocess.DEVNULL)
         context = zmq.Context()
         try:
             client = Client(context, clients)

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <zmq.hpp>
@@ -23,6 +24,14 @@
 #include "zmqkit/socket_factory.h"
 
 namespace zmqkit {
+
+// When a durable broker syncs its journal, and so what a publisher confirm means.
+enum class FsyncPolicy {
+  kAlways,  // sync before every reply: each turn of the loop is synced before anything is sent
+  kBatch,   // group commit: keep reading input that is already waiting for up to 2 ms or 1000
+            // records, then one sync covers all of it (never waits when no input is waiting)
+  kNever,   // never sync explicitly (the OS writes back later); confirms say "queued"
+};
 
 struct BrokerOptions {
   Endpoint clients = Endpoint::Bind("tcp://*:5555");
@@ -42,6 +51,14 @@ struct BrokerOptions {
   std::size_t max_queues = 10000;
   std::size_t max_consumers_per_client = 1000;
   std::uint32_t max_prefetch = 100000;
+  // Durability. Empty: queues live in memory only. Otherwise queues, messages and declarations are
+  // kept in a journal in this directory (docs/journal-format.md) and come back after a crash or
+  // restart; with kAlways or kBatch a confirm is sent only after its record is synced ("on-disk").
+  std::string data_dir;
+  FsyncPolicy fsync = FsyncPolicy::kBatch;
+  std::uint64_t segment_bytes = 64 * 1024 * 1024;
+  // Start even if the journal is damaged in the middle, skipping the damaged records.
+  bool salvage = false;
   SocketOptions socket = [] {
     SocketOptions options;
     options.send_hwm = 100000;
@@ -62,16 +79,27 @@ struct BrokerCounters {
   std::uint64_t peers_expired = 0;      // peers declared dead for silence
   std::uint64_t deliveries_taken_back = 0;
   std::uint64_t dead_lettered = 0;
+  std::uint64_t journal_failures = 0;   // commits that failed (disk full, I/O error)
+};
+
+// Thrown by the Broker constructor when the data directory cannot be used: in use by another
+// broker, damaged in the middle (and no salvage), unreadable.
+class BrokerStartError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
 };
 
 namespace internal {
 class BrokerCore;
+class Journal;
+class JournalSink;
 }  // namespace internal
 
 class Broker {
  public:
-  // Binds both endpoints. Throws zmq::error_t if an endpoint is refused. `clock` (SteadyClock if
-  // null) must outlive the broker.
+  // Recovers the data directory, if any (throws BrokerStartError), then binds both endpoints
+  // (throws zmq::error_t if one is refused). `clock` (SteadyClock if null) must outlive the broker.
+  // The recovery is logged through the default log (stderr) or the one set later.
   Broker(zmq::context_t& context, BrokerOptions options, const Clock* clock = nullptr);
   ~Broker();
   Broker(const Broker&) = delete;
@@ -88,6 +116,8 @@ class Broker {
   const std::string& workers_endpoint() const { return workers_endpoint_; }
   // A snapshot, safe to read only from Run()'s thread or after Run() returned.
   const BrokerCounters& counters() const;
+  // What recovery found at start-up (empty without a data directory).
+  const std::string& recovery_summary() const { return recovery_summary_; }
 
  private:
   zmq::context_t& context_;
@@ -95,6 +125,9 @@ class Broker {
   SteadyClock steady_clock_;
   const Clock& clock_;
   std::unique_ptr<internal::BrokerCore> core_;
+  std::unique_ptr<internal::Journal> journal_;
+  std::unique_ptr<internal::JournalSink> journal_sink_;
+  std::string recovery_summary_;
   zmq::socket_t clients_;
   zmq::socket_t workers_;
   zmq::socket_t control_;  // PULL; Stop() sends here

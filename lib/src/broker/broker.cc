@@ -5,10 +5,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <iostream>
 
 #include "broker/broker_core.h"
 #include "frames.h"
+#include "storage/journal.h"
 
 namespace zmqkit {
 namespace {
@@ -16,6 +18,30 @@ namespace {
 // Messages read from one socket per turn before the other gets a look (fairness) and before
 // confirms are flushed (batching).
 constexpr int kBurst = 1024;
+// Group commit (FsyncPolicy::kBatch): keep reading input that is already waiting, for at most this
+// long or this many records, before one sync covers it all.
+constexpr auto kBatchWindow = std::chrono::milliseconds(2);
+constexpr std::size_t kBatchRecords = 1000;
+// While the journal cannot write, commits are retried this often.
+constexpr auto kJournalRetry = std::chrono::milliseconds(100);
+
+class JournalAdapter final : public internal::JournalSink {
+ public:
+  explicit JournalAdapter(internal::Journal& journal) : journal_(journal) {}
+  void Append(std::string record) override { journal_.Append(std::move(record)); }
+
+ private:
+  internal::Journal& journal_;
+};
+
+internal::FsyncMode ToFsyncMode(FsyncPolicy policy) {
+  switch (policy) {
+    case FsyncPolicy::kAlways: return internal::FsyncMode::kAlways;
+    case FsyncPolicy::kBatch: return internal::FsyncMode::kBatch;
+    case FsyncPolicy::kNever: return internal::FsyncMode::kNever;
+  }
+  return internal::FsyncMode::kBatch;
+}
 
 std::string NextControlAddress() {
   static std::atomic<std::uint64_t> counter{0};
@@ -33,6 +59,35 @@ Broker::Broker(zmq::context_t& context, BrokerOptions options, const Clock* cloc
       workers_(OpenSocket(context, zmq::socket_type::router, options_.socket)),
       control_(OpenSocket(context, zmq::socket_type::pull, SocketOptions{})),
       control_address_(NextControlAddress()) {
+  if (!options_.data_dir.empty()) {
+    internal::JournalOptions journal_options;
+    journal_options.directory = options_.data_dir;
+    journal_options.fsync = ToFsyncMode(options_.fsync);
+    journal_options.segment_bytes = options_.segment_bytes;
+    journal_options.salvage = options_.salvage;
+    internal::RecoveryReport report;
+    const TimePoint now = clock_.Now();
+    auto journal = internal::Journal::Open(
+        journal_options, [&](std::string_view record) { return core_->Replay(record, now); },
+        &report);
+    if (!journal.ok()) throw BrokerStartError(journal.error().message());
+    journal_ = std::move(*journal);
+    journal_sink_ = std::make_unique<JournalAdapter>(*journal_);
+    core_->set_journal(journal_sink_.get());
+    if (options_.fsync != FsyncPolicy::kNever) core_->set_confirm_level("on-disk");
+    recovery_summary_ =
+        "recovered " + std::to_string(report.records) + " journal records from " +
+        std::to_string(report.segments) + " segment(s) in " +
+        std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(report.took).count()) +
+        " ms" +
+        (report.torn_bytes_dropped > 0
+             ? "; dropped a torn tail of " + std::to_string(report.torn_bytes_dropped) + " bytes"
+             : "") +
+        (report.corruptions.empty()
+             ? ""
+             : "; SALVAGED past " + std::to_string(report.corruptions.size()) +
+                   " damaged place(s), first: " + report.corruptions.front());
+  }
   clients_endpoint_ = AttachSocket(clients_, options_.clients);
   workers_endpoint_ = AttachSocket(workers_, options_.workers);
   control_.bind(control_address_);
@@ -51,7 +106,49 @@ void Broker::Stop() {
 
 void Broker::Run() {
   std::vector<zmq::message_t> frames;
+  if (!recovery_summary_.empty()) log_(recovery_summary_);
+  // Confirms for records the journal could not write yet; sent once a commit succeeds.
+  std::vector<internal::Outgoing> held_confirms;
+  bool journal_failing = false;
+  auto is_confirm = [](const internal::Outgoing& out) {
+    return out.frames.size() > 1 && out.frames[1].size() == 7 &&
+           std::memcmp(out.frames[1].data(), "CONFIRM", 7) == 0;
+  };
+  // Nothing that depends on a journal record leaves before the record is durable.
+  auto commit = [&] {
+    if (!journal_ || journal_->pending() == 0) return;
+    Status committed = journal_->Commit();
+    if (!committed.ok()) {
+      ++core_->mutable_counters().journal_failures;
+      if (!journal_failing) {
+        log_("journal write failed: " + committed.message() +
+             " — holding confirms and refusing publishes until it recovers");
+      }
+      journal_failing = true;
+      core_->set_publish_refusal("the broker cannot write its journal: " + committed.message());
+      auto& outbox = core_->outbox();
+      for (auto it = outbox.begin(); it != outbox.end();) {
+        if (is_confirm(*it)) {
+          held_confirms.push_back(std::move(*it));
+          it = outbox.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      return;
+    }
+    if (journal_failing) {
+      journal_failing = false;
+      core_->set_publish_refusal(std::nullopt);
+      log_("journal writes again; " + std::to_string(held_confirms.size()) + " held confirm(s) sent");
+      auto& outbox = core_->outbox();
+      outbox.insert(outbox.begin(), std::make_move_iterator(held_confirms.begin()),
+                    std::make_move_iterator(held_confirms.end()));
+      held_confirms.clear();
+    }
+  };
   auto send_outbox = [&] {
+    commit();
     for (internal::Outgoing& out : core_->outbox()) {
       zmq::socket_t& socket = out.side == internal::Side::kClients ? clients_ : workers_;
       // ROUTER drops what it cannot route (the peer is gone) instead of blocking: a vanished peer
@@ -90,13 +187,31 @@ void Broker::Run() {
         timeout = std::clamp(std::chrono::ceil<std::chrono::milliseconds>(*deadline - now),
                              std::chrono::milliseconds(0), std::chrono::milliseconds(60000));
       }
+      if (journal_failing && (timeout < std::chrono::milliseconds(0) || timeout > kJournalRetry)) {
+        timeout = kJournalRetry;
+      }
       zmq::pollitem_t items[] = {{clients_.handle(), 0, ZMQ_POLLIN, 0},
                                  {workers_.handle(), 0, ZMQ_POLLIN, 0},
                                  {control_.handle(), 0, ZMQ_POLLIN, 0}};
       zmq::poll(items, 3, timeout);
-      if (items[2].revents & ZMQ_POLLIN) return;
+      if (items[2].revents & ZMQ_POLLIN) {
+        commit();  // whatever the last turn recorded, though nothing waits for it
+        return;
+      }
       if (items[0].revents & ZMQ_POLLIN) drain(clients_, internal::Side::kClients);
       if (items[1].revents & ZMQ_POLLIN) drain(workers_, internal::Side::kWorkers);
+      if (journal_ && options_.fsync == FsyncPolicy::kBatch) {
+        // Group commit: while more input is already waiting, take it into the same sync.
+        const auto window_end = std::chrono::steady_clock::now() + kBatchWindow;
+        while (journal_->pending() > 0 && journal_->pending() < kBatchRecords &&
+               std::chrono::steady_clock::now() < window_end) {
+          zmq::pollitem_t more[] = {{clients_.handle(), 0, ZMQ_POLLIN, 0},
+                                    {workers_.handle(), 0, ZMQ_POLLIN, 0}};
+          if (zmq::poll(more, 2, std::chrono::milliseconds(0)) <= 0) break;
+          if (more[0].revents & ZMQ_POLLIN) drain(clients_, internal::Side::kClients);
+          if (more[1].revents & ZMQ_POLLIN) drain(workers_, internal::Side::kWorkers);
+        }
+      }
       core_->Flush();
       send_outbox();
     } catch (const zmq::error_t& error) {

@@ -157,6 +157,7 @@ void BrokerCore::HandlePublish(Session& session, const SessionKey& key, const p:
     return SendRejected(key.peer, *seq, p::kErrMalformed,
                         "PUBLISH carries exactly [header][body] after its args");
   }
+  if (publish_refusal_) return SendRejected(key.peer, *seq, p::kErrStorage, *publish_refusal_);
   if (payload[0].size() + payload[1].size() > options_.max_message_bytes) {
     return SendRejected(key.peer, *seq, p::kErrTooLarge,
                         "message is " + std::to_string(payload[0].size() + payload[1].size()) +
@@ -509,6 +510,7 @@ void BrokerCore::HandleRequest(std::string_view peer, std::span<zmq::message_t> 
   if (frames[0].size() > options_.max_message_bytes) {
     return reply_error("zmqkit-broker: request too large");
   }
+  if (publish_refusal_) return reply_error("zmqkit-broker: " + *publish_refusal_);
   auto slot = GetOrCreateQueue(options_.request_queue);
   if (!slot.ok()) return reply_error("zmqkit-broker: " + slot.error().message());
   Envelope request = Envelope::New();
@@ -807,7 +809,7 @@ void BrokerCore::Flush() {
     Send(Side::kClients, peer,
          p::Frames(p::kConfirm, p::ArgsWriter(2)
                                     .Uint("upto", *it->second.confirm_upto)
-                                    .Str("level", "queued")
+                                    .Str("level", confirm_level_)
                                     .Finish()));
     it->second.confirm_upto.reset();
   }

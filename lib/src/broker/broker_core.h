@@ -78,6 +78,11 @@ class BrokerCore {
   void set_journal(JournalSink* journal) { journal_ = journal; }
   // The wall clock for times that must survive a restart (when a delay ends, when a TTL expires).
   void set_wall_clock(std::function<std::int64_t()> unix_micros) { unix_micros_ = std::move(unix_micros); }
+  // What confirms promise: "queued" (default) or "on-disk" (a syncing journal).
+  void set_confirm_level(std::string level) { confirm_level_ = std::move(level); }
+  // While set, publishes are refused with this reason (the journal cannot write); nullopt: accepted.
+  void set_publish_refusal(std::optional<std::string> reason) { publish_refusal_ = std::move(reason); }
+  BrokerCounters& mutable_counters() { return counters_; }
   // Recovery: applies one journal record, through the same state changes as live operation. Sends
   // nothing and writes no journal. kCorruption if the record does not decode or does not fit the
   // state (a message it names is missing).
@@ -195,6 +200,8 @@ class BrokerCore {
   std::optional<TimePoint> next_housekeeping_;
   std::uint64_t current_rid_ = 0;  // of the native command being handled; 0 if none
   JournalSink* journal_ = nullptr;
+  std::string confirm_level_ = "queued";
+  std::optional<std::string> publish_refusal_;
   bool replaying_ = false;
   std::function<std::int64_t()> unix_micros_ = UnixMicrosNow;
   std::vector<Outgoing> outbox_;

@@ -1,0 +1,242 @@
+#include "storage/journal.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <msgpack.hpp>
+
+#include "storage/journal_reader.h"
+
+namespace zmqkit::internal {
+namespace {
+
+constexpr std::string_view kMagic = "zmqkit-journal";
+constexpr std::uint64_t kVersion = 1;
+
+std::filesystem::path SegmentPath(const std::filesystem::path& directory, std::uint64_t number) {
+  std::string name = std::to_string(number);
+  if (name.size() < 6) name.insert(0, 6 - name.size(), '0');
+  return directory / "journal" / (name + ".zkj");
+}
+
+std::string SegmentHeader(std::uint64_t number) {
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> packer(buffer);
+  packer.pack_map(3);
+  packer.pack(std::string("magic"));
+  packer.pack(std::string(kMagic));
+  packer.pack(std::string("version"));
+  packer.pack_uint64(kVersion);
+  packer.pack(std::string("segment"));
+  packer.pack_uint64(number);
+  return std::string(buffer.data(), buffer.size());
+}
+
+Status CheckSegmentHeader(std::string_view record, const std::filesystem::path& path) {
+  try {
+    auto handle = msgpack::unpack(record.data(), record.size());
+    auto fields = handle.get().as<std::map<std::string, msgpack::object>>();
+    if (fields.at("magic").as<std::string>() != kMagic) throw std::runtime_error("magic");
+    if (fields.at("version").as<std::uint64_t>() != kVersion) {
+      return Status::FailedPrecondition(path.string() + " is journal version " +
+                                        std::to_string(fields.at("version").as<std::uint64_t>()) +
+                                        "; this broker reads version 1");
+    }
+  } catch (const std::exception&) {
+    return Status::Corruption(path.string() + " does not start with a zmqkit journal header");
+  }
+  return Status::Ok();
+}
+
+std::vector<std::uint64_t> ListSegments(const std::filesystem::path& directory) {
+  std::vector<std::uint64_t> numbers;
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(directory / "journal", error)) {
+    const std::string name = entry.path().filename().string();
+    if (!name.ends_with(".zkj")) continue;
+    const std::string stem = name.substr(0, name.size() - 4);
+    if (stem.empty() || !std::all_of(stem.begin(), stem.end(), ::isdigit)) continue;
+    numbers.push_back(std::stoull(stem));
+  }
+  std::sort(numbers.begin(), numbers.end());
+  return numbers;
+}
+
+class CollectingReporter : public JournalReader::Reporter {
+ public:
+  explicit CollectingReporter(std::uint64_t segment) : segment_(segment) {}
+  void Corruption(std::uint64_t offset, std::uint64_t bytes, const std::string& reason) override {
+    found.push_back("segment " + std::to_string(segment_) + ", offset " + std::to_string(offset) +
+                    ": " + reason + " (" + std::to_string(bytes) + " bytes skipped)");
+  }
+  std::vector<std::string> found;
+
+ private:
+  std::uint64_t segment_;
+};
+
+}  // namespace
+
+std::string FsyncModeName(FsyncMode mode) {
+  switch (mode) {
+    case FsyncMode::kAlways: return "always";
+    case FsyncMode::kBatch: return "batch";
+    case FsyncMode::kNever: return "never";
+  }
+  return "?";
+}
+
+Result<FsyncMode> ParseFsyncMode(std::string_view text) {
+  if (text == "always") return FsyncMode::kAlways;
+  if (text == "batch") return FsyncMode::kBatch;
+  if (text == "never") return FsyncMode::kNever;
+  return Status::InvalidArgument("--fsync must be always, batch or never");
+}
+
+Result<std::unique_ptr<Journal>> Journal::Open(const JournalOptions& options, const Apply& apply,
+                                               RecoveryReport* report) {
+  const auto started = std::chrono::steady_clock::now();
+  std::error_code error;
+  std::filesystem::create_directories(options.directory / "journal", error);
+  if (error) {
+    return Status::IOError("cannot create " + (options.directory / "journal").string() + ": " +
+                           error.message());
+  }
+  const auto lock_path = options.directory / "LOCK";
+  int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_fd < 0) return Status::IOError("cannot open " + lock_path.string() + ": " + std::strerror(errno));
+  if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    ::close(lock_fd);
+    return Status::FailedPrecondition("another broker is using " + options.directory.string());
+  }
+  std::unique_ptr<Journal> journal(new Journal(options, lock_fd));
+
+  RecoveryReport local;
+  RecoveryReport& out = report ? *report : local;
+  const std::vector<std::uint64_t> segments = ListSegments(options.directory);
+  for (std::size_t i = 0; i < segments.size(); ++i) {
+    const bool newest = i + 1 == segments.size();
+    const auto path = SegmentPath(options.directory, segments[i]);
+    auto source = PosixSequentialFile::Open(path);
+    if (!source.ok()) return source.error();
+    CollectingReporter reporter(segments[i]);
+    JournalReader reader(source->get(), &reporter);
+    std::string record;
+    std::uint64_t offset = 0;
+    bool first = true;
+    while (reader.ReadRecord(&record, &offset)) {
+      if (first) {
+        first = false;
+        if (Status header = CheckSegmentHeader(record, path); !header.ok()) return header;
+        continue;
+      }
+      if (Status applied = apply(record); !applied.ok()) {
+        return Status::Corruption("segment " + std::to_string(segments[i]) + ", offset " +
+                                  std::to_string(offset) + ": " + applied.message());
+      }
+      ++out.records;
+    }
+    if (!reader.status().ok()) return reader.status();
+    for (std::string& corruption : reporter.found) out.corruptions.push_back(std::move(corruption));
+    const auto& tail = reader.tail();
+    if (first && tail.dropped > 0) {
+      // Not one whole record, not even the header: this is not a torn journal but a foreign or
+      // wrecked file, and cutting it back would destroy it.
+      out.corruptions.push_back("segment " + std::to_string(segments[i]) +
+                                " holds no journal header (" + std::to_string(tail.dropped) +
+                                " bytes): a foreign or damaged file");
+    }
+    if (tail.torn && !newest) {
+      out.corruptions.push_back("segment " + std::to_string(segments[i]) + ", offset " +
+                                std::to_string(tail.valid_end) + ": " + tail.reason + " (" +
+                                std::to_string(tail.dropped) + " bytes) in a segment that is not the newest");
+    }
+    if (!out.corruptions.empty() && !options.salvage) {
+      return Status::Corruption("the journal is damaged in the middle: " + out.corruptions.front() +
+                                (out.corruptions.size() > 1
+                                     ? " (and " + std::to_string(out.corruptions.size() - 1) + " more)"
+                                     : "") +
+                                ". Start with --salvage to skip the damaged records and keep the rest.");
+    }
+    if (tail.torn && newest) {
+      // What a crash leaves: cut back to the last whole record.
+      auto file = PosixWritableFile::Open(path);
+      if (!file.ok()) return file.error();
+      if (Status cut = (*file)->Truncate(tail.valid_end); !cut.ok()) return cut;
+      if (Status synced = (*file)->Sync(); !synced.ok()) return synced;
+      out.torn_bytes_dropped += tail.dropped;
+    }
+    ++out.segments;
+  }
+  // Continue the newest segment, or start the first.
+  if (segments.empty()) {
+    if (Status opened = journal->OpenSegment(1, /*fresh=*/true); !opened.ok()) return opened;
+  } else {
+    if (Status opened = journal->OpenSegment(segments.back(), /*fresh=*/false); !opened.ok()) return opened;
+  }
+  out.took = std::chrono::steady_clock::now() - started;
+  return journal;
+}
+
+Journal::~Journal() {
+  writer_.reset();
+  file_.reset();
+  ::close(lock_fd_);  // releases the flock
+}
+
+Status Journal::OpenSegment(std::uint64_t number, bool fresh) {
+  const auto path = SegmentPath(options_.directory, number);
+  auto file = PosixWritableFile::Open(path);
+  if (!file.ok()) return file.error();
+  writer_.reset();
+  file_ = std::move(*file);
+  writer_ = std::make_unique<JournalWriter>(file_.get(), file_->size());
+  segment_number_ = number;
+  if (fresh || file_->size() == 0) {
+    if (Status added = writer_->AddRecord(SegmentHeader(number)); !added.ok()) return added;
+    if (Status synced = writer_->Sync(); !synced.ok()) return synced;
+    // The new file's name must survive a crash too.
+    int directory = ::open((options_.directory / "journal").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (directory >= 0) {
+      ::fsync(directory);
+      ::close(directory);
+    }
+  }
+  return Status::Ok();
+}
+
+void Journal::Append(std::string record) { pending_.push_back(std::move(record)); }
+
+Status Journal::Commit() {
+  if (pending_.empty()) return Status::Ok();
+  if (writer_->offset() >= options_.segment_bytes) {
+    if (Status next = OpenSegment(segment_number_ + 1, /*fresh=*/true); !next.ok()) return next;
+  }
+  for (const std::string& record : pending_) {
+    if (Status added = writer_->AddRecord(record); !added.ok()) {
+      (void)file_->Truncate(writer_->synced_offset());
+      writer_ = std::make_unique<JournalWriter>(file_.get(), writer_->synced_offset());
+      return added;
+    }
+  }
+  Status synced = options_.fsync == FsyncMode::kNever ? file_->Flush() : writer_->Sync();
+  if (!synced.ok()) {
+    if (options_.fsync == FsyncMode::kNever) {
+      (void)file_->Truncate(writer_->synced_offset());
+      writer_ = std::make_unique<JournalWriter>(file_.get(), writer_->synced_offset());
+    }
+    return synced;  // JournalWriter::Sync has cut the segment back; the records stay pending
+  }
+  if (options_.fsync == FsyncMode::kNever) {
+    // Flushed to the OS: treat as the new durable end for cutting back after a later failure.
+    writer_ = std::make_unique<JournalWriter>(file_.get(), writer_->offset());
+  }
+  pending_.clear();
+  return Status::Ok();
+}
+
+}  // namespace zmqkit::internal

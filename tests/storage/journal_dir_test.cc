@@ -1,0 +1,168 @@
+// The journal as a directory of real segment files: recovery, locking, rollover, torn tails and
+// damage in the middle.
+#include "storage/journal.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "helpers/test_support.h"
+
+namespace zmqkit::internal {
+namespace {
+
+class JournalDirTest : public ::testing::Test {
+ protected:
+  JournalOptions Options() {
+    JournalOptions options;
+    options.directory = dir_.path();
+    options.fsync = FsyncMode::kAlways;
+    return options;
+  }
+  // Opens the journal, collecting what recovery replays.
+  Result<std::unique_ptr<Journal>> Open(JournalOptions options, std::vector<std::string>* replayed,
+                                        RecoveryReport* report = nullptr) {
+    return Journal::Open(options, [replayed](std::string_view record) {
+      replayed->emplace_back(record);
+      return Status::Ok();
+    }, report);
+  }
+  std::filesystem::path Segment(int number) {
+    char name[32];
+    std::snprintf(name, sizeof name, "%06d.zkj", number);
+    return dir_.path() / "journal" / name;
+  }
+  void WriteRecords(int count, JournalOptions options) {
+    std::vector<std::string> ignored;
+    auto journal = Open(options, &ignored);
+    ASSERT_TRUE(journal.ok()) << journal.error().ToString();
+    for (int i = 0; i < count; ++i) (*journal)->Append("record " + std::to_string(i));
+    ASSERT_TRUE((*journal)->Commit().ok());
+  }
+  void Damage(const std::filesystem::path& path, std::uint64_t offset) {
+    std::fstream file(path, std::ios::in | std::ios::out | std::ios::binary);
+    file.seekg(static_cast<std::streamoff>(offset));
+    char byte = 0;
+    file.read(&byte, 1);
+    byte = static_cast<char>(byte ^ 0x40);
+    file.seekp(static_cast<std::streamoff>(offset));
+    file.write(&byte, 1);
+  }
+
+  testing::TempDir dir_;
+};
+
+TEST_F(JournalDirTest, RecordsComeBackInOrderAfterReopening) {
+  WriteRecords(100, Options());
+  std::vector<std::string> replayed;
+  RecoveryReport report;
+  auto journal = Open(Options(), &replayed, &report);
+  ASSERT_TRUE(journal.ok()) << journal.error().ToString();
+  ASSERT_EQ(replayed.size(), 100u);
+  EXPECT_EQ(replayed.front(), "record 0");
+  EXPECT_EQ(replayed.back(), "record 99");
+  EXPECT_EQ(report.records, 100u);
+  EXPECT_EQ(report.torn_bytes_dropped, 0u);
+  (*journal)->Append("after reopening");
+  ASSERT_TRUE((*journal)->Commit().ok());
+  journal->reset();
+  replayed.clear();
+  ASSERT_TRUE(Open(Options(), &replayed).ok());
+  EXPECT_EQ(replayed.back(), "after reopening");
+}
+
+TEST_F(JournalDirTest, OneBrokerPerDirectory) {
+  std::vector<std::string> replayed;
+  auto first = Open(Options(), &replayed);
+  ASSERT_TRUE(first.ok());
+  auto second = Open(Options(), &replayed);
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.error().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(second.error().message().find("another broker"), std::string::npos);
+}
+
+TEST_F(JournalDirTest, SegmentsRollOverAndReplayInOrder) {
+  JournalOptions options = Options();
+  options.segment_bytes = 4096;
+  {
+    std::vector<std::string> ignored;
+    auto journal = Open(options, &ignored);
+    ASSERT_TRUE(journal.ok());
+    for (int i = 0; i < 200; ++i) {
+      (*journal)->Append(std::string(100, 'x') + std::to_string(i));
+      ASSERT_TRUE((*journal)->Commit().ok());
+    }
+    EXPECT_GT((*journal)->segment(), 3u);
+  }
+  std::vector<std::string> replayed;
+  RecoveryReport report;
+  ASSERT_TRUE(Open(options, &replayed, &report).ok());
+  ASSERT_EQ(replayed.size(), 200u);
+  for (int i = 0; i < 200; ++i) ASSERT_EQ(replayed[i], std::string(100, 'x') + std::to_string(i));
+  EXPECT_GT(report.segments, 3u);
+}
+
+TEST_F(JournalDirTest, ATornTailIsTruncatedAndReported) {
+  WriteRecords(10, Options());
+  const auto size = std::filesystem::file_size(Segment(1));
+  std::filesystem::resize_file(Segment(1), size - 5);  // the last record loses its end
+  std::vector<std::string> replayed;
+  RecoveryReport report;
+  auto journal = Open(Options(), &replayed, &report);
+  ASSERT_TRUE(journal.ok()) << journal.error().ToString();
+  EXPECT_EQ(replayed.size(), 9u);
+  EXPECT_GT(report.torn_bytes_dropped, 0u);
+  EXPECT_LT(std::filesystem::file_size(Segment(1)), size - 5);  // cut back to a whole record
+  (*journal)->Append("continues cleanly");
+  ASSERT_TRUE((*journal)->Commit().ok());
+  journal->reset();
+  replayed.clear();
+  RecoveryReport second;
+  ASSERT_TRUE(Open(Options(), &replayed, &second).ok());
+  EXPECT_EQ(replayed.back(), "continues cleanly");
+  EXPECT_EQ(second.torn_bytes_dropped, 0u);
+}
+
+TEST_F(JournalDirTest, DamageInTheMiddleRefusesToStartUnlessSalvaging) {
+  // Big records so later blocks start with valid fragments after the damage.
+  {
+    std::vector<std::string> ignored;
+    auto journal = Open(Options(), &ignored);
+    ASSERT_TRUE(journal.ok());
+    for (int i = 0; i < 6; ++i) (*journal)->Append(std::string(20000, static_cast<char>('a' + i)));
+    ASSERT_TRUE((*journal)->Commit().ok());
+  }
+  Damage(Segment(1), 100);
+  std::vector<std::string> replayed;
+  auto refused = Open(Options(), &replayed);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code(), StatusCode::kCorruption);
+  EXPECT_NE(refused.error().message().find("segment 1, offset"), std::string::npos)
+      << refused.error().message();
+  EXPECT_NE(refused.error().message().find("--salvage"), std::string::npos);
+
+  JournalOptions salvage = Options();
+  salvage.salvage = true;
+  replayed.clear();
+  RecoveryReport report;
+  auto salvaged = Open(salvage, &replayed, &report);
+  ASSERT_TRUE(salvaged.ok()) << salvaged.error().ToString();
+  EXPECT_FALSE(report.corruptions.empty());
+  EXPECT_GE(replayed.size(), 4u);  // the damaged records are gone, the rest kept
+  EXPECT_LT(replayed.size(), 6u);
+  EXPECT_EQ(replayed.back(), std::string(20000, 'f'));
+}
+
+TEST_F(JournalDirTest, AForeignFileIsRefused) {
+  std::filesystem::create_directories(dir_.path() / "journal");
+  std::ofstream(Segment(1)) << "this is not a journal";
+  std::vector<std::string> replayed;
+  auto journal = Open(Options(), &replayed);
+  ASSERT_FALSE(journal.ok());
+  EXPECT_NE(journal.error().message().find("no journal header"), std::string::npos)
+      << journal.error().message();
+  EXPECT_EQ(std::filesystem::file_size(Segment(1)), 21u) << "refusing must not cut the file";
+}
+
+}  // namespace
+}  // namespace zmqkit::internal
