@@ -64,6 +64,11 @@ int main(int argc, char** argv) {
                  "never: leave it to the OS (confirms then only mean queued)")
       ->check(CLI::IsMember({"always", "batch", "never"}))
       ->capture_default_str();
+  app.add_option("--segment-bytes", options.segment_bytes,
+                 "journal segment size; the journal is compacted when it holds more than twice "
+                 "the live messages plus a segment")
+      ->check(CLI::Range(std::uint64_t{4096}, std::uint64_t{1} << 34))
+      ->capture_default_str();
   app.add_flag("--salvage", options.salvage,
                "start even if the journal is damaged in the middle, skipping the damaged records");
   app.footer("Endpoints are bound; prefix one with '>' to connect instead.\n"

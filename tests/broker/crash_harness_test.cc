@@ -35,14 +35,15 @@ struct Tally {
 
 class CrashHarness {
  public:
-  CrashHarness(testing::TempDir& dir, std::string fsync) : dir_(dir), fsync_(std::move(fsync)) {}
+  CrashHarness(testing::TempDir& dir, std::string fsync, std::string segment_bytes)
+      : dir_(dir), fsync_(std::move(fsync)), segment_bytes_(std::move(segment_bytes)) {}
 
   std::unique_ptr<testing::ChildProcess> StartBroker() {
     return std::make_unique<testing::ChildProcess>(
         std::string(ZMQKIT_DEVICES_DIR) + "/zmqkit-broker",
         std::vector<std::string>{"--clients", clients_, "--workers", testing::IpcAddress(dir_, "w"),
                                  "--heartbeat-ms", "100", "--retry-delay-ms", "0", "--data-dir",
-                                 data_, "--fsync", fsync_});
+                                 data_, "--fsync", fsync_, "--segment-bytes", segment_bytes_});
   }
 
   // One life of the broker: load until a random moment, then SIGKILL.
@@ -128,6 +129,7 @@ class CrashHarness {
 
   testing::TempDir& dir_;
   std::string fsync_;
+  std::string segment_bytes_;
   std::string clients_ = testing::IpcAddress(dir_, "clients");
   std::string data_ = (dir_.path() / "data").string();
   std::mutex mutex_;
@@ -139,9 +141,10 @@ int Kills() {
   return configured ? std::max(1, std::atoi(configured)) : 20;
 }
 
-void RunHarness(const std::string& fsync, int kills, bool expect_no_loss) {
+void RunHarness(const std::string& fsync, int kills, bool expect_no_loss,
+                const std::string& segment_bytes = "67108864") {
   testing::TempDir dir;
-  CrashHarness harness(dir, fsync);
+  CrashHarness harness(dir, fsync, segment_bytes);
   std::mt19937 random(2026);
   for (int cycle = 0; cycle < kills; ++cycle) {
     ASSERT_NO_FATAL_FAILURE(harness.CycleWithKill(cycle, random)) << "cycle " << cycle;
@@ -171,6 +174,11 @@ void RunHarness(const std::string& fsync, int kills, bool expect_no_loss) {
 
 TEST(CrashHarnessTest, EveryConfirmedMessageSurvivesRepeatedSigkills) {
   RunHarness("batch", Kills(), /*expect_no_loss=*/true);
+}
+
+// Tiny segments: the journal rolls over and compacts constantly, so kills land during compaction.
+TEST(CrashHarnessTest, KillsDuringCompaction) {
+  RunHarness("batch", std::max(1, Kills() / 2), /*expect_no_loss=*/true, "16384");
 }
 
 TEST(CrashHarnessTest, AlwaysMode) { RunHarness("always", std::max(1, Kills() / 4), true); }

@@ -130,6 +130,60 @@ TEST_F(DurabilityTest, DeadLettersAndDeclarationsSurviveARestart) {
   EXPECT_EQ(ready["jobs.dlq"], 1u);
 }
 
+// Disk use follows the live backlog, not the history: heavy traffic that is acked, plus a few old
+// messages nobody consumes, does not pin old segments (they are rewritten forward by compaction).
+TEST_F(DurabilityTest, CompactionKeepsTheJournalProportionalToTheBacklog) {
+  BrokerOptions options;
+  options.clients = Endpoint::Bind(testing::IpcAddress(dir_, "clients"));
+  options.workers = Endpoint::Bind(testing::IpcAddress(dir_, "workers"));
+  options.heartbeat_interval = 100ms;
+  options.data_dir = (dir_.path() / "data").string();
+  options.segment_bytes = 64 * 1024;
+  std::vector<std::string> log;
+  broker_ = std::make_unique<Broker>(context_, options);
+  broker_->set_log([&](std::string_view line) { log.emplace_back(line); });
+  thread_ = std::thread([this] { broker_->Run(); });
+
+  auto client = Client();
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(client->Publish("old", "old " + std::to_string(i)).ok());
+  ASSERT_TRUE(client->Consume("busy", 500).ok());
+  const std::string body(300, 'b');
+  std::uint64_t written = 0;
+  for (int round = 0; round < 20; ++round) {
+    for (int i = 0; i < 250; ++i) ASSERT_TRUE(client->Publish("busy", body).ok());
+    written += 250 * body.size();
+    std::vector<std::uint64_t> tags;
+    while (tags.size() < 250) {
+      auto delivery = client->Receive(5s);
+      ASSERT_TRUE(delivery.ok());
+      tags.push_back(delivery->tag);
+    }
+    ASSERT_TRUE(client->Ack(tags).ok());
+    ASSERT_TRUE(client->WaitForConfirms(5s).ok());
+  }
+  client.reset();
+  StopBroker();
+  std::uint64_t on_disk = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir_.path() / "data" / "journal")) {
+    on_disk += std::filesystem::file_size(entry.path());
+  }
+  EXPECT_GT(written, 1'400'000u);
+  EXPECT_LT(on_disk, 4 * options.segment_bytes) << "journal holds " << on_disk << " bytes";
+  bool compacted = false;
+  for (const auto& line : log) compacted |= line.find("journal compacted") != std::string::npos;
+  EXPECT_TRUE(compacted);
+
+  // The old messages are still there after a restart; the acked ones are not.
+  StartBroker();
+  auto observer = Client();
+  auto stats = observer->Stats();
+  ASSERT_TRUE(stats.ok());
+  std::map<std::string, std::uint64_t> ready;
+  for (auto& queue : *stats) ready[queue.name] = queue.values["ready"];
+  EXPECT_EQ(ready["old"], 10u);
+  EXPECT_EQ(ready["busy"], 0u);
+}
+
 // kill -9 the broker binary after confirms arrived: every confirmed message is delivered after a
 // restart on the same data directory.
 TEST(DurabilityBinaryTest, EveryConfirmedMessageSurvivesSigkill) {

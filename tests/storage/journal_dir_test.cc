@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <msgpack.hpp>
 
 #include "helpers/test_support.h"
 
@@ -151,6 +152,59 @@ TEST_F(JournalDirTest, DamageInTheMiddleRefusesToStartUnlessSalvaging) {
   EXPECT_GE(replayed.size(), 4u);  // the damaged records are gone, the rest kept
   EXPECT_LT(replayed.size(), 6u);
   EXPECT_EQ(replayed.back(), std::string(20000, 'f'));
+}
+
+TEST_F(JournalDirTest, ACompleteSnapshotReplacesEverythingBeforeIt) {
+  JournalOptions options = Options();
+  options.segment_bytes = 4096;
+  {
+    std::vector<std::string> ignored;
+    auto journal = Open(options, &ignored);
+    ASSERT_TRUE(journal.ok());
+    for (int i = 0; i < 100; ++i) {
+      (*journal)->Append(std::string(100, 'h') + std::to_string(i));  // history
+      ASSERT_TRUE((*journal)->Commit().ok());
+    }
+    EXPECT_TRUE((*journal)->NeedsCompaction(/*live_bytes=*/0));
+    ASSERT_TRUE((*journal)->Compact({"state 1", "state 2"}).ok());
+    (*journal)->Append("after the snapshot");
+    ASSERT_TRUE((*journal)->Commit().ok());
+  }
+  std::vector<std::string> replayed;
+  RecoveryReport report;
+  ASSERT_TRUE(Open(options, &replayed, &report).ok());
+  EXPECT_EQ(replayed, (std::vector<std::string>{"state 1", "state 2", "after the snapshot"}));
+  EXPECT_EQ(report.segments, 1u);
+}
+
+// A crash while writing a snapshot leaves it without its end marker: recovery discards it and
+// replays the segments that were still there.
+TEST_F(JournalDirTest, AnUnfinishedSnapshotIsDiscarded) {
+  WriteRecords(5, Options());  // segment 1
+  {
+    auto file = PosixWritableFile::Open(Segment(2));
+    ASSERT_TRUE(file.ok());
+    JournalWriter writer(file->get(), 0);
+    msgpack::sbuffer header;
+    msgpack::packer<msgpack::sbuffer> packer(header);
+    packer.pack_map(4);
+    packer.pack(std::string("snapshot"));
+    packer.pack(true);
+    packer.pack(std::string("magic"));
+    packer.pack(std::string("zmqkit-journal"));
+    packer.pack(std::string("version"));
+    packer.pack_uint64(1);
+    packer.pack(std::string("segment"));
+    packer.pack_uint64(2);
+    ASSERT_TRUE(writer.AddRecord(std::string_view(header.data(), header.size())).ok());
+    ASSERT_TRUE(writer.AddRecord("half a snapshot").ok());
+    ASSERT_TRUE(writer.Sync().ok());
+  }
+  std::vector<std::string> replayed;
+  ASSERT_TRUE(Open(Options(), &replayed).ok());
+  EXPECT_EQ(replayed.size(), 5u);
+  EXPECT_EQ(replayed.front(), "record 0");
+  EXPECT_FALSE(std::filesystem::exists(Segment(2)));
 }
 
 TEST_F(JournalDirTest, AForeignFileIsRefused) {

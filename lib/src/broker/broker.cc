@@ -137,6 +137,16 @@ void Broker::Run() {
       }
       return;
     }
+    if (journal_->NeedsCompaction(core_->LiveBytes())) {
+      const std::uint64_t before = journal_->disk_bytes();
+      Status compacted = journal_->Compact(core_->SnapshotRecords(clock_.Now()));
+      if (compacted.ok()) {
+        log_("journal compacted: " + std::to_string(before) + " -> " +
+             std::to_string(journal_->disk_bytes()) + " bytes");
+      } else {
+        log_("journal compaction failed (the journal is unchanged): " + compacted.message());
+      }
+    }
     if (journal_failing) {
       journal_failing = false;
       core_->set_publish_refusal(std::nullopt);

@@ -693,7 +693,7 @@ std::uint64_t BrokerCore::PlaceDeadLetter(DeadLetter dead, TimePoint now,
     options.max_length = std::numeric_limits<std::size_t>::max();
     options.max_bytes = std::numeric_limits<std::size_t>::max();
     it = queues_.try_emplace(name, name, options).first;
-    it->second.is_dead_letter_queue = true;
+    Emit(records::EncodeQueue(name, options));
   }
   EnqueueOptions placement;
   placement.number = number;
@@ -854,6 +854,48 @@ void BrokerCore::Log(std::string line) {
 
 std::vector<std::string> BrokerCore::TakeLog() { return std::exchange(log_, {}); }
 
+std::uint64_t BrokerCore::LiveBytes() const {
+  std::uint64_t bytes = 0;
+  for (const auto& [name, slot] : queues_) bytes += slot.queue.bytes();
+  return bytes;
+}
+
+std::vector<std::string> BrokerCore::SnapshotRecords(TimePoint now) const {
+  std::vector<std::string> snapshot;
+  const std::int64_t now_unix = unix_micros_();
+  auto micros_until = [&](TimePoint at) {
+    return std::max<std::int64_t>(
+        0, std::chrono::duration_cast<std::chrono::microseconds>(at - now).count());
+  };
+  for (const auto& [name, slot] : queues_) {
+    snapshot.push_back(records::EncodeQueue(name, slot.queue.options(),
+                                            std::max<std::uint64_t>(slot.queue.next_number(), 1)));
+  }
+  for (const auto& [name, exchange] : exchanges_.all()) {
+    snapshot.push_back(records::EncodeExchange(name, exchange.type));
+    for (const auto& binding : exchange.bindings) {
+      snapshot.push_back(records::EncodeBind(true, name, binding.queue, binding.pattern));
+    }
+  }
+  std::string header;
+  for (const auto& [name, slot] : queues_) {
+    for (const auto& entry : slot.queue.SnapshotEntries()) {
+      header.clear();
+      EncodeHeader(*entry.envelope, header);
+      // A delay or TTL is written as what is left of it, from now.
+      const std::int64_t delay_us = entry.due ? std::max<std::int64_t>(1, micros_until(*entry.due)) : 0;
+      const std::int64_t ttl_us = entry.expires_at ? std::max<std::int64_t>(1, micros_until(*entry.expires_at)) : -1;
+      snapshot.push_back(records::EncodePublish({{name, entry.number}}, header,
+                                                entry.envelope->body_view(), now_unix, delay_us,
+                                                ttl_us, *entry.reply_to));
+      if (entry.attempt > 0 || !entry.history->empty()) {
+        snapshot.push_back(records::EncodeRestore(name, entry.number, entry.attempt, *entry.history));
+      }
+    }
+  }
+  return snapshot;
+}
+
 std::vector<std::string> BrokerCore::QueueNames() const {
   std::vector<std::string> names;
   for (const auto& [name, slot] : queues_) names.push_back(name);
@@ -882,9 +924,20 @@ Status BrokerCore::Replay(std::string_view bytes, TimePoint now) {
   };
   const std::int64_t now_unix = unix_micros_();
   switch (record.op) {
-    case records::Op::kQueue:
-      queue(record.queue).queue.set_options(record.options);
+    case records::Op::kQueue: {
+      QueueSlot& slot = queue(record.queue);
+      slot.queue.set_options(record.options);
+      if (record.next_number > 0) slot.queue.set_next_number(record.next_number);
       return Status::Ok();
+    }
+    case records::Op::kRestore: {
+      auto it = queues_.find(record.queue);
+      if (it == queues_.end() ||
+          !it->second.queue.RestoreState(record.number, record.attempt, record.history)) {
+        return missing("a restored message");
+      }
+      return Status::Ok();
+    }
     case records::Op::kExchange:
       return exchanges_.Declare(record.exchange, record.exchange_type);
     case records::Op::kBind:
@@ -911,7 +964,7 @@ Status BrokerCore::Replay(std::string_view bytes, TimePoint now) {
           options.delay = std::chrono::microseconds(
               std::max<std::int64_t>(0, record.at_unix_us + record.delay_us - now_unix));
         }
-        const std::int64_t ttl_us = record.ttl_us > 0
+        const std::int64_t ttl_us = record.ttl_us != 0
                                         ? record.ttl_us
                                         : std::chrono::duration_cast<std::chrono::microseconds>(
                                               slot.queue.options().message_ttl)

@@ -91,6 +91,11 @@ class BrokerCore {
   const BrokerCounters& counters() const { return counters_; }
   const MessageQueue* FindQueue(std::string_view name) const;
   std::vector<std::string> QueueNames() const;
+  // Compaction: records that rebuild the current state from nothing (declarations, every queued
+  // message with its number, attempts and history). In-flight deliveries are written as ready.
+  std::vector<std::string> SnapshotRecords(TimePoint now) const;
+  // Bytes of messages held across all queues (what a compacted journal must hold).
+  std::uint64_t LiveBytes() const;
   std::size_t sessions() const { return sessions_.size(); }
   std::size_t consumers() const { return consumers_.size(); }
 
@@ -124,7 +129,6 @@ class BrokerCore {
     // Consumers with free credit, the one that has waited longest first (LRU, not round robin).
     std::list<std::uint64_t> waiting;
     std::size_t consumers = 0;
-    bool is_dead_letter_queue = false;
   };
   struct Delivery {
     std::uint64_t consumer;

@@ -48,8 +48,8 @@ struct Reader {
 
 }  // namespace
 
-std::string EncodeQueue(std::string_view name, const QueueOptions& o) {
-  return Build(Op::kQueue, 8, [&](Packer& p) {
+std::string EncodeQueue(std::string_view name, const QueueOptions& o, std::uint64_t next_number) {
+  return Build(Op::kQueue, next_number > 0 ? 9 : 8, [&](Packer& p) {
     Str(p, name);
     p.pack_uint64(Ms(o.ack_timeout));
     p.pack_uint64(o.max_attempts);
@@ -58,6 +58,17 @@ std::string EncodeQueue(std::string_view name, const QueueOptions& o) {
     p.pack_uint64(Ms(o.message_ttl));
     p.pack_uint64(o.max_length);
     p.pack_uint64(o.max_bytes);
+    if (next_number > 0) p.pack_uint64(next_number);
+  });
+}
+
+std::string EncodeRestore(std::string_view queue, std::uint64_t number, std::uint32_t attempt,
+                          std::string_view history) {
+  return Build(Op::kRestore, 4, [&](Packer& p) {
+    Str(p, queue);
+    p.pack_uint64(number);
+    p.pack_uint64(attempt);
+    Str(p, history);
   });
 }
 
@@ -164,6 +175,13 @@ Result<Record> Decode(std::string_view bytes) {
         record.options.message_ttl = std::chrono::milliseconds(in.Uint());
         record.options.max_length = in.Uint();
         record.options.max_bytes = in.Uint();
+        if (root.via.array.size > 9) record.next_number = in.Uint();
+        break;
+      case Op::kRestore:
+        record.queue = in.Text();
+        record.number = in.Uint();
+        record.attempt = static_cast<std::uint32_t>(in.Uint());
+        record.history = in.Text();
         break;
       case Op::kExchange: {
         record.exchange = in.Text();

@@ -28,6 +28,7 @@ enum class Op : std::uint8_t {
   kDead = 8,      // a message left for the dead-letter queue, with this number there
   kRemove = 9,    // messages purged
   kRedrive = 10,  // messages moved from the dead-letter queue back to their queue
+  kRestore = 11,  // (snapshots) a message's attempt count and failure history
 };
 
 // Every field any record has; each op uses a subset (see the format document).
@@ -35,6 +36,7 @@ struct Record {
   Op op;
   std::string queue;     // kQueue, kBind/kUnbind, kAck, kFail, kDead, kRemove, kRedrive (origin)
   QueueOptions options;  // kQueue
+  std::uint64_t next_number = 0;  // kQueue (snapshots): the queue's next message number; 0 = unset
   std::string exchange;  // kExchange, kBind/kUnbind
   ExchangeType exchange_type = ExchangeType::kFanout;
   std::string pattern;   // kBind/kUnbind
@@ -43,17 +45,21 @@ struct Record {
   std::string body;      // kPublish
   std::int64_t at_unix_us = 0;  // kPublish: when it was published (broker's wall clock)
   std::int64_t delay_us = 0;    // kPublish: 0 = none
-  std::int64_t ttl_us = 0;      // kPublish: 0 = the queue's default
+  std::int64_t ttl_us = 0;      // kPublish: 0 = the queue's default, negative = none
   std::string reply_to;         // kPublish
   std::uint64_t number = 0;     // kAck, kFail, kDead
-  std::uint32_t attempt = 0;    // kFail
+  std::uint32_t attempt = 0;    // kFail, kRestore
+  std::string history;          // kRestore
   std::uint8_t reason = 0;      // kFail: FailureReason; kDead: DeadLetterReason
   std::uint64_t dlq_number = 0; // kDead
   std::vector<std::uint64_t> numbers;                          // kRemove
   std::vector<std::pair<std::uint64_t, std::uint64_t>> moves;  // kRedrive: (dlq number, new number)
 };
 
-std::string EncodeQueue(std::string_view name, const QueueOptions& options);
+std::string EncodeQueue(std::string_view name, const QueueOptions& options,
+                        std::uint64_t next_number = 0);
+std::string EncodeRestore(std::string_view queue, std::uint64_t number, std::uint32_t attempt,
+                          std::string_view history);
 std::string EncodeExchange(std::string_view name, ExchangeType type);
 std::string EncodeBind(bool bind, std::string_view exchange, std::string_view queue,
                        std::string_view pattern);

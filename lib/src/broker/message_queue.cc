@@ -319,6 +319,35 @@ std::vector<MessageQueue::MessageView> MessageQueue::Contents() const {
   return contents;
 }
 
+std::vector<MessageQueue::SnapshotEntry> MessageQueue::SnapshotEntries() const {
+  std::vector<SnapshotEntry> entries;
+  entries.reserve(entries_.size());
+  for (const auto& [number, entry] : entries_) {
+    const bool flying = entry.place == Place::kInFlight;
+    entries.push_back({number, &entry.envelope, &entry.reply_to,
+                       entry.place == Place::kDelayed ? std::optional(entry.due) : std::nullopt,
+                       entry.expires_at,
+                       flying && entry.envelope.attempt > 0 ? entry.envelope.attempt - 1
+                                                            : entry.envelope.attempt,
+                       &entry.history});
+  }
+  std::sort(entries.begin(), entries.end(),
+            [](const SnapshotEntry& a, const SnapshotEntry& b) { return a.number < b.number; });
+  return entries;
+}
+
+bool MessageQueue::RestoreState(std::uint64_t number, std::uint32_t attempt,
+                                const std::string& history) {
+  auto it = entries_.find(number);
+  if (it == entries_.end()) return false;
+  it->second.envelope.attempt = attempt;
+  it->second.history = history;
+  it->second.failures = history.empty()
+                            ? 0
+                            : static_cast<std::uint32_t>(std::count(history.begin(), history.end(), ',') + 1);
+  return true;
+}
+
 const Envelope* MessageQueue::PeekReady() const {
   for (int priority = kMaxPriority; priority >= 0; --priority) {
     if (!ready_[priority].empty()) return &entries_.at(ready_[priority].begin()->second).envelope;

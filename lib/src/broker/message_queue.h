@@ -154,6 +154,23 @@ class MessageQueue {
   };
   std::vector<MessageView> Contents() const;
 
+  // Compaction: everything needed to write the queue's messages anew, by number. `attempt` is the
+  // count a restart would restore (an in-flight delivery is not counted, as in the journal).
+  struct SnapshotEntry {
+    std::uint64_t number;
+    const Envelope* envelope;
+    const std::string* reply_to;
+    std::optional<TimePoint> due;         // delayed (a publish delay or a back-off)
+    std::optional<TimePoint> expires_at;
+    std::uint32_t attempt;
+    const std::string* history;
+  };
+  std::vector<SnapshotEntry> SnapshotEntries() const;
+  std::uint64_t next_number() const { return next_number_; }
+  void set_next_number(std::uint64_t number) { next_number_ = std::max(next_number_, number); }
+  // Replay of a snapshot: sets a message's attempt count and failure history.
+  bool RestoreState(std::uint64_t number, std::uint32_t attempt, const std::string& history);
+
   const std::string& name() const { return name_; }
   const QueueOptions& options() const { return options_; }
   void set_options(const QueueOptions& options) { options_ = options; }

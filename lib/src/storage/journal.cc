@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <optional>
 #include <cstring>
 #include <msgpack.hpp>
 
@@ -23,10 +24,12 @@ std::filesystem::path SegmentPath(const std::filesystem::path& directory, std::u
   return directory / "journal" / (name + ".zkj");
 }
 
-std::string SegmentHeader(std::uint64_t number) {
+std::string SegmentHeader(std::uint64_t number, bool snapshot) {
   msgpack::sbuffer buffer;
   msgpack::packer<msgpack::sbuffer> packer(buffer);
-  packer.pack_map(3);
+  packer.pack_map(4);
+  packer.pack(std::string("snapshot"));
+  packer.pack(snapshot);
   packer.pack(std::string("magic"));
   packer.pack(std::string(kMagic));
   packer.pack(std::string("version"));
@@ -36,11 +39,25 @@ std::string SegmentHeader(std::uint64_t number) {
   return std::string(buffer.data(), buffer.size());
 }
 
-Status CheckSegmentHeader(std::string_view record, const std::filesystem::path& path) {
+// The marker that ends a complete snapshot (section 7 of the format document).
+std::string SnapshotEnd() {
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> packer(buffer);
+  packer.pack_map(1);
+  packer.pack(std::string("snapshot_end"));
+  packer.pack(true);
+  return std::string(buffer.data(), buffer.size());
+}
+
+Status CheckSegmentHeader(std::string_view record, const std::filesystem::path& path,
+                          bool* snapshot) {
   try {
     auto handle = msgpack::unpack(record.data(), record.size());
     auto fields = handle.get().as<std::map<std::string, msgpack::object>>();
     if (fields.at("magic").as<std::string>() != kMagic) throw std::runtime_error("magic");
+    auto marked = fields.find("snapshot");
+    *snapshot = marked != fields.end() && marked->second.type == msgpack::type::BOOLEAN &&
+                marked->second.via.boolean;
     if (fields.at("version").as<std::uint64_t>() != kVersion) {
       return Status::FailedPrecondition(path.string() + " is journal version " +
                                         std::to_string(fields.at("version").as<std::uint64_t>()) +
@@ -50,6 +67,24 @@ Status CheckSegmentHeader(std::string_view record, const std::filesystem::path& 
     return Status::Corruption(path.string() + " does not start with a zmqkit journal header");
   }
   return Status::Ok();
+}
+
+// A snapshot segment is usable if its end marker was written: then every record of the snapshot is
+// there. Returns nullopt for a segment that is not a snapshot.
+std::optional<bool> SnapshotComplete(const std::filesystem::path& path) {
+  auto source = PosixSequentialFile::Open(path);
+  if (!source.ok()) return std::nullopt;
+  JournalReader reader(source->get(), nullptr);
+  std::string record;
+  std::uint64_t offset = 0;
+  if (!reader.ReadRecord(&record, &offset)) return std::nullopt;
+  bool snapshot = false;
+  if (!CheckSegmentHeader(record, path, &snapshot).ok() || !snapshot) return std::nullopt;
+  const std::string end = SnapshotEnd();
+  while (reader.ReadRecord(&record, &offset)) {
+    if (record == end) return true;
+  }
+  return false;
 }
 
 std::vector<std::uint64_t> ListSegments(const std::filesystem::path& directory) {
@@ -117,7 +152,25 @@ Result<std::unique_ptr<Journal>> Journal::Open(const JournalOptions& options, co
 
   RecoveryReport local;
   RecoveryReport& out = report ? *report : local;
-  const std::vector<std::uint64_t> segments = ListSegments(options.directory);
+  std::vector<std::uint64_t> segments = ListSegments(options.directory);
+  // Start from the newest complete snapshot: it holds the whole state, so older segments are not
+  // read (and are deleted — a crash may have come between the snapshot and their deletion). An
+  // unfinished snapshot is discarded: nothing was ever written after it.
+  for (std::size_t i = segments.size(); i-- > 0;) {
+    auto complete = SnapshotComplete(SegmentPath(options.directory, segments[i]));
+    if (!complete) continue;
+    if (!*complete) {
+      std::filesystem::remove(SegmentPath(options.directory, segments[i]), error);
+      segments.erase(segments.begin() + static_cast<std::ptrdiff_t>(i));
+      continue;
+    }
+    for (std::size_t j = 0; j < i; ++j) {
+      std::filesystem::remove(SegmentPath(options.directory, segments[j]), error);
+    }
+    segments.erase(segments.begin(), segments.begin() + static_cast<std::ptrdiff_t>(i));
+    break;
+  }
+  const std::string snapshot_end = SnapshotEnd();
   for (std::size_t i = 0; i < segments.size(); ++i) {
     const bool newest = i + 1 == segments.size();
     const auto path = SegmentPath(options.directory, segments[i]);
@@ -131,9 +184,11 @@ Result<std::unique_ptr<Journal>> Journal::Open(const JournalOptions& options, co
     while (reader.ReadRecord(&record, &offset)) {
       if (first) {
         first = false;
-        if (Status header = CheckSegmentHeader(record, path); !header.ok()) return header;
+        bool snapshot = false;
+        if (Status header = CheckSegmentHeader(record, path, &snapshot); !header.ok()) return header;
         continue;
       }
+      if (record == snapshot_end) continue;
       if (Status applied = apply(record); !applied.ok()) {
         return Status::Corruption("segment " + std::to_string(segments[i]) + ", offset " +
                                   std::to_string(offset) + ": " + applied.message());
@@ -188,7 +243,7 @@ Journal::~Journal() {
   ::close(lock_fd_);  // releases the flock
 }
 
-Status Journal::OpenSegment(std::uint64_t number, bool fresh) {
+Status Journal::OpenSegment(std::uint64_t number, bool fresh, bool snapshot) {
   const auto path = SegmentPath(options_.directory, number);
   auto file = PosixWritableFile::Open(path);
   if (!file.ok()) return file.error();
@@ -197,7 +252,7 @@ Status Journal::OpenSegment(std::uint64_t number, bool fresh) {
   writer_ = std::make_unique<JournalWriter>(file_.get(), file_->size());
   segment_number_ = number;
   if (fresh || file_->size() == 0) {
-    if (Status added = writer_->AddRecord(SegmentHeader(number)); !added.ok()) return added;
+    if (Status added = writer_->AddRecord(SegmentHeader(number, snapshot)); !added.ok()) return added;
     if (Status synced = writer_->Sync(); !synced.ok()) return synced;
     // The new file's name must survive a crash too.
     int directory = ::open((options_.directory / "journal").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -211,10 +266,58 @@ Status Journal::OpenSegment(std::uint64_t number, bool fresh) {
 
 void Journal::Append(std::string record) { pending_.push_back(std::move(record)); }
 
+std::uint64_t Journal::disk_bytes() const {
+  std::uint64_t bytes = 0;
+  std::error_code error;
+  for (std::uint64_t number : ListSegments(options_.directory)) {
+    bytes += std::filesystem::file_size(SegmentPath(options_.directory, number), error);
+  }
+  return bytes;
+}
+
+bool Journal::NeedsCompaction(std::uint64_t live_bytes) const {
+  if (segments_since_compaction_ < 2) return false;
+  return disk_bytes() > 2 * live_bytes + options_.segment_bytes;
+}
+
+Status Journal::Compact(const std::vector<std::string>& snapshot) {
+  const std::uint64_t previous = segment_number_;
+  // On failure the unfinished snapshot is removed and appending goes back to the previous segment:
+  // records written after an unfinished snapshot would be discarded with it at recovery.
+  auto abandon = [&](Status failure) {
+    writer_.reset();
+    file_.reset();
+    std::error_code ignored;
+    std::filesystem::remove(SegmentPath(options_.directory, previous + 1), ignored);
+    if (Status reopened = OpenSegment(previous, /*fresh=*/false); !reopened.ok()) return reopened;
+    return failure;
+  };
+  if (Status opened = OpenSegment(previous + 1, /*fresh=*/true, /*snapshot=*/true); !opened.ok()) {
+    return abandon(opened);
+  }
+  for (const std::string& record : snapshot) {
+    if (Status added = writer_->AddRecord(record); !added.ok()) return abandon(added);
+  }
+  if (Status added = writer_->AddRecord(SnapshotEnd()); !added.ok()) return abandon(added);
+  if (Status synced = writer_->Sync(); !synced.ok()) return abandon(synced);
+  std::error_code error;
+  for (std::uint64_t number : ListSegments(options_.directory)) {
+    if (number < segment_number_) std::filesystem::remove(SegmentPath(options_.directory, number), error);
+  }
+  int directory = ::open((options_.directory / "journal").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (directory >= 0) {
+    ::fsync(directory);
+    ::close(directory);
+  }
+  segments_since_compaction_ = 0;
+  return Status::Ok();
+}
+
 Status Journal::Commit() {
   if (pending_.empty()) return Status::Ok();
   if (writer_->offset() >= options_.segment_bytes) {
     if (Status next = OpenSegment(segment_number_ + 1, /*fresh=*/true); !next.ok()) return next;
+    ++segments_since_compaction_;
   }
   for (const std::string& record : pending_) {
     if (Status added = writer_->AddRecord(record); !added.ok()) {

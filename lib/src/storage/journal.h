@@ -61,13 +61,23 @@ class Journal {
   // pending (see the class comment) and the error says why (kResourceExhausted for a full disk).
   Status Commit();
   std::size_t pending() const { return pending_.size(); }
+
+  // Compaction. Whether the journal has grown well past what it must hold: at least two segments
+  // written since the last compaction and more than twice `live_bytes` plus one segment on disk.
+  bool NeedsCompaction(std::uint64_t live_bytes) const;
+  // Writes `snapshot` (records that rebuild the whole state) into a new segment marked as a
+  // snapshot, syncs it, and deletes every older segment. REQUIRES: nothing pending. If this fails
+  // part way, the old segments stay and recovery ignores the unfinished snapshot.
+  Status Compact(const std::vector<std::string>& snapshot);
+  // Bytes in all segments.
+  std::uint64_t disk_bytes() const;
   FsyncMode fsync_mode() const { return options_.fsync; }
   // The newest segment's number.
   std::uint64_t segment() const { return segment_number_; }
 
  private:
   Journal(JournalOptions options, int lock_fd) : options_(std::move(options)), lock_fd_(lock_fd) {}
-  Status OpenSegment(std::uint64_t number, bool fresh);
+  Status OpenSegment(std::uint64_t number, bool fresh, bool snapshot = false);
 
   JournalOptions options_;
   int lock_fd_;
@@ -75,6 +85,7 @@ class Journal {
   std::unique_ptr<PosixWritableFile> file_;
   std::unique_ptr<JournalWriter> writer_;
   std::vector<std::string> pending_;
+  std::uint64_t segments_since_compaction_ = 0;
 };
 
 std::string FsyncModeName(FsyncMode mode);
