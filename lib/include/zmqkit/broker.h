@@ -2,9 +2,10 @@
 // heartbeats and liveness, dead-letter queues — embeddable in a program or run as zmqkit-broker.
 //
 // Two ROUTER sockets: one for clients (native clients speaking docs/protocol.md, and plain REQ
-// "Lazy Pirate" clients) and one for Paranoid Pirate (RFC 6) workers. Queues live in memory in this
-// release; everything the broker decides is made by a pure core (lib/src/broker/), and this class
-// is only its socket loop.
+// "Lazy Pirate" clients) and one for Paranoid Pirate (RFC 6) workers. With a data directory the
+// queues are journaled (lib/src/storage/) and survive crashes. Everything the broker decides is made
+// by a pure core (lib/src/broker/broker_core.h); this class is its socket loop: it polls, reads the
+// clock, commits the journal before sending what depends on it, and moves frames.
 #ifndef ZMQKIT_BROKER_H_
 #define ZMQKIT_BROKER_H_
 
