@@ -50,9 +50,13 @@ class CrashHarness {
   void CycleWithKill(int cycle, std::mt19937& random) {
     auto broker = StartBroker();
     std::atomic<bool> stop{false};
+    std::atomic<bool> serving{false};
     std::thread producer([&] { Produce(cycle, stop); });
-    std::thread consumer([&] { Consume(stop); });
-    std::this_thread::sleep_for(std::chrono::milliseconds(100 + random() % 300));  // the random moment
+    std::thread consumer([&] { Consume(stop, serving); });
+    // The random moment counts from when the broker answers, however long it took to start
+    // (recovery, a slow sanitizer build), so every cycle kills it under load.
+    testing::WaitUntil([&] { return serving.load(); }, 30s);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100 + random() % 300));
     broker->Signal(SIGKILL);
     auto status = broker->Wait(5s);
     stop = true;
@@ -110,10 +114,12 @@ class CrashHarness {
     }
   }
 
-  void Consume(std::atomic<bool>& stop) {
+  void Consume(std::atomic<bool>& stop, std::atomic<bool>& serving) {
     zmq::context_t context;
     BrokerClient consumer(context, Endpoint::Connect(clients_), ClientOptions());
-    if (!consumer.Consume("crash", kPrefetch).ok()) return;
+    while (!stop && !consumer.Consume("crash", kPrefetch).ok()) {
+    }
+    serving = true;
     while (!stop) {
       auto delivery = consumer.Receive(20ms);
       if (!delivery.ok()) continue;
