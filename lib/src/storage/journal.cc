@@ -87,6 +87,15 @@ std::optional<bool> SnapshotComplete(const std::filesystem::path& path) {
   return false;
 }
 
+// Makes the creation, renaming or deletion of files in `directory` durable (their names live in
+// the directory, which fdatasync of a file does not cover).
+void SyncDirectory(const std::filesystem::path& directory) {
+  int fd = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  ::fsync(fd);
+  ::close(fd);
+}
+
 std::vector<std::uint64_t> ListSegments(const std::filesystem::path& directory) {
   std::vector<std::uint64_t> numbers;
   std::error_code error;
@@ -254,12 +263,7 @@ Status Journal::OpenSegment(std::uint64_t number, bool fresh, bool snapshot) {
   if (fresh || file_->size() == 0) {
     if (Status added = writer_->AddRecord(SegmentHeader(number, snapshot)); !added.ok()) return added;
     if (Status synced = writer_->Sync(); !synced.ok()) return synced;
-    // The new file's name must survive a crash too.
-    int directory = ::open((options_.directory / "journal").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (directory >= 0) {
-      ::fsync(directory);
-      ::close(directory);
-    }
+    SyncDirectory(options_.directory / "journal");  // the new file's name must survive a crash
   }
   return Status::Ok();
 }
@@ -304,11 +308,7 @@ Status Journal::Compact(const std::vector<std::string>& snapshot) {
   for (std::uint64_t number : ListSegments(options_.directory)) {
     if (number < segment_number_) std::filesystem::remove(SegmentPath(options_.directory, number), error);
   }
-  int directory = ::open((options_.directory / "journal").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (directory >= 0) {
-    ::fsync(directory);
-    ::close(directory);
-  }
+  SyncDirectory(options_.directory / "journal");  // the deletions too
   segments_since_compaction_ = 0;
   return Status::Ok();
 }
