@@ -194,6 +194,14 @@ TEST_F(BrokerClientTest, PoisonMessageGoesToTheDlqAndIsRedriven) {
     return stats.ok() && stats->at(0).values["dlq_depth"] == 1;
   }));
   EXPECT_EQ(client->Receive(200ms).error().code(), StatusCode::kDeadlineExceeded);
+  auto peeked = client->Peek("payments.dlq");
+  ASSERT_TRUE(peeked.ok()) << peeked.error().ToString();
+  ASSERT_EQ(peeked->size(), 1u);
+  EXPECT_EQ(peeked->at(0).body, "card 4242");
+  EXPECT_EQ(peeked->at(0).headers.at("x-death-reason"), "max-attempts");
+  EXPECT_EQ(peeked->at(0).place, "ready");
+  EXPECT_EQ(client->Peek("payments.dlq")->at(0).attempt, peeked->at(0).attempt)
+      << "peeking does not count as a delivery";
   auto moved = client->Redrive("payments");
   ASSERT_TRUE(moved.ok()) << moved.error().ToString();
   EXPECT_EQ(*moved, 1u);

@@ -75,6 +75,15 @@ struct Delivery {
   Envelope envelope;     // attempt: 1 on first delivery, +1 per redelivery
 };
 
+struct PeekedMessage {
+  std::uint64_t number;   // the message's number in its queue
+  std::string place;      // "ready", "delayed", "in-flight"
+  std::uint32_t priority;
+  std::uint32_t attempt;
+  Headers headers;
+  std::string body;
+};
+
 struct QueueStats {
   std::string name;
   std::map<std::string, std::uint64_t> values;  // ready, in_flight, delayed, consumers, published,
@@ -121,6 +130,9 @@ class BrokerClient {
   Status Bind(const std::string& exchange, const std::string& queue, const std::string& pattern = "");
   Result<std::vector<QueueStats>> Stats(const std::string& queue = "");
   Result<std::uint64_t> Purge(const std::string& queue);
+  // Up to `limit` of the queue's messages in delivery order, without taking them (no lease, no
+  // attempt counted): for inspecting dead-letter queues.
+  Result<std::vector<PeekedMessage>> Peek(const std::string& queue, std::uint64_t limit = 100);
   Result<std::uint64_t> Redrive(const std::string& queue,
                                 std::optional<std::uint64_t> limit = std::nullopt);
 

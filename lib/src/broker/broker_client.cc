@@ -410,6 +410,34 @@ Result<std::uint64_t> BrokerClient::Purge(const std::string& queue) {
   return args->Uint("purged", 0);
 }
 
+Result<std::vector<PeekedMessage>> BrokerClient::Peek(const std::string& queue,
+                                                     std::uint64_t limit) {
+  const std::uint64_t rid = next_rid_++;
+  auto reply = Call(p::kPeek, p::ArgsWriter(3).Uint("rid", rid).Str("queue", queue).Uint("limit", limit).Finish(), rid);
+  if (!reply.ok()) return reply.error();
+  std::vector<PeekedMessage> messages;
+  try {
+    auto handle = msgpack::unpack(reply->data(), reply->size());
+    auto root = handle.get().as<std::map<std::string, msgpack::object>>();
+    for (const auto& entry : root.at("messages").as<std::vector<std::map<std::string, msgpack::object>>>()) {
+      PeekedMessage message;
+      message.number = entry.at("number").as<std::uint64_t>();
+      message.place = entry.at("place").as<std::string>();
+      message.priority = entry.at("priority").as<std::uint32_t>();
+      message.attempt = entry.at("attempt").as<std::uint32_t>();
+      for (const auto& [key, value] : entry.at("headers").as<std::map<std::string, std::string>>()) {
+        message.headers.emplace(key, value);
+      }
+      const msgpack::object& body = entry.at("body");
+      if (body.type == msgpack::type::BIN) message.body.assign(body.via.bin.ptr, body.via.bin.size);
+      messages.push_back(std::move(message));
+    }
+  } catch (const std::exception& error) {
+    return Status::Internal(std::string("unreadable PEEK reply: ") + error.what());
+  }
+  return messages;
+}
+
 Result<std::uint64_t> BrokerClient::Redrive(const std::string& queue,
                                             std::optional<std::uint64_t> limit) {
   const std::uint64_t rid = next_rid_++;

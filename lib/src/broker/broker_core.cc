@@ -127,6 +127,7 @@ void BrokerCore::HandleNative(Session& session, const SessionKey& key, std::stri
   if (command == p::kStats) return HandleStats(key, args);
   if (command == p::kPurge) return HandlePurge(key, args);
   if (command == p::kRedrive) return HandleRedrive(key, args, now);
+  if (command == p::kPeek) return HandlePeek(key, args);
   if (command == p::kBye) return DropSession(key, now);
   ++counters_.unknown_commands;
   SendError(key.peer, p::kErrUnknownCommand,
@@ -493,6 +494,45 @@ void BrokerCore::HandleRedrive(const SessionKey& key, const p::Args& args, TimeP
   Send(Side::kClients, key.peer,
        p::Frames(p::kOk, p::ArgsWriter(2).Uint("rid", current_rid_).Uint("moved", moved).Finish()));
   Dispatch(origin->second, now);
+}
+
+// Lists a queue's messages without touching them: no lease, no attempt, no journal record.
+void BrokerCore::HandlePeek(const SessionKey& key, const p::Args& args) {
+  auto name = args.Str("queue");
+  auto limit = args.Uint("limit", 100);
+  if (!name.ok() || !limit.ok()) {
+    return SendError(key.peer, p::kErrInvalidArgument, "PEEK needs queue (str), optional limit", p::kPeek);
+  }
+  auto it = queues_.find(*name);
+  if (it == queues_.end()) return SendError(key.peer, p::kErrNotFound, "no queue \"" + *name + "\"", p::kPeek);
+  auto contents = it->second.queue.Contents();
+  if (contents.size() > *limit) contents.resize(static_cast<std::size_t>(*limit));
+  p::ArgsWriter writer(2);
+  writer.Uint("rid", current_rid_);
+  writer.Key("messages");
+  auto& packer = writer.packer();
+  packer.pack_array(static_cast<std::uint32_t>(contents.size()));
+  for (const auto& message : contents) {
+    packer.pack_map(6);
+    p::PackStr(packer, "number");
+    packer.pack_uint64(message.number);
+    p::PackStr(packer, "place");
+    p::PackStr(packer, message.place);
+    p::PackStr(packer, "priority");
+    packer.pack_uint64(message.priority);
+    p::PackStr(packer, "attempt");
+    packer.pack_uint64(message.attempt);
+    p::PackStr(packer, "headers");
+    packer.pack_map(static_cast<std::uint32_t>(message.headers.size()));
+    for (const auto& [header, value] : message.headers) {
+      p::PackStr(packer, header);
+      p::PackStr(packer, value);
+    }
+    p::PackStr(packer, "body");
+    packer.pack_bin(static_cast<std::uint32_t>(message.body.size()));
+    packer.pack_bin_body(message.body.data(), static_cast<std::uint32_t>(message.body.size()));
+  }
+  Send(Side::kClients, key.peer, p::Frames(p::kOk, writer.Finish()));
 }
 
 void BrokerCore::HandleRequest(std::string_view peer, std::span<zmq::message_t> frames,

@@ -153,6 +153,7 @@ class BrokerCore {
   void HandleStats(const SessionKey& key, const protocol::Args& args);
   void HandlePurge(const SessionKey& key, const protocol::Args& args);
   void HandleRedrive(const SessionKey& key, const protocol::Args& args, TimePoint now);
+  void HandlePeek(const SessionKey& key, const protocol::Args& args);
   // A plain REQ client's request: [request...] after the empty delimiter.
   void HandleRequest(std::string_view peer, std::span<zmq::message_t> frames, TimePoint now);
 

@@ -36,6 +36,7 @@ inline constexpr std::string_view kUnbind = "UNBIND";
 inline constexpr std::string_view kStats = "STATS";
 inline constexpr std::string_view kPurge = "PURGE";
 inline constexpr std::string_view kRedrive = "REDRIVE";
+inline constexpr std::string_view kPeek = "PEEK";
 inline constexpr std::string_view kHeartbeat = "HEARTBEAT";  // both directions
 inline constexpr std::string_view kBye = "BYE";
 // Broker -> client.
