@@ -60,6 +60,16 @@ class ChildProcess {
   std::optional<int> status_;
 };
 
+// Runs a program to completion (killed after `timeout`) and returns its exit code and output.
+struct RunResult {
+  int exit_code = -1;  // -1 if it did not exit normally in time
+  std::string out;
+  std::string err;
+};
+RunResult Run(const std::string& path, const std::vector<std::string>& args,
+              std::chrono::milliseconds timeout = std::chrono::seconds(20),
+              const std::string& stdin_text = "");
+
 // The absolute path of a helper executable built next to the tests (see tests/CMakeLists.txt).
 std::string HelperPath(const std::string& name);
 
