@@ -179,6 +179,25 @@ TEST_F(JournalDirTest, ACompleteSnapshotReplacesEverythingBeforeIt) {
 
 // A crash while writing a snapshot leaves it without its end marker: recovery discards it and
 // replays the segments that were still there.
+// A broker that restarts often still compacts: segments written by earlier runs count.
+TEST_F(JournalDirTest, SegmentsFromEarlierRunsCountTowardCompaction) {
+  JournalOptions options = Options();
+  options.segment_bytes = 4096;
+  for (int run = 0; run < 3; ++run) {
+    std::vector<std::string> ignored;
+    auto journal = Open(options, &ignored);
+    ASSERT_TRUE(journal.ok());
+    for (int i = 0; i < 45; ++i) {  // just over one segment per run
+      (*journal)->Append(std::string(100, 'r'));
+      ASSERT_TRUE((*journal)->Commit().ok());
+    }
+  }
+  std::vector<std::string> replayed;
+  auto journal = Open(options, &replayed);
+  ASSERT_TRUE(journal.ok());
+  EXPECT_TRUE((*journal)->NeedsCompaction(/*live_bytes=*/0));
+}
+
 TEST_F(JournalDirTest, AnUnfinishedSnapshotIsDiscarded) {
   WriteRecords(5, Options());  // segment 1
   {

@@ -236,6 +236,9 @@ Result<std::unique_ptr<Journal>> Journal::Open(const JournalOptions& options, co
     }
     ++out.segments;
   }
+  // What is on disk counts toward compaction: a broker that restarts more often than it fills two
+  // segments must still compact (the count cannot live only in memory).
+  journal->segments_since_compaction_ = segments.size();
   // Continue the newest segment, or start the first.
   if (segments.empty()) {
     if (Status opened = journal->OpenSegment(1, /*fresh=*/true); !opened.ok()) return opened;
