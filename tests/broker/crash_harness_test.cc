@@ -73,11 +73,21 @@ class CrashHarness {
     BrokerClient consumer(context, Endpoint::Connect(clients_), ClientOptions());
     // Recovery may take a while (a long journal, a sanitizer build): wait for the broker to answer.
     ASSERT_TRUE(testing::WaitUntil([&] { return consumer.Consume("crash", 1000).ok(); }, 60s));
-    for (;;) {
-      auto delivery = consumer.Receive(3s);
-      if (!delivery.ok()) break;
-      Record(std::string(delivery->envelope.body_view()));
-      (void)consumer.Ack(delivery->tag);
+    // Drain until the broker says the queue is empty — not until a quiet spell, which a slow
+    // (sanitizer) build under parallel load can produce with messages still queued.
+    auto deadline = std::chrono::steady_clock::now() + 120s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto delivery = consumer.Receive(500ms);
+      if (delivery.ok()) {
+        Record(std::string(delivery->envelope.body_view()));
+        (void)consumer.Ack(delivery->tag);
+        continue;
+      }
+      auto stats = consumer.Stats("crash");
+      if (stats.ok() && stats->at(0).values["ready"] + stats->at(0).values["in_flight"] +
+                                stats->at(0).values["delayed"] == 0) {
+        break;
+      }
     }
     broker->Signal(SIGTERM);
     auto status = broker->Wait(10s);
