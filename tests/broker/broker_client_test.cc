@@ -430,3 +430,55 @@ TEST(BrokerBinaryClientTest, TwoConsumersShareAQueueAndTheSurvivorGetsTheKilledO
 
 }  // namespace
 }  // namespace zmqkit
+
+namespace zmqkit {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A client too slow to heartbeat has its session expired and its consumers dropped; when it speaks
+// again it is told so, subscribes again by itself, and receives what is published afterwards.
+TEST(SessionExpiryTest, AnExpiredClientIsToldAndResubscribes) {
+  testing::TempDir dir;
+  zmq::context_t context;
+  BrokerOptions options;
+  options.clients = Endpoint::Bind(testing::IpcAddress(dir, "clients"));
+  options.workers = Endpoint::Bind(testing::IpcAddress(dir, "workers"));
+  options.heartbeat_interval = 100ms;  // dead after 300 ms of silence
+  Broker broker(context, options);
+  broker.set_log([](std::string_view) {});
+  std::thread serving([&] { broker.Run(); });
+  struct StopOnExit {  // also when an assertion ends the test early
+    Broker& broker;
+    std::thread& thread;
+    ~StopOnExit() {
+      broker.Stop();
+      thread.join();
+    }
+  } stop_on_exit{broker, serving};
+
+  BrokerClientOptions slow;
+  slow.heartbeat_interval = 1500ms;  // far too slow for this broker
+  BrokerClient consumer(context, Endpoint::Connect(broker.clients_endpoint()), slow);
+  ASSERT_TRUE(consumer.Consume("jobs", 10).ok());
+  BrokerClientOptions fast;
+  fast.heartbeat_interval = 100ms;
+  BrokerClient producer(context, Endpoint::Connect(broker.clients_endpoint()), fast);
+  // Wait until the broker has dropped the slow consumer.
+  ASSERT_TRUE(testing::WaitUntil([&] {
+    auto stats = producer.Stats("jobs");
+    return stats.ok() && stats->at(0).values["consumers"] == 0;
+  }));
+  ASSERT_TRUE(producer.Publish("jobs", "after the expiry").ok());
+  ASSERT_TRUE(producer.WaitForConfirms(5s).ok());
+  // The consumer's next heartbeat brings the notice; it subscribes again and gets the message.
+  auto delivery = consumer.Receive(5s);
+  ASSERT_TRUE(delivery.ok()) << delivery.error().ToString();
+  EXPECT_EQ(delivery->envelope.body_view(), "after the expiry");
+  bool told = false;
+  for (const std::string& error : consumer.TakeErrors()) told |= error.starts_with("session-expired");
+  EXPECT_TRUE(told);
+}
+
+}  // namespace
+}  // namespace zmqkit

@@ -161,6 +161,14 @@ class BrokerClient {
   std::map<std::uint64_t, Result<std::string>> replies_;  // by rid
   std::uint64_t next_rid_ = 1;
   std::uint64_t next_consumer_ = 1;
+  // Active consumers, so they can be started again if the broker expired this client's session.
+  struct ConsumerSpec {
+    std::string queue;
+    std::uint32_t prefetch;
+    std::optional<std::chrono::milliseconds> ack_timeout;
+  };
+  std::map<std::string, ConsumerSpec> consumers_;
+  void Resubscribe();
   std::vector<std::string> errors_;
 };
 

@@ -90,6 +90,11 @@ void RunActor(zmq::socket_t broker, zmq::socket_t pipe, BrokerClientOptions opti
       if (items[1].revents & ZMQ_POLLIN) {
         for (std::size_t count; (count = internal::RecvAll(broker, frames, zmq::recv_flags::dontwait));) {
           if (count >= 3 && View(frames[1]) == p::kHeartbeat) continue;
+          if (count >= 3 && View(frames[1]) == p::kError) {
+            auto args = p::Args::Parse(View(frames[2]));
+            // The broker took back everything this client held: nothing left to extend.
+            if (args.ok() && args->Str("code", "").value_or("") == p::kErrSessionExpired) held.clear();
+          }
           if (count >= 3 && View(frames[1]) == p::kDeliver) {
             auto args = p::Args::Parse(View(frames[2]));
             if (args.ok()) {
@@ -237,6 +242,7 @@ bool BrokerClient::ReadOne(std::chrono::milliseconds timeout) {
   } else if (command == p::kOk) {
     replies_.insert_or_assign(uint("rid"), Result<std::string>(frames[2].to_string()));
   } else if (command == p::kError) {
+    if (str("code") == p::kErrSessionExpired) Resubscribe();
     std::string text = str("code") + ": " + str("message");
     if (uint("rid") != 0) {
       replies_.insert_or_assign(uint("rid"), Result<std::string>(Status::FailedPrecondition(text)));
@@ -297,10 +303,23 @@ Status BrokerClient::Consume(const std::string& queue, std::uint32_t prefetch,
   args.Uint("rid", rid).Str("queue", queue).Str("consumer", name).Uint("prefetch", prefetch);
   if (ack_timeout) args.Uint("ack_timeout_ms", static_cast<std::uint64_t>(ack_timeout->count()));
   auto reply = Call(p::kConsume, args.Finish(), rid);
-  return reply.ok() ? Status::Ok() : reply.error();
+  if (!reply.ok()) return reply.error();
+  consumers_[name] = ConsumerSpec{queue, prefetch, ack_timeout};
+  return Status::Ok();
+}
+
+void BrokerClient::Resubscribe() {
+  // Fire and forget: answers (rid 0) are not waited for; a failure shows up in TakeErrors().
+  for (const auto& [name, spec] : consumers_) {
+    p::ArgsWriter args(spec.ack_timeout ? 4 : 3);
+    args.Str("queue", spec.queue).Str("consumer", name).Uint("prefetch", spec.prefetch);
+    if (spec.ack_timeout) args.Uint("ack_timeout_ms", static_cast<std::uint64_t>(spec.ack_timeout->count()));
+    SendCommand(p::kConsume, args.Finish());
+  }
 }
 
 Status BrokerClient::Cancel(const std::string& consumer) {
+  consumers_.erase(consumer);
   const std::uint64_t rid = next_rid_++;
   auto reply = Call(p::kCancel, p::ArgsWriter(2).Uint("rid", rid).Str("consumer", consumer).Finish(), rid);
   return reply.ok() ? Status::Ok() : reply.error();

@@ -103,6 +103,12 @@ void BrokerCore::OnClientMessage(std::string_view peer, std::span<zmq::message_t
     return;
   }
   SessionKey key{Side::kClients, std::string(peer)};
+  if (!sessions_.contains(key) && expired_.erase(key.peer) > 0) {
+    SendError(peer, p::kErrSessionExpired,
+              "the broker did not hear from this client for " + std::to_string(options_.liveness) +
+                  " heartbeats and took back its deliveries; its consumers are gone: CONSUME again",
+              "");
+  }
   Session& session = Touch(key, now);
   auto rid = args->Uint("rid", 0);
   current_rid_ = rid.ok() ? *rid : 0;
@@ -820,6 +826,14 @@ void BrokerCore::Tick(TimePoint now) {
   }
   for (const SessionKey& key : dead) {
     ++counters_.peers_expired;
+    if (key.side == Side::kClients && expired_.insert(key.peer).second) {
+      expired_order_.push_back(key.peer);
+      constexpr std::size_t kRememberedExpiries = 10000;
+      if (expired_order_.size() > kRememberedExpiries) {
+        expired_.erase(expired_order_.front());
+        expired_order_.pop_front();
+      }
+    }
     Log(std::string(key.side == Side::kWorkers ? "worker" : "client") +
         " silent for " + std::to_string(options_.liveness) + " heartbeats: taking back its work");
     DropSession(key, now);

@@ -14,7 +14,9 @@
 #define ZMQKIT_SRC_BROKER_BROKER_CORE_H_
 
 #include <cstdint>
+#include <deque>
 #include <functional>
+#include <unordered_set>
 #include <list>
 #include <map>
 #include <optional>
@@ -200,6 +202,10 @@ class BrokerCore {
   std::unordered_map<std::uint64_t, Consumer> consumers_;
   std::unordered_map<std::uint64_t, Delivery> deliveries_;  // by delivery tag
   std::set<std::string> owed_confirms_;                     // client peers with confirm_upto set
+  // Clients dropped for silence, so that if one speaks again it is told its consumers are gone
+  // (else it would wait for deliveries that never come). Oldest first; bounded.
+  std::deque<std::string> expired_order_;
+  std::unordered_set<std::string> expired_;
   std::uint64_t next_consumer_id_ = 1;
   std::uint64_t next_tag_ = 1;
   std::optional<TimePoint> next_housekeeping_;
