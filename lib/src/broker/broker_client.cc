@@ -224,6 +224,17 @@ bool BrokerClient::ReadOne(std::chrono::milliseconds timeout) {
     }
   };
   if (command == p::kConfirm) {
+    // Publishes before "from" never reached the session that confirms: they were lost with an
+    // earlier connection or broker. Reported as rejected, never as confirmed.
+    const std::uint64_t from = std::max<std::uint64_t>(uint("from"), 1);
+    for (std::uint64_t seq = last_settled_seq_ + 1; seq < from; ++seq) {
+      if (rejected_seqs_.insert(seq).second) {
+        rejections_.push_back({seq, "lost-in-transit",
+                               "the broker never received this publish (the connection or the "
+                               "broker restarted before it arrived); publish it again"});
+      }
+    }
+    advance_settled();
     last_settled_seq_ = std::max(last_settled_seq_, uint("upto"));
     confirm_level_ = str("level") == "on-disk" ? ConfirmLevel::kOnDisk : ConfirmLevel::kQueued;
     advance_settled();

@@ -149,6 +149,7 @@ void BrokerCore::HandlePublish(Session& session, const SessionKey& key, const p:
     SendError(key.peer, p::kErrMalformed, seq.error().message(), p::kPublish);
     return;
   }
+  if (!session.first_seq) session.first_seq = *seq;
   auto exchange = args.Str("exchange", "");
   auto routing_key = args.Str("key", "");
   auto delay_ms = args.Uint("delay_ms", 0);
@@ -861,8 +862,9 @@ void BrokerCore::Flush() {
     auto it = sessions_.find(SessionKey{Side::kClients, peer});
     if (it == sessions_.end() || !it->second.confirm_upto) continue;
     Send(Side::kClients, peer,
-         p::Frames(p::kConfirm, p::ArgsWriter(2)
+         p::Frames(p::kConfirm, p::ArgsWriter(3)
                                     .Uint("upto", *it->second.confirm_upto)
+                                    .Uint("from", it->second.first_seq.value_or(1))
                                     .Str("level", confirm_level_)
                                     .Finish()));
     it->second.confirm_upto.reset();

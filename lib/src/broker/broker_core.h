@@ -112,6 +112,10 @@ class BrokerCore {
     TimePoint last_heartbeat_sent;
     std::set<std::uint64_t> consumers;   // consumer ids
     std::optional<std::uint64_t> confirm_upto;  // highest publish seq to confirm at Flush()
+    // The first publish seq this session received. Sent with every CONFIRM as "from": a client
+    // whose earlier publishes never reached this session (a broker restart, a reconnect — each
+    // connection is a new session) must not read the cumulative "upto" as covering them.
+    std::optional<std::uint64_t> first_seq;
   };
   struct QueueSlot;
   struct Consumer {
