@@ -137,7 +137,7 @@ void Broker::Run() {
       }
       return;
     }
-    if (journal_->NeedsCompaction(core_->LiveBytes())) {
+    if (journal_->NeedsCompaction([this] { return core_->LiveBytes(); })) {
       const std::uint64_t before = journal_->disk_bytes();
       Status compacted = journal_->Compact(core_->SnapshotRecords(clock_.Now()));
       if (compacted.ok()) {

@@ -239,6 +239,9 @@ Result<std::unique_ptr<Journal>> Journal::Open(const JournalOptions& options, co
   // What is on disk counts toward compaction: a broker that restarts more often than it fills two
   // segments must still compact (the count cannot live only in memory).
   journal->segments_since_compaction_ = segments.size();
+  for (std::size_t i = 0; i + 1 < segments.size(); ++i) {
+    journal->closed_bytes_ += std::filesystem::file_size(SegmentPath(options.directory, segments[i]), error);
+  }
   // Continue the newest segment, or start the first.
   if (segments.empty()) {
     if (Status opened = journal->OpenSegment(1, /*fresh=*/true); !opened.ok()) return opened;
@@ -273,18 +276,9 @@ Status Journal::OpenSegment(std::uint64_t number, bool fresh, bool snapshot) {
 
 void Journal::Append(std::string record) { pending_.push_back(std::move(record)); }
 
-std::uint64_t Journal::disk_bytes() const {
-  std::uint64_t bytes = 0;
-  std::error_code error;
-  for (std::uint64_t number : ListSegments(options_.directory)) {
-    bytes += std::filesystem::file_size(SegmentPath(options_.directory, number), error);
-  }
-  return bytes;
-}
-
-bool Journal::NeedsCompaction(std::uint64_t live_bytes) const {
+bool Journal::NeedsCompaction(const std::function<std::uint64_t()>& live_bytes) const {
   if (segments_since_compaction_ < 2) return false;
-  return disk_bytes() > 2 * live_bytes + options_.segment_bytes;
+  return disk_bytes() > 2 * live_bytes() + options_.segment_bytes;
 }
 
 Status Journal::Compact(const std::vector<std::string>& snapshot) {
@@ -313,13 +307,16 @@ Status Journal::Compact(const std::vector<std::string>& snapshot) {
   }
   SyncDirectory(options_.directory / "journal");  // the deletions too
   segments_since_compaction_ = 0;
+  closed_bytes_ = 0;
   return Status::Ok();
 }
 
 Status Journal::Commit() {
   if (pending_.empty()) return Status::Ok();
   if (writer_->offset() >= options_.segment_bytes) {
+    const std::uint64_t closing = writer_->offset();
     if (Status next = OpenSegment(segment_number_ + 1, /*fresh=*/true); !next.ok()) return next;
+    closed_bytes_ += closing;
     ++segments_since_compaction_;
   }
   for (const std::string& record : pending_) {

@@ -63,14 +63,15 @@ class Journal {
   std::size_t pending() const { return pending_.size(); }
 
   // Compaction. Whether the journal has grown well past what it must hold: at least two segments
-  // written since the last compaction and more than twice `live_bytes` plus one segment on disk.
-  bool NeedsCompaction(std::uint64_t live_bytes) const;
+  // written since the last compaction and more than twice the live bytes plus one segment on disk.
+  // `live_bytes` is asked only once the first, cheap condition holds.
+  bool NeedsCompaction(const std::function<std::uint64_t()>& live_bytes) const;
   // Writes `snapshot` (records that rebuild the whole state) into a new segment marked as a
   // snapshot, syncs it, and deletes every older segment. REQUIRES: nothing pending. If this fails
   // part way, the old segments stay and recovery ignores the unfinished snapshot.
   Status Compact(const std::vector<std::string>& snapshot);
-  // Bytes in all segments.
-  std::uint64_t disk_bytes() const;
+  // Bytes in all segments (kept in memory: no file system calls).
+  std::uint64_t disk_bytes() const { return closed_bytes_ + (writer_ ? writer_->offset() : 0); }
   FsyncMode fsync_mode() const { return options_.fsync; }
   // The newest segment's number.
   std::uint64_t segment() const { return segment_number_; }
@@ -86,6 +87,7 @@ class Journal {
   std::unique_ptr<JournalWriter> writer_;
   std::vector<std::string> pending_;
   std::uint64_t segments_since_compaction_ = 0;
+  std::uint64_t closed_bytes_ = 0;  // bytes in every segment but the one being appended to
 };
 
 std::string FsyncModeName(FsyncMode mode);
