@@ -38,6 +38,15 @@ bool SendEnvelope(zmq::socket_ref socket, std::span<const std::string_view> pref
   return send(std::move(body), false);
 }
 
+bool SendAll(zmq::socket_ref socket, std::span<zmq::message_t> frames) {
+  for (std::size_t i = 0; i < frames.size(); ++i) {
+    auto sent = socket.send(frames[i], i + 1 < frames.size() ? zmq::send_flags::sndmore
+                                                             : zmq::send_flags::none);
+    if (!sent) return false;
+  }
+  return true;
+}
+
 bool WaitReadable(zmq::socket_ref socket, std::chrono::milliseconds timeout) {
   zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
   return zmq::poll(&item, 1, timeout) > 0;

@@ -29,6 +29,11 @@ std::size_t RecvAll(zmq::socket_ref socket, std::vector<zmq::message_t>& frames,
 bool SendEnvelope(zmq::socket_ref socket, std::span<const std::string_view> prefix,
                   const Envelope& envelope, std::string& scratch, zmq::send_flags flags);
 
+// Sends `frames` as one multipart message (the frames are consumed). Returns false if the first
+// frame could not be queued (EAGAIN: the socket's send timeout passed); nothing was sent then —
+// once the first frame is queued, libzmq takes the rest of the message whole.
+bool SendAll(zmq::socket_ref socket, std::span<zmq::message_t> frames);
+
 // Waits up to `timeout` for `socket` to become readable. Throws zmq::error_t (EINTR, ETERM).
 bool WaitReadable(zmq::socket_ref socket, std::chrono::milliseconds timeout);
 

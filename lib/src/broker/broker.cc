@@ -164,10 +164,7 @@ void Broker::Run() {
       // ROUTER drops what it cannot route (the peer is gone) instead of blocking: a vanished peer
       // must not stall everyone else. The core's liveness check then forgets it.
       socket.send(zmq::buffer(out.peer), zmq::send_flags::sndmore);
-      for (std::size_t i = 0; i < out.frames.size(); ++i) {
-        socket.send(out.frames[i], i + 1 < out.frames.size() ? zmq::send_flags::sndmore
-                                                             : zmq::send_flags::none);
-      }
+      internal::SendAll(socket, out.frames);
     }
     core_->outbox().clear();
     for (const std::string& line : core_->TakeLog()) log_(line);

@@ -22,16 +22,6 @@ std::string NextPipeAddress() {
   return "inproc://zmqkit-broker-client-" + std::to_string(counter.fetch_add(1));
 }
 
-// Returns false if the first frame could not be queued (EAGAIN after the socket's send timeout);
-// nothing was sent then. The rest of a message never blocks once its first frame is queued.
-bool SendFrames(zmq::socket_t& socket, std::span<zmq::message_t> frames) {
-  for (std::size_t i = 0; i < frames.size(); ++i) {
-    auto sent = socket.send(frames[i], i + 1 < frames.size() ? zmq::send_flags::sndmore
-                                                             : zmq::send_flags::none);
-    if (!sent) return false;
-  }
-  return true;
-}
 
 // The actor: owns the broker connection. Forwards commands from the pipe to the broker and
 // everything but heartbeats from the broker to the pipe; sends heartbeats; extends held deliveries.
@@ -47,7 +37,7 @@ void RunActor(zmq::socket_t broker, zmq::socket_t pipe, BrokerClientOptions opti
   // send timeout is one heartbeat) instead of blocking, so the actor keeps answering its owner — and
   // a command it could not pass on is reported to the owner rather than silently lost.
   auto to_broker = [&](std::span<zmq::message_t> message) {
-    if (SendFrames(broker, message)) return;
+    if (internal::SendAll(broker, message)) return;
     std::string command = message.size() > 1 ? message[1].to_string() : "";
     auto error = p::Frames(p::kError, p::ArgsWriter(3)
                                           .Str("code", "unavailable")
@@ -55,7 +45,7 @@ void RunActor(zmq::socket_t broker, zmq::socket_t pipe, BrokerClientOptions opti
                                                               command + " was not sent")
                                           .Str("command", command)
                                           .Finish());
-    SendFrames(pipe, error);
+    internal::SendAll(pipe, error);
   };
   auto send_command = [&](std::string_view command, zmq::message_t args) {
     auto message = p::Frames(command, std::move(args));
@@ -101,7 +91,7 @@ void RunActor(zmq::socket_t broker, zmq::socket_t pipe, BrokerClientOptions opti
               if (auto tag = args->Uint("tag"); tag.ok()) held.emplace(*tag, Clock::now());
             }
           }
-          SendFrames(pipe, std::span(frames.data(), count));
+          internal::SendAll(pipe, std::span(frames.data(), count));
         }
       }
       const auto now = Clock::now();
@@ -166,7 +156,7 @@ BrokerClient::~BrokerClient() {
 void BrokerClient::SendCommand(std::string_view command, zmq::message_t args,
                                std::vector<zmq::message_t> payload) {
   auto frames = p::Frames(command, std::move(args), std::move(payload));
-  SendFrames(pipe_, frames);
+  internal::SendAll(pipe_, frames);
 }
 
 Result<std::uint64_t> BrokerClient::Publish(Envelope envelope, const PublishOptions& options) {
