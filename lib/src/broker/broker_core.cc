@@ -202,9 +202,9 @@ void BrokerCore::HandlePublish(Session& session, const SessionKey& key, const p:
     ++counters_.published;
   }
   if (!numbers.empty()) {
-    Emit(records::EncodePublish(numbers, View(payload[0]), envelope->body_view(), unix_micros_(),
+    Emit([&] { return records::EncodePublish(numbers, View(payload[0]), envelope->body_view(), unix_micros_(),
                                 static_cast<std::int64_t>(*delay_ms) * 1000,
-                                static_cast<std::int64_t>(*ttl_ms) * 1000, ""));
+                                static_cast<std::int64_t>(*ttl_ms) * 1000, ""); });
   }
   session.confirm_upto = *seq;
   owed_confirms_.insert(key.peer);
@@ -313,7 +313,7 @@ void BrokerCore::HandleSettle(const SessionKey& key, std::string_view command, c
       continue;
     }
     if (command == p::kAck) {
-      if (auto number = slot->queue.Ack(tag)) Emit(records::EncodeAck(slot->queue.name(), *number));
+      if (auto number = slot->queue.Ack(tag)) Emit([&] { return records::EncodeAck(slot->queue.name(), *number); });
     } else {
       AfterFailure(*slot, slot->queue.Fail(tag, FailureReason::kRejected, *requeue, now),
                    FailureReason::kRejected, now);
@@ -362,7 +362,7 @@ void BrokerCore::HandleDeclareQueue(const SessionKey& key, const p::Args& args) 
                      "(ack_timeout_ms positive)", p::kDeclareQueue);
   }
   (*slot)->queue.set_options(options);
-  Emit(records::EncodeQueue(*name, options));
+  Emit([&] { return records::EncodeQueue(*name, options); });
   SendOk(key);
 }
 
@@ -388,7 +388,7 @@ void BrokerCore::HandleDeclareExchange(const SessionKey& key, const p::Args& arg
   if (!declared.ok()) {
     return SendError(key.peer, ErrorCodeFor(declared), declared.message(), p::kDeclareExchange);
   }
-  Emit(records::EncodeExchange(*name, exchange_type));
+  Emit([&] { return records::EncodeExchange(*name, exchange_type); });
   SendOk(key);
 }
 
@@ -417,7 +417,7 @@ void BrokerCore::HandleBind(const SessionKey& key, const p::Args& args, bool bin
   Status status = bind ? exchanges_.Bind(*exchange, *queue, *pattern)
                        : exchanges_.Unbind(*exchange, *queue, *pattern);
   if (!status.ok()) return SendError(key.peer, ErrorCodeFor(status), status.message(), command);
-  Emit(records::EncodeBind(bind, *exchange, *queue, *pattern));
+  Emit([&] { return records::EncodeBind(bind, *exchange, *queue, *pattern); });
   SendOk(key);
 }
 
@@ -466,7 +466,7 @@ void BrokerCore::HandlePurge(const SessionKey& key, const p::Args& args) {
   if (it == queues_.end()) return SendError(key.peer, p::kErrNotFound, "no queue \"" + *name + "\"", p::kPurge);
   std::vector<std::uint64_t> removed = it->second.queue.Purge();
   const std::size_t purged = removed.size();
-  if (!removed.empty()) Emit(records::EncodeRemove(*name, removed));
+  if (!removed.empty()) Emit([&] { return records::EncodeRemove(*name, removed); });
   Log("queue \"" + *name + "\" purged: " + std::to_string(purged) + " messages");
   Send(Side::kClients, key.peer,
        p::Frames(p::kOk, p::ArgsWriter(2).Uint("rid", current_rid_).Uint("purged", purged).Finish()));
@@ -497,7 +497,7 @@ void BrokerCore::HandleRedrive(const SessionKey& key, const p::Args& args, TimeP
     if (number.ok()) moves.emplace_back(dlq_number, *number);
     ++moved;
   }
-  if (!moves.empty()) Emit(records::EncodeRedrive(*name, moves));
+  if (!moves.empty()) Emit([&] { return records::EncodeRedrive(*name, moves); });
   Send(Side::kClients, key.peer,
        p::Frames(p::kOk, p::ArgsWriter(2).Uint("rid", current_rid_).Uint("moved", moved).Finish()));
   Dispatch(origin->second, now);
@@ -572,8 +572,8 @@ void BrokerCore::HandleRequest(std::string_view peer, std::span<zmq::message_t> 
     ++counters_.refused;
     return reply_error("zmqkit-broker: " + queued.error().message());
   }
-  Emit(records::EncodePublish({{options_.request_queue, *queued}}, header, body, unix_micros_(), 0,
-                              0, publish.reply_to));
+  Emit([&] { return records::EncodePublish({{options_.request_queue, *queued}}, header, body, unix_micros_(), 0,
+                              0, publish.reply_to); });
   ++counters_.published;
   Dispatch(**slot, now);
 }
@@ -612,7 +612,7 @@ void BrokerCore::OnWorkerMessage(std::string_view peer, std::span<zmq::message_t
     }
     std::string reply_to = std::move(delivery->reply_to);
     QueueSlot* slot = delivery->slot;
-    if (auto number = slot->queue.Ack(*tag)) Emit(records::EncodeAck(slot->queue.name(), *number));
+    if (auto number = slot->queue.Ack(*tag)) Emit([&] { return records::EncodeAck(slot->queue.name(), *number); });
     ForgetDelivery(*tag);
     if (!reply_to.empty()) {
       std::vector<zmq::message_t> reply;
@@ -701,18 +701,18 @@ Result<BrokerCore::QueueSlot*> BrokerCore::GetOrCreateQueue(std::string_view nam
                                      std::to_string(options_.max_queues) + " queues");
   }
   auto it = queues_.try_emplace(std::string(name), std::string(name), options_.queue_defaults).first;
-  Emit(records::EncodeQueue(name, options_.queue_defaults));
+  Emit([&] { return records::EncodeQueue(name, options_.queue_defaults); });
   return &it->second;
 }
 
 void BrokerCore::AfterFailure(QueueSlot& slot, MessageQueue::FailResult failed,
                               FailureReason reason, TimePoint now) {
   if (!failed.found) return;
-  Emit(records::EncodeFail(slot.queue.name(), failed.number, failed.attempt, reason));
+  Emit([&] { return records::EncodeFail(slot.queue.name(), failed.number, failed.attempt, reason); });
   if (!failed.dead) return;
   const DeadLetterReason why = failed.dead->reason;
   const std::uint64_t dlq_number = PlaceDeadLetter(std::move(*failed.dead), now);
-  Emit(records::EncodeDead(slot.queue.name(), failed.number, why, dlq_number));
+  Emit([&] { return records::EncodeDead(slot.queue.name(), failed.number, why, dlq_number); });
 }
 
 void BrokerCore::PrepareRedrive(Envelope& message) {
@@ -740,7 +740,7 @@ std::uint64_t BrokerCore::PlaceDeadLetter(DeadLetter dead, TimePoint now,
     options.max_length = std::numeric_limits<std::size_t>::max();
     options.max_bytes = std::numeric_limits<std::size_t>::max();
     it = queues_.try_emplace(name, name, options).first;
-    Emit(records::EncodeQueue(name, options));
+    Emit([&] { return records::EncodeQueue(name, options); });
   }
   EnqueueOptions placement;
   placement.number = number;
@@ -798,13 +798,13 @@ void BrokerCore::Tick(TimePoint now) {
     for (const auto& timed_out : result.timed_out) {
       ++counters_.deliveries_taken_back;
       ForgetDelivery(timed_out.tag);
-      Emit(records::EncodeFail(name, timed_out.number, timed_out.attempt, FailureReason::kTimedOut));
+      Emit([&] { return records::EncodeFail(name, timed_out.number, timed_out.attempt, FailureReason::kTimedOut); });
     }
     for (DeadLetter& dead : result.dead) {
       const std::uint64_t number = dead.number;
       const DeadLetterReason why = dead.reason;
       const std::uint64_t dlq_number = PlaceDeadLetter(std::move(dead), now);
-      Emit(records::EncodeDead(name, number, why, dlq_number));
+      Emit([&] { return records::EncodeDead(name, number, why, dlq_number); });
     }
     Dispatch(slot, now);
   }

@@ -183,8 +183,11 @@ class BrokerCore {
   // After a failed delivery in `slot`: records it, and places and records its dead letter if any.
   void AfterFailure(QueueSlot& slot, MessageQueue::FailResult failed, FailureReason reason,
                     TimePoint now);
-  void Emit(std::string record) {
-    if (journal_ != nullptr && !replaying_) journal_->Append(std::move(record));
+  // Writes the record `make()` returns, if a journal is listening — only then is it built (a
+  // PUBLISH record copies the body; an in-memory broker must not pay for that).
+  template <typename MakeRecord>
+  void Emit(MakeRecord&& make) {
+    if (journal_ != nullptr && !replaying_) journal_->Append(make());
   }
   static void PrepareRedrive(Envelope& message);
 
