@@ -57,6 +57,25 @@ class BrokerClientTest : public ::testing::Test {
   std::thread thread_;
 };
 
+// A restarted broker has forgotten every consumer. The client notices the new broker instance in
+// its first heartbeat and subscribes again by itself, so a long-running consumer keeps receiving.
+TEST_F(BrokerClientTest, AConsumerSubscribesAgainAfterABrokerRestart) {
+  StartBroker();
+  auto consumer = Client();
+  ASSERT_TRUE(consumer->Consume("jobs", 10).ok());
+  StopBroker();
+  StartBroker();
+  auto producer = Client();
+  ASSERT_TRUE(producer->Publish("jobs", "after the restart").ok());
+  ASSERT_TRUE(producer->WaitForConfirms(5s).ok());
+  auto delivery = consumer->Receive(5s);
+  ASSERT_TRUE(delivery.ok()) << delivery.error().ToString();
+  EXPECT_EQ(delivery->envelope.body_view(), "after the restart");
+  bool told = false;
+  for (const std::string& error : consumer->TakeErrors()) told |= error.starts_with("broker-restarted");
+  EXPECT_TRUE(told);
+}
+
 TEST_F(BrokerClientTest, PublishWithConfirmsThenConsumeAndAck) {
   StartBroker();
   auto producer = Client();

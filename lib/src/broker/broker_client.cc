@@ -28,6 +28,7 @@ std::string NextPipeAddress() {
 void RunActor(zmq::socket_t broker, zmq::socket_t pipe, BrokerClientOptions options) {
   using Clock = std::chrono::steady_clock;
   std::map<std::uint64_t, Clock::time_point> held;  // delivery tag -> when it arrived
+  std::string broker_instance;  // from the broker's heartbeats; empty until the first
   std::vector<zmq::message_t> frames;
   auto next_heartbeat = Clock::now() + options.heartbeat_interval;
   // Deadlines are pushed to 3 intervals ahead, every interval: a live client never loses a delivery
@@ -79,7 +80,17 @@ void RunActor(zmq::socket_t broker, zmq::socket_t pipe, BrokerClientOptions opti
       }
       if (items[1].revents & ZMQ_POLLIN) {
         for (std::size_t count; (count = internal::RecvAll(broker, frames, zmq::recv_flags::dontwait));) {
-          if (count >= 3 && View(frames[1]) == p::kHeartbeat) continue;
+          if (count >= 3 && View(frames[1]) == p::kHeartbeat) {
+            // A different instance is a restarted broker: it has forgotten this client's
+            // consumers and deliveries. Only then does the owner hear of a heartbeat.
+            auto args = p::Args::Parse(View(frames[2]));
+            std::string instance = args.ok() ? args->Str("instance", "").value_or("") : "";
+            if (instance.empty() || instance == broker_instance) continue;
+            const bool restarted = !broker_instance.empty();
+            broker_instance = std::move(instance);
+            if (!restarted) continue;
+            held.clear();
+          }
           if (count >= 3 && View(frames[1]) == p::kError) {
             auto args = p::Args::Parse(View(frames[2]));
             // The broker took back everything this client held: nothing left to extend.
@@ -242,6 +253,12 @@ bool BrokerClient::ReadOne(std::chrono::milliseconds timeout) {
     deliveries_.push_back(Delivery{uint("tag"), str("consumer"), str("queue"), std::move(decoded).value()});
   } else if (command == p::kOk) {
     replies_.insert_or_assign(uint("rid"), Result<std::string>(frames[2].to_string()));
+  } else if (command == p::kHeartbeat) {
+    // The actor passes on only a heartbeat from a new broker instance: a restart.
+    Resubscribe();
+    errors_.push_back(
+        "broker-restarted: the broker restarted; deliveries held from before are void (acks for "
+        "them are refused) and consumers were started again");
   } else if (command == p::kError) {
     if (str("code") == p::kErrSessionExpired) Resubscribe();
     std::string text = str("code") + ": " + str("message");

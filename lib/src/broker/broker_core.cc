@@ -1,6 +1,7 @@
 #include "broker/broker_core.h"
 
 #include "broker/journal_records.h"
+#include "zmqkit/message_id.h"
 
 #include <algorithm>
 #include <cstring>
@@ -58,7 +59,8 @@ Duration Millis(std::uint64_t ms) { return std::chrono::milliseconds(static_cast
 
 }  // namespace
 
-BrokerCore::BrokerCore(const BrokerOptions& options) : options_(options) {
+BrokerCore::BrokerCore(const BrokerOptions& options)
+    : options_(options), instance_(MessageId::Generate().ToString()) {
   limits_.max_body_bytes = options_.max_message_bytes;
   limits_.max_header_bytes = std::min<std::size_t>(options_.max_message_bytes, 1 << 20);
 }
@@ -109,7 +111,11 @@ void BrokerCore::OnClientMessage(std::string_view peer, std::span<zmq::message_t
                   " heartbeats and took back its deliveries; its consumers are gone: CONSUME again",
               "");
   }
+  const bool new_session = !sessions_.contains(key);
   Session& session = Touch(key, now);
+  // A first heartbeat at once: a client reconnecting after a broker restart learns of it within
+  // one round trip, instead of waiting for the next interval.
+  if (new_session) Send(Side::kClients, key.peer, ClientHeartbeat());
   auto rid = args->Uint("rid", 0);
   current_rid_ = rid.ok() ? *rid : 0;
   HandleNative(session, key, command, *args, frames.subspan(3), now);
@@ -629,6 +635,10 @@ void BrokerCore::OnWorkerMessage(std::string_view peer, std::span<zmq::message_t
 
 // ---- Sessions and consumers ------------------------------------------------------------------
 
+std::vector<zmq::message_t> BrokerCore::ClientHeartbeat() const {
+  return p::Frames(p::kHeartbeat, p::ArgsWriter(1).Str("instance", instance_).Finish());
+}
+
 BrokerCore::Session& BrokerCore::Touch(const SessionKey& key, TimePoint now) {
   auto [it, inserted] = sessions_.try_emplace(key);
   it->second.last_seen = now;
@@ -821,7 +831,7 @@ void BrokerCore::Tick(TimePoint now) {
         frames.emplace_back(&p::kPppHeartbeat, 1);
         Send(Side::kWorkers, key.peer, std::move(frames));
       } else {
-        Send(Side::kClients, key.peer, p::Frames(p::kHeartbeat, p::NoArgs()));
+        Send(Side::kClients, key.peer, ClientHeartbeat());
       }
     }
   }

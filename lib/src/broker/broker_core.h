@@ -164,6 +164,7 @@ class BrokerCore {
   void HandleRequest(std::string_view peer, std::span<zmq::message_t> frames, TimePoint now);
 
   Session& Touch(const SessionKey& key, TimePoint now);
+  std::vector<zmq::message_t> ClientHeartbeat() const;
   void DropSession(const SessionKey& key, TimePoint now);
   void RemoveConsumer(std::uint64_t consumer_id, TimePoint now);
   std::uint64_t AddConsumer(const SessionKey& key, Session& session, std::string name,
@@ -217,6 +218,9 @@ class BrokerCore {
   std::uint64_t next_tag_ = 1;
   std::optional<TimePoint> next_housekeeping_;
   std::uint64_t current_rid_ = 0;  // of the native command being handled; 0 if none
+  // Chosen anew at every start and sent with each HEARTBEAT to clients, so a client can tell a
+  // restarted broker (which has forgotten its consumers and deliveries) from a slow one.
+  std::string instance_;
   JournalSink* journal_ = nullptr;
   std::string confirm_level_ = "queued";
   std::optional<std::string> publish_refusal_;
