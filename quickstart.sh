@@ -51,7 +51,7 @@ cmake --build "$build_dir" -j "$jobs"
 
 case $command in
   demo)
-    exec "$build_dir/examples/worker_queue"
+    exec "$build_dir/examples/compare_patterns" --svg "$build_dir/compare_patterns.svg"
     ;;
   test)
     # Most tests wait on sockets and child processes rather than the CPU, so run more than nproc.

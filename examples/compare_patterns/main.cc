@@ -26,6 +26,7 @@
 #include <zmq_addon.hpp>
 
 #include "common.h"
+#include "progress.h"
 #include "results.h"
 
 extern char** environ;
@@ -139,6 +140,10 @@ Row RunPattern(Pattern pattern, const Options& options, std::ostream& progress) 
   consumers.push_back(std::make_unique<Child>("consumer", consumer_args(2, 0)));
   std::unique_ptr<Child> producer;
 
+  // A live count on a terminal; elsewhere the one line at the end is enough.
+  zmqkit::tools::Progress bar(progress, std::string("  ").append(Info(pattern).title), options.tasks,
+                              ::isatty(STDERR_FILENO) ? zmqkit::tools::Progress::Style::kBar
+                                                      : zmqkit::tools::Progress::Style::kNone);
   int ready = 0;
   bool producer_done = false, late_joined = false, restarted = false;
   auto last_report = Clock::now();
@@ -173,6 +178,7 @@ Row RunPattern(Pattern pattern, const Options& options, std::ostream& progress) 
                              " delivered)");
       }
     }
+    bar.Update(tally.distinct());
     const auto now = Clock::now();
     if (!producer && ready >= 2) producer = std::make_unique<Child>("producer", base);
     if (producer && !late_joined && tally.distinct() >= options.tasks / 4) {
@@ -199,6 +205,7 @@ Row RunPattern(Pattern pattern, const Options& options, std::ostream& progress) 
     }
   }
   const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
+  if (::isatty(STDERR_FILENO)) progress << "\r\x1b[K";  // the summary line replaces the bar
   producer.reset();
   consumers.clear();
   broker.reset();

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <fstream>
 #include <thread>
 
@@ -54,6 +55,22 @@ TEST_F(CliTest, SendQueuesRecv) {
   auto second = Zmqkit({"recv", "orders"});
   EXPECT_EQ(second.out, "soup for Bob\n");
   EXPECT_EQ(second.exit_code, 0) << second.err;
+}
+
+// Long work reports progress on stderr — plain lines here, where stderr is not a terminal — and
+// stdout keeps only what a script reads.
+TEST_F(CliTest, LongSendsAndReceivesShowProgressOnStderrOnly) {
+  auto sent = Zmqkit({"send", "bulk", "x", "--count", "2000"});
+  ASSERT_EQ(sent.exit_code, 0) << sent.err;
+  EXPECT_EQ(sent.out, "sent 2000 of 2000 to queue bulk, confirmed on disk\n");
+  EXPECT_NE(sent.err.find("sending [###"), std::string::npos) << sent.err;
+  EXPECT_NE(sent.err.find("2000/2000"), std::string::npos) << sent.err;
+  EXPECT_EQ(sent.err.find('\r'), std::string::npos) << "terminal control in a non-terminal";
+
+  auto received = Zmqkit({"recv", "bulk", "--count", "2000", "--prefetch", "500"});
+  ASSERT_EQ(received.exit_code, 0) << received.err;
+  EXPECT_EQ(std::count(received.out.begin(), received.out.end(), '\n'), 2000);
+  EXPECT_NE(received.err.find("receiving ["), std::string::npos) << received.err;
 }
 
 TEST_F(CliTest, BodiesFromStdinAndFiles) {

@@ -15,6 +15,7 @@
 #include "zmqkit/broker_client.h"
 #include "zmqkit/fanout.h"
 #include "zmqkit/work_queue.h"
+#include "progress.h"
 
 namespace {
 
@@ -190,6 +191,10 @@ int Send(const Common& common, SendOptions& options) {
   publish.ttl = std::chrono::milliseconds(options.ttl_ms);
   const std::size_t total = bodies.size() * static_cast<std::size_t>(options.count);
   std::size_t sent = 0;
+  // Long sends show progress on stderr, so stdout keeps only the result line.
+  zmqkit::tools::Progress progress(
+      std::cerr, "sending", total,
+      total >= 1000 ? zmqkit::tools::Progress::StyleFor(STDERR_FILENO) : zmqkit::tools::Progress::Style::kNone);
   for (int round = 0; round < options.count; ++round) {
     for (const std::string& body : bodies) {
       zmqkit::Envelope envelope = zmqkit::Envelope::New(body);
@@ -198,12 +203,10 @@ int Send(const Common& common, SendOptions& options) {
       if (!client->Publish(std::move(envelope), publish).ok()) return Fail("cannot send");
       ++sent;
       if (client->unconfirmed() > 10000) (void)client->WaitForConfirms(Millis(common.timeout_s));
-      if (Interactive() && total >= 1000 && sent % 1000 == 0) {
-        std::cerr << "\rsent " << sent << "/" << total << std::flush;
-      }
+      progress.Update(sent);
     }
   }
-  if (Interactive() && total >= 1000) std::cerr << "\n";
+  progress.Finish();
   Status confirmed = client->WaitForConfirms(std::max(Millis(common.timeout_s), 10000ms));
   auto rejections = client->TakeRejections();
   for (const auto& rejection : rejections) {
@@ -233,6 +236,11 @@ int Recv(const Common& common, const std::string& queue, int count, double wait_
     return FailWith(consumed, common);
   }
   int received = 0;
+  // When the bodies go to a file or a pipe, a long receive shows progress on stderr instead.
+  zmqkit::tools::Progress progress(
+      std::cerr, "receiving", static_cast<std::uint64_t>(count),
+      count >= 1000 && !Interactive() ? zmqkit::tools::Progress::StyleFor(STDERR_FILENO)
+                                      : zmqkit::tools::Progress::Style::kNone);
   auto deadline = std::chrono::steady_clock::now() + Millis(wait_s);
   while (received < count) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
@@ -257,7 +265,9 @@ int Recv(const Common& common, const std::string& queue, int count, double wait_
     } else if (settle == "reject") {
       (void)client->Nack(delivery->tag, false);
     }
+    progress.Update(static_cast<std::uint64_t>(received));
   }
+  progress.Finish();
   // Let the acks reach the broker before the connection closes.
   (void)client->Stats(queue);
   if (received < count) {
