@@ -46,6 +46,7 @@ struct Options {
   bool json = false;
   std::string svg = "compare_patterns.svg";
   bool quick = false;
+  bool faults = true;
 };
 
 // A child process of this run; SIGKILLed and reaped when it goes out of scope.
@@ -134,10 +135,12 @@ Row RunPattern(Pattern pattern, const Options& options, std::ostream& progress) 
   const auto started = Clock::now();
   std::unique_ptr<Child> broker;
   if (UsesBroker(pattern)) broker = std::make_unique<Child>("broker", base);
-  const std::uint64_t die_after = std::max<std::uint64_t>(1, options.tasks / 5);
+  const std::uint64_t die_after = options.faults ? std::max<std::uint64_t>(1, options.tasks / 5) : 0;
   std::vector<std::unique_ptr<Child>> consumers;
   consumers.push_back(std::make_unique<Child>("consumer", consumer_args(1, die_after)));
   consumers.push_back(std::make_unique<Child>("consumer", consumer_args(2, 0)));
+  // Without faults the third consumer is there from the start, like the others.
+  if (!options.faults) consumers.push_back(std::make_unique<Child>("consumer", consumer_args(3, 0)));
   std::unique_ptr<Child> producer;
 
   // A live count on a terminal; elsewhere the one line at the end is enough.
@@ -180,14 +183,14 @@ Row RunPattern(Pattern pattern, const Options& options, std::ostream& progress) 
     }
     bar.Update(tally.distinct());
     const auto now = Clock::now();
-    if (!producer && ready >= 2) producer = std::make_unique<Child>("producer", base);
-    if (producer && !late_joined && tally.distinct() >= options.tasks / 4) {
+    if (!producer && ready >= (options.faults ? 2 : 3)) producer = std::make_unique<Child>("producer", base);
+    if (options.faults && producer && !late_joined && tally.distinct() >= options.tasks / 4) {
       late_joined = true;
       consumers.push_back(std::make_unique<Child>("consumer", consumer_args(3, 0)));
       row.faults.push_back("consumer 3 joined late (" + Percent(tally.distinct(), options.tasks) +
                            " delivered)");
     }
-    if (broker && !restarted && tally.distinct() >= options.tasks * 3 / 5) {
+    if (options.faults && broker && !restarted && tally.distinct() >= options.tasks * 3 / 5) {
       restarted = true;
       broker->Kill();
       broker = std::make_unique<Child>("broker", base);
@@ -293,6 +296,8 @@ int main(int argc, char** argv) {
   app.add_flag("--json", options.json, "print JSON instead of the table");
   app.add_option("--svg", options.svg, "write the chart here ('' for none)")->capture_default_str();
   app.add_flag("--quick", options.quick, "at most 2,000 tasks (CI's smoke run)");
+  app.add_flag("--no-faults", [&](std::int64_t) { options.faults = false; },
+               "the same runs without any fault: the baseline");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
