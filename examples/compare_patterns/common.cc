@@ -108,13 +108,14 @@ std::vector<std::string> RoleArgs::ToArgv(std::string_view role) const {
           std::to_string(rate),
           std::to_string(body_size),
           std::to_string(work.count()),
-          std::to_string(die_after)};
+          std::to_string(die_after),
+          std::to_string(consumers_at_start)};
 }
 
 // The inverse of ToArgv, given what follows the role name. Only this program writes these
 // command lines, so a mismatch is a bug here, reported as "no".
 std::optional<RoleArgs> RoleArgs::FromArgv(std::span<char*> args) {
-  if (args.size() != 8) return std::nullopt;
+  if (args.size() != 9) return std::nullopt;
   auto pattern = PatternFromKey(args[0]);
   if (!pattern) return std::nullopt;
   try {
@@ -127,6 +128,7 @@ std::optional<RoleArgs> RoleArgs::FromArgv(std::span<char*> args) {
     parsed.body_size = std::stoull(args[5]);
     parsed.work = std::chrono::microseconds(std::stoll(args[6]));
     parsed.die_after = std::stoull(args[7]);
+    parsed.consumers_at_start = static_cast<std::uint32_t>(std::stoul(args[8]));
     return parsed;
   } catch (const std::exception&) {
     return std::nullopt;

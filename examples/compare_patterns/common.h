@@ -81,6 +81,7 @@ struct RoleArgs {
   std::size_t body_size = 100;
   std::chrono::microseconds work{100};
   std::uint64_t die_after = 0;    // the consumer SIGKILLs itself on receiving its n-th task; 0: never
+  std::uint32_t consumers_at_start = 2;  // the producer waits for these before sending
   std::vector<std::string> ToArgv(std::string_view role) const;
   static std::optional<RoleArgs> FromArgv(std::span<char*> args);
 };

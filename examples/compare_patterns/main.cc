@@ -122,6 +122,7 @@ Row RunPattern(Pattern pattern, const Options& options, std::ostream& progress) 
   base.rate = options.rate;
   base.body_size = options.body_size;
   base.work = std::chrono::microseconds(options.work_us);
+  base.consumers_at_start = options.faults ? 2 : 3;
   auto consumer_args = [&](std::uint32_t id, std::uint64_t die_after) {
     RoleArgs args = base;
     args.id = id;
@@ -176,14 +177,14 @@ Row RunPattern(Pattern pattern, const Options& options, std::ostream& progress) 
         row.producer = ParseFields(data);
         producer_done = true;
         last_report = Clock::now();
-        row.faults.push_back("producer exited " + std::to_string(row.producer["stayed_ms"]) +
+        if (options.faults) row.faults.push_back("producer exited " + std::to_string(row.producer["stayed_ms"]) +
                              " ms after it started (" + Percent(tally.distinct(), options.tasks) +
                              " delivered)");
       }
     }
     bar.Update(tally.distinct());
     const auto now = Clock::now();
-    if (!producer && ready >= (options.faults ? 2 : 3)) producer = std::make_unique<Child>("producer", base);
+    if (!producer && ready >= static_cast<int>(base.consumers_at_start)) producer = std::make_unique<Child>("producer", base);
     if (options.faults && producer && !late_joined && tally.distinct() >= options.tasks / 4) {
       late_joined = true;
       consumers.push_back(std::make_unique<Child>("consumer", consumer_args(3, 0)));
@@ -221,6 +222,7 @@ Row RunPattern(Pattern pattern, const Options& options, std::ostream& progress) 
   row.faults = std::move(faults);
   row.producer = std::move(said);
   row.seconds = seconds;
+  row.baseline = !options.faults;
   progress << "  " << Info(pattern).title << ": " << row.delivered << " of " << row.sent
            << " delivered in " << std::fixed << std::setprecision(1) << seconds << " s\n";
   return row;

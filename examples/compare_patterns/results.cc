@@ -109,6 +109,12 @@ std::string Verdict(const Row& row) {
   if (!row.failure.empty()) return "Could not be run: " + row.failure;
   const std::string lost = std::to_string(row.lost);
   const std::string duplicated = std::to_string(row.duplicated);
+  if (row.baseline) {
+    return "Without faults: " +
+           (row.lost == 0 && row.duplicated == 0 ? std::string("every task delivered exactly once")
+                                                 : lost + " lost, " + duplicated + " duplicated") +
+           ", p50 " + Fixed(row.p50_ms, 2) + " ms.";
+  }
   switch (row.pattern) {
     case Pattern::kPushPull:
       return row.lost > 0

@@ -60,6 +60,7 @@ struct Row {
   std::vector<std::string> faults;               // what was done to this run, in order
   std::string verdict;                           // the one sentence
   std::string failure;                           // why the run could not be carried out, if so
+  bool baseline = false;                         // run without faults
 };
 
 Row MakeRow(Pattern pattern, const Tally& tally);

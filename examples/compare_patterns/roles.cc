@@ -109,7 +109,7 @@ std::string Field(std::string_view key, std::uint64_t value) {
 
 std::string ProducePushPull(zmq::context_t& context, const Addresses& at, const RoleArgs& args) {
   zmqkit::Producer producer(context, zmqkit::Endpoint::Bind(at.tasks));
-  (void)producer.WaitForWorkers(2, 10s);
+  (void)producer.WaitForWorkers(args.consumers_at_start, 10s);
   Pacer pacer(args.rate);
   std::uint64_t failed = 0;
   for (std::uint64_t i = 0; i < args.tasks; ++i) {
@@ -136,7 +136,7 @@ std::string ProduceWithResend(zmq::context_t& context, const Addresses& at, cons
   zmqkit::TaskVentilator ventilator(context, zmqkit::Endpoint::Bind(at.tasks),
                                     zmqkit::Endpoint::Bind(at.completions), clock, options);
   while (!sink_ready) std::this_thread::sleep_for(1ms);
-  (void)ventilator.WaitForWorkers(2, 10s);
+  (void)ventilator.WaitForWorkers(args.consumers_at_start, 10s);
   Pacer pacer(args.rate);
   for (std::uint64_t i = 0; i < args.tasks; ++i) {
     // Completions are read while waiting for the next task to fall due.
@@ -155,8 +155,9 @@ std::string ProduceWithResend(zmq::context_t& context, const Addresses& at, cons
 std::string ProducePubSub(zmq::context_t& context, const Addresses& at, const RoleArgs& args) {
   zmqkit::Publisher publisher(context, zmqkit::Endpoint::Bind(at.tasks));
   // Waits for the consumers running at the start; the one that joins late is, by definition, not.
-  (void)publisher.WaitForSubscribers(1, ShardTopic(0), 10s);
-  (void)publisher.WaitForSubscribers(1, ShardTopic(1), 10s);
+  for (std::uint32_t shard = 0; shard < args.consumers_at_start; ++shard) {
+    (void)publisher.WaitForSubscribers(1, ShardTopic(shard), 10s);
+  }
   Pacer pacer(args.rate);
   for (std::uint64_t i = 0; i < args.tasks; ++i) {
     pacer.Wait(i);

@@ -49,6 +49,15 @@ def main():
     assert rows["broker-durable"]["lost"] == 0, rows["broker-durable"]
     assert rows["broker-durable"]["producer"]["confirmed"] == 1, rows["broker-durable"]
 
+    # The baseline: without faults no pattern loses or duplicates anything, so the losses above
+    # are the faults' doing. (The two cheap patterns suffice to show the run itself is sound.)
+    baseline = subprocess.run([binary, "--quick", "--json", "--no-faults", "--svg", "",
+                               "--patterns", "push-pull,pub-sub"],
+                              capture_output=True, text=True, timeout=60)
+    assert baseline.returncode == 0, baseline.stderr
+    for row in json.loads(baseline.stdout)["patterns"]:
+        assert row["lost"] == 0 and row["duplicated"] == 0 and row["faults"] == [], row
+
     titles = [text.text for text in chart.iter("{http://www.w3.org/2000/svg}text")]
     for row in rows.values():
         assert row["title"] in titles, (row["title"], titles)
