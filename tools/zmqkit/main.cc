@@ -15,6 +15,7 @@
 #include "zmqkit/broker_client.h"
 #include "zmqkit/fanout.h"
 #include "zmqkit/work_queue.h"
+#include "bench.h"
 #include "progress.h"
 
 namespace {
@@ -416,6 +417,22 @@ int main(int argc, char** argv) {
   sub->add_option("--count", take)->capture_default_str();
   sub->add_option("--wait", take_wait)->capture_default_str();
 
+  zmqkit::tools::BenchOptions bench_options;
+  auto* bench = app.add_subcommand(
+      "bench", "measure throughput, latency, recovery and memory against raw libzmq and the disk");
+  bench->add_option("--size", bench_options.size, "message body bytes")->capture_default_str();
+  bench->add_option("--messages", bench_options.messages, "messages per brokerless run")->capture_default_str();
+  bench->add_option("--broker-messages", bench_options.broker_messages, "messages per broker run")
+      ->capture_default_str();
+  bench->add_option("--backlog", bench_options.backlog, "messages queued for the backlog, memory and recovery runs")
+      ->capture_default_str();
+  bench->add_option("--latency-samples", bench_options.latency_samples)->capture_default_str();
+  bench->add_option("--data-dir", bench_options.data_dir, "where the disk and the durable broker are measured")
+      ->capture_default_str();
+  bench->add_option("--only", bench_options.only,
+                    "only the steps whose name contains this: limits disk brokerless broker backlog latency recovery");
+  bench->add_flag("--quick", bench_options.quick, "small counts: a smoke run of a few seconds");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
@@ -423,6 +440,10 @@ int main(int argc, char** argv) {
   }
 
   try {
+    if (*bench) {
+      bench_options.json = common.json;
+      return zmqkit::tools::RunBench(bench_options);
+    }
     if (*queues) return Queues(common, watch_s, iterations);
     if (*send) return Send(common, send_options);
     if (*recv) {

@@ -1,0 +1,675 @@
+// zmqkit bench — every figure is measured in this run, on this machine, and each layer is set
+// against the limit beneath it: raw libzmq for the brokerless patterns, the disk for the durable
+// broker.
+//
+// Everything runs in this process on threads (the broker too), so the broker and its clients
+// share the machine's cores exactly as a one-box deployment does. Each run ends on a condition
+// (every message counted), never on a timer.
+#include "bench.h"
+
+#include <fcntl.h>
+#include <malloc.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <optional>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+#include <thread>
+#include <vector>
+#include <zmq.hpp>
+
+#include "progress.h"
+#include "zmqkit/broker.h"
+#include "zmqkit/broker_client.h"
+#include "zmqkit/fanout.h"
+#include "zmqkit/work_queue.h"
+
+namespace zmqkit::tools {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+struct Figure {
+  std::string section;
+  std::string name;
+  double value = 0;
+  std::string unit;
+  std::string versus;  // e.g. "0.83 of raw 2-frame"
+};
+
+std::string Ratio(double value, double limit, const std::string& of) {
+  if (limit <= 0) return {};
+  std::ostringstream out;
+  out << std::fixed << std::setprecision(2) << value / limit << " of " << of;
+  return out.str();
+}
+
+struct Percentiles {
+  double p50 = 0, p99 = 0, p999 = 0;
+};
+
+Percentiles Percentiles_us(std::vector<double> samples_us) {
+  Percentiles p;
+  if (samples_us.empty()) return p;
+  std::sort(samples_us.begin(), samples_us.end());
+  auto at = [&](double q) {
+    auto index = static_cast<std::size_t>(q * static_cast<double>(samples_us.size() - 1));
+    return samples_us[index];
+  };
+  p.p50 = at(0.50);
+  p.p99 = at(0.99);
+  p.p999 = at(0.999);
+  return p;
+}
+
+std::size_t RssBytes() {
+  std::ifstream statm("/proc/self/statm");
+  std::size_t pages_total = 0, pages_resident = 0;
+  statm >> pages_total >> pages_resident;
+  return pages_resident * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+}
+
+std::string LoopbackAny() { return "tcp://127.0.0.1:*"; }
+
+// ---- limits --------------------------------------------------------------------------------
+
+// Raw PUSH->PULL: `frames` frames per message (a 24-byte header frame first when 2), no envelope.
+double RawPushPull(std::uint64_t n, std::size_t size, int frames) {
+  zmq::context_t context;
+  zmq::socket_t pull(context, zmq::socket_type::pull);
+  pull.bind(LoopbackAny());
+  const std::string endpoint = pull.get(zmq::sockopt::last_endpoint);
+  const std::string body(size, 'x');
+  const std::string header(24, 'h');
+  const auto started = Clock::now();
+  std::thread sender([&] {
+    zmq::socket_t push(context, zmq::socket_type::push);
+    push.connect(endpoint);
+    for (std::uint64_t i = 0; i < n; ++i) {
+      if (frames == 2) push.send(zmq::buffer(header), zmq::send_flags::sndmore);
+      push.send(zmq::buffer(body), zmq::send_flags::none);
+    }
+  });
+  zmq::message_t message;
+  for (std::uint64_t i = 0; i < n * static_cast<std::uint64_t>(frames); ++i) {
+    (void)pull.recv(message);
+  }
+  const double elapsed = Seconds(Clock::now() - started);
+  sender.join();
+  return static_cast<double>(n) / elapsed;
+}
+
+// Raw PUB->SUB with `subscribers`, HWM 0 so nothing is dropped; messages/s per subscriber.
+double RawPubSub(std::uint64_t n, std::size_t size, int subscribers) {
+  zmq::context_t context;
+  zmq::socket_t pub(context, zmq::socket_type::xpub);
+  pub.set(zmq::sockopt::sndhwm, 0);
+  pub.set(zmq::sockopt::xpub_verbose, 1);  // every subscriber's subscription, not just the first
+  pub.bind(LoopbackAny());
+  const std::string endpoint = pub.get(zmq::sockopt::last_endpoint);
+  std::vector<std::thread> threads;
+  std::atomic<int> ready{0};
+  for (int s = 0; s < subscribers; ++s) {
+    threads.emplace_back([&] {
+      zmq::socket_t sub(context, zmq::socket_type::sub);
+      sub.set(zmq::sockopt::rcvhwm, 0);
+      sub.set(zmq::sockopt::subscribe, "");
+      sub.connect(endpoint);
+      ++ready;
+      zmq::message_t message;
+      for (std::uint64_t i = 0; i < n; ++i) (void)sub.recv(message);
+    });
+  }
+  zmq::message_t notice;
+  for (int s = 0; s < subscribers; ++s) (void)pub.recv(notice);  // each subscription has arrived
+  const std::string body(size, 'x');
+  const auto started = Clock::now();
+  for (std::uint64_t i = 0; i < n; ++i) pub.send(zmq::buffer(body), zmq::send_flags::none);
+  for (auto& thread : threads) thread.join();
+  return static_cast<double>(n) / Seconds(Clock::now() - started);
+}
+
+struct DiskFigures {
+  double syncs_per_s = 0;
+  double sync_p50_us = 0;
+  double sync_p99_us = 0;
+  double write_mb_per_s = 0;
+};
+
+DiskFigures MeasureDisk(const std::string& dir, Clock::duration sync_for, std::size_t write_bytes) {
+  DiskFigures figures;
+  const std::string path = dir + "/zmqkit-bench-disk";
+  int fd = ::open(path.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
+  if (fd < 0) throw std::runtime_error("cannot write in " + dir + ": " + std::strerror(errno));
+  // Appends of 100-byte records, each followed by fdatasync: what a lone durable confirm costs.
+  const std::string record(100, 'r');
+  std::vector<double> latencies;
+  off_t offset = 0;
+  const auto started = Clock::now();
+  while (Clock::now() - started < sync_for) {
+    const auto before = Clock::now();
+    if (::pwrite(fd, record.data(), record.size(), offset) < 0 || ::fdatasync(fd) != 0) break;
+    offset += static_cast<off_t>(record.size());
+    latencies.push_back(std::chrono::duration<double, std::micro>(Clock::now() - before).count());
+  }
+  figures.syncs_per_s = static_cast<double>(latencies.size()) / Seconds(Clock::now() - started);
+  auto p = Percentiles_us(latencies);
+  figures.sync_p50_us = p.p50;
+  figures.sync_p99_us = p.p99;
+  // Sequential bandwidth: 1 MiB writes, one fdatasync at the end.
+  const std::string chunk(1 << 20, 'w');
+  ::ftruncate(fd, 0);
+  const auto write_started = Clock::now();
+  std::size_t written = 0;
+  for (; written < write_bytes; written += chunk.size()) {
+    if (::pwrite(fd, chunk.data(), chunk.size(), static_cast<off_t>(written)) < 0) break;
+  }
+  ::fdatasync(fd);
+  figures.write_mb_per_s = static_cast<double>(written) / 1e6 / Seconds(Clock::now() - write_started);
+  ::close(fd);
+  ::unlink(path.c_str());
+  return figures;
+}
+
+// ---- brokerless ----------------------------------------------------------------------------
+
+double LibraryWorkQueue(std::uint64_t n, std::size_t size) {
+  zmq::context_t context;
+  Worker worker(context, Endpoint::Bind(LoopbackAny()));
+  const std::string body(size, 'x');
+  const auto started = Clock::now();
+  std::thread sender([&] {
+    ProducerOptions options;
+    options.send_timeout = std::chrono::milliseconds(-1);
+    Producer producer(context, Endpoint::Connect(worker.endpoint()), options);
+    for (std::uint64_t i = 0; i < n; ++i) (void)producer.Send(body);
+  });
+  std::uint64_t received = 0;
+  while (received < n) {
+    if (worker.Receive(5s).ok()) ++received;
+    else if (worker.stats().received == 0 && Seconds(Clock::now() - started) > 30) break;
+  }
+  const double elapsed = Seconds(Clock::now() - started);
+  sender.join();
+  return static_cast<double>(received) / elapsed;
+}
+
+double LibraryFanout(std::uint64_t n, std::size_t size, int subscribers) {
+  zmq::context_t context;
+  PublisherOptions options;
+  options.hwm_wait = std::chrono::milliseconds(-1);  // nothing dropped: the slowest one paces
+  options.socket.send_hwm = 0;
+  Publisher publisher(context, Endpoint::Bind(LoopbackAny()), options);
+  std::vector<std::thread> threads;
+  for (int s = 0; s < subscribers; ++s) {
+    threads.emplace_back([&] {
+      SubscriberOptions sub_options;
+      sub_options.socket.recv_hwm = 0;
+      Subscriber subscriber(context, Endpoint::Connect(publisher.endpoint()), sub_options);
+      subscriber.Subscribe("");
+      for (std::uint64_t i = 0; i < n;) {
+        if (subscriber.Receive(5s).ok()) ++i;
+        else break;
+      }
+    });
+  }
+  (void)publisher.WaitForSubscribers(static_cast<std::size_t>(subscribers), "", 10s);
+  const std::string body(size, 'x');
+  const auto started = Clock::now();
+  for (std::uint64_t i = 0; i < n; ++i) (void)publisher.Publish("", body);
+  for (auto& thread : threads) thread.join();
+  return static_cast<double>(n) / Seconds(Clock::now() - started);
+}
+
+// ---- broker --------------------------------------------------------------------------------
+
+enum class Storage { kMemory, kNever, kBatch, kAlways };
+
+const char* StorageName(Storage storage) {
+  switch (storage) {
+    case Storage::kMemory: return "in memory";
+    case Storage::kNever: return "fsync never";
+    case Storage::kBatch: return "fsync batch";
+    case Storage::kAlways: return "fsync always";
+  }
+  return "";
+}
+
+// A broker on a thread of this process, with its own context; stopped and joined on destruction.
+class BenchBroker {
+ public:
+  BenchBroker(Storage storage, const std::string& data_dir, std::uint64_t max_length,
+              std::optional<std::chrono::milliseconds> retry_delay = std::nullopt) {
+    BrokerOptions options;
+    if (retry_delay) options.queue_defaults.retry_delay = *retry_delay;
+    options.clients = Endpoint::Bind(LoopbackAny());
+    options.workers = Endpoint::Bind(LoopbackAny());
+    options.queue_defaults.max_length = std::max<std::uint64_t>(max_length, 1'000'000);
+    options.queue_defaults.max_bytes = std::size_t{16} << 30;
+    if (storage != Storage::kMemory) {
+      options.data_dir = data_dir;
+      options.fsync = storage == Storage::kNever ? FsyncPolicy::kNever
+                      : storage == Storage::kBatch ? FsyncPolicy::kBatch
+                                                   : FsyncPolicy::kAlways;
+    }
+    broker_ = std::make_unique<Broker>(context_, options);
+    broker_->set_log([](std::string_view) {});
+    thread_ = std::thread([this] { broker_->Run(); });
+  }
+  ~BenchBroker() {
+    broker_->Stop();
+    thread_.join();
+  }
+  const std::string& endpoint() const { return broker_->clients_endpoint(); }
+
+ private:
+  zmq::context_t context_;
+  std::unique_ptr<Broker> broker_;
+  std::thread thread_;
+};
+
+// Publishes `n` to `queue` with confirms pipelined; true if all were confirmed.
+bool PublishAll(BrokerClient& client, const std::string& queue, std::uint64_t n,
+                std::string_view body) {
+  for (std::uint64_t i = 0; i < n; ++i) {
+    while (!client.Publish(queue, body).ok()) std::this_thread::sleep_for(1ms);
+  }
+  return client.WaitForConfirms(120s).ok();
+}
+
+// Consumes from `queue` with prefetch, acking every message in batches of 100, until `total`
+// (shared by all consumers of the run, which the broker need not serve evenly) reaches `n`. False
+// if the messages stopped coming before that.
+bool ConsumeAll(BrokerClient& client, const std::string& queue, std::uint64_t n,
+                std::atomic<std::uint64_t>& total) {
+  if (!client.Consume(queue, 1000).ok()) return false;
+  std::vector<std::uint64_t> tags;
+  tags.reserve(100);
+  auto last_delivery = Clock::now();
+  while (total.load() < n) {
+    auto delivery = client.Receive(tags.empty() ? 50ms : 0ms);
+    if (!delivery.ok()) {
+      if (!tags.empty()) (void)client.Ack(tags);  // idle: settle what is held
+      tags.clear();
+      if (Clock::now() - last_delivery > 10s) return false;
+      continue;
+    }
+    last_delivery = Clock::now();
+    ++total;
+    tags.push_back(delivery->tag);
+    if (tags.size() == 100) {
+      (void)client.Ack(tags);
+      tags.clear();
+    }
+  }
+  if (!tags.empty()) (void)client.Ack(tags);
+  return true;
+}
+
+std::uint64_t Acked(BrokerClient& client, const std::string& queue) {
+  auto stats = client.Stats(queue);
+  if (!stats.ok() || stats->empty()) return 0;
+  return stats->front().values["acked"];
+}
+
+// End to end, first publish to the broker's count of the last ack; msgs/s, 0 on failure.
+double BrokerEndToEnd(Storage storage, const std::string& data_dir, std::uint64_t n,
+                      std::size_t size, int pairs) {
+  std::filesystem::remove_all(data_dir);
+  BenchBroker broker(storage, data_dir, n);
+  zmq::context_t context;
+  const std::string body(size, 'x');
+  std::atomic<bool> failed{false};
+  const std::uint64_t each = n / static_cast<std::uint64_t>(pairs);
+  std::vector<std::unique_ptr<BrokerClient>> consumers;
+  for (int c = 0; c < pairs; ++c) {
+    consumers.push_back(std::make_unique<BrokerClient>(context, Endpoint::Connect(broker.endpoint())));
+  }
+  std::atomic<std::uint64_t> consumed{0};
+  const std::uint64_t total = each * static_cast<std::uint64_t>(pairs);
+  const auto started = Clock::now();
+  std::vector<std::thread> threads;
+  for (int c = 0; c < pairs; ++c) {
+    threads.emplace_back([&, c] {
+      if (!ConsumeAll(*consumers[static_cast<std::size_t>(c)], "bench", total, consumed)) failed = true;
+    });
+    threads.emplace_back([&] {
+      BrokerClient producer(context, Endpoint::Connect(broker.endpoint()));
+      if (!PublishAll(producer, "bench", each, body)) failed = true;
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  BrokerClient observer(context, Endpoint::Connect(broker.endpoint()));
+  const auto give_up = Clock::now() + 30s;
+  while (Acked(observer, "bench") < each * static_cast<std::uint64_t>(pairs) && Clock::now() < give_up) {
+  }
+  const double elapsed = Seconds(Clock::now() - started);
+  consumers.clear();
+  std::filesystem::remove_all(data_dir);
+  return failed ? 0 : static_cast<double>(each * static_cast<std::uint64_t>(pairs)) / elapsed;
+}
+
+struct BacklogFigures {
+  double publish_per_s = 0;
+  double drain_per_s = 0;
+  double rss_bytes_per_message = 0;
+};
+
+BacklogFigures Backlog(Storage storage, const std::string& data_dir, std::uint64_t n, std::size_t size) {
+  BacklogFigures figures;
+  std::filesystem::remove_all(data_dir);
+  ::malloc_trim(0);
+  const std::size_t rss_before = RssBytes();
+  BenchBroker broker(storage, data_dir, n);
+  zmq::context_t context;
+  const std::string body(size, 'x');
+  {
+    BrokerClient producer(context, Endpoint::Connect(broker.endpoint()));
+    const auto started = Clock::now();
+    if (!PublishAll(producer, "backlog", n, body)) return figures;
+    figures.publish_per_s = static_cast<double>(n) / Seconds(Clock::now() - started);
+  }
+  ::malloc_trim(0);
+  figures.rss_bytes_per_message =
+      (static_cast<double>(RssBytes()) - static_cast<double>(rss_before)) / static_cast<double>(n);
+  BrokerClient consumer(context, Endpoint::Connect(broker.endpoint()));
+  std::atomic<std::uint64_t> consumed{0};
+  const auto started = Clock::now();
+  if (!ConsumeAll(consumer, "backlog", n, consumed)) return figures;
+  figures.drain_per_s = static_cast<double>(n) / Seconds(Clock::now() - started);
+  return figures;
+}
+
+// Publish -> deliver latency at one message per `gap`, with a timestamp in the body.
+Percentiles BrokerLatency(Storage storage, const std::string& data_dir, std::uint64_t samples,
+                          std::size_t size, Clock::duration gap) {
+  std::filesystem::remove_all(data_dir);
+  BenchBroker broker(storage, data_dir, samples);
+  zmq::context_t context;
+  BrokerClient consumer(context, Endpoint::Connect(broker.endpoint()));
+  if (!consumer.Consume("latency", 100).ok()) return {};
+  std::vector<double> latencies;
+  latencies.reserve(samples);
+  std::thread receiving([&] {
+    for (std::uint64_t i = 0; i < samples; ++i) {
+      auto delivery = consumer.Receive(10s);
+      if (!delivery.ok()) return;
+      std::int64_t sent_ns = 0;
+      std::memcpy(&sent_ns, delivery->envelope.body_view().data(), sizeof sent_ns);
+      const std::int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                      Clock::now().time_since_epoch()).count();
+      latencies.push_back(static_cast<double>(now_ns - sent_ns) / 1000.0);
+      (void)consumer.Ack(delivery->tag);
+    }
+  });
+  BrokerClient producer(context, Endpoint::Connect(broker.endpoint()));
+  std::string body(std::max<std::size_t>(size, 8), 'x');
+  auto next = Clock::now();
+  for (std::uint64_t i = 0; i < samples; ++i) {
+    std::this_thread::sleep_until(next);
+    next += gap;
+    const std::int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                    Clock::now().time_since_epoch()).count();
+    std::memcpy(body.data(), &now_ns, sizeof now_ns);
+    (void)producer.Publish("latency", body);
+  }
+  receiving.join();
+  std::filesystem::remove_all(data_dir);
+  return Percentiles_us(std::move(latencies));
+}
+
+Percentiles RawRoundTrip(std::uint64_t samples, std::size_t size) {
+  zmq::context_t context;
+  zmq::socket_t rep(context, zmq::socket_type::rep);
+  rep.bind(LoopbackAny());
+  const std::string endpoint = rep.get(zmq::sockopt::last_endpoint);
+  std::thread echo([&] {
+    zmq::message_t message;
+    for (std::uint64_t i = 0; i < samples; ++i) {
+      (void)rep.recv(message);
+      rep.send(message, zmq::send_flags::none);
+    }
+  });
+  zmq::socket_t req(context, zmq::socket_type::req);
+  req.connect(endpoint);
+  const std::string body(size, 'x');
+  std::vector<double> latencies;
+  zmq::message_t reply;
+  for (std::uint64_t i = 0; i < samples; ++i) {
+    const auto before = Clock::now();
+    req.send(zmq::buffer(body), zmq::send_flags::none);
+    (void)req.recv(reply);
+    latencies.push_back(std::chrono::duration<double, std::micro>(Clock::now() - before).count());
+  }
+  echo.join();
+  return Percentiles_us(std::move(latencies));
+}
+
+// Seconds from an unacked delivery to its redelivery, with the consumer's ack timeout `timeout`.
+double RedeliveryAfter(std::chrono::milliseconds timeout) {
+  BenchBroker broker(Storage::kMemory, "", 1, /*retry_delay=*/0ms);
+  zmq::context_t context;
+  BrokerClientOptions options;
+  options.auto_extend = false;  // the handler "hangs": nothing extends its lease
+  BrokerClient consumer(context, Endpoint::Connect(broker.endpoint()), options);
+  BrokerClient producer(context, Endpoint::Connect(broker.endpoint()));
+  if (!consumer.Consume("stall", 1, "", timeout).ok()) return 0;
+  (void)producer.Publish("stall", "x");
+  auto first = consumer.Receive(10s);
+  if (!first.ok()) return 0;
+  const auto delivered = Clock::now();
+  auto again = consumer.Receive(timeout * 10);
+  if (!again.ok()) return 0;
+  return Seconds(Clock::now() - delivered);
+}
+
+// Seconds from constructing a broker on a data dir holding `n` unsettled messages to its first
+// answer.
+double Recovery(const std::string& data_dir, std::uint64_t n, std::size_t size) {
+  std::filesystem::remove_all(data_dir);
+  {
+    BenchBroker broker(Storage::kNever, data_dir, n);
+    zmq::context_t context;
+    BrokerClient producer(context, Endpoint::Connect(broker.endpoint()));
+    if (!PublishAll(producer, "recover", n, std::string(size, 'x'))) return 0;
+  }
+  const auto started = Clock::now();
+  double seconds = 0;
+  {
+    BenchBroker broker(Storage::kBatch, data_dir, n);
+    zmq::context_t context;
+    BrokerClient client(context, Endpoint::Connect(broker.endpoint()));
+    auto stats = client.Stats("recover");
+    seconds = Seconds(Clock::now() - started);
+    if (!stats.ok() || stats->empty() || stats->front().values["ready"] != n) seconds = 0;
+  }
+  std::filesystem::remove_all(data_dir);
+  return seconds;
+}
+
+// ---- the run -------------------------------------------------------------------------------
+
+std::string Human(double value) {
+  std::ostringstream out;
+  if (value >= 100) {
+    out << std::fixed << std::setprecision(0) << value;
+    // Thousands separators, built forwards (g++ 12 warns falsely about insert() in a loop).
+    const std::string digits = out.str();
+    std::string grouped;
+    for (std::size_t i = 0; i < digits.size(); ++i) {
+      if (i > 0 && (digits.size() - i) % 3 == 0) grouped.push_back(',');
+      grouped.push_back(digits[i]);
+    }
+    return grouped;
+  }
+  out << std::fixed << std::setprecision(value >= 10 ? 1 : 2) << value;
+  return out.str();
+}
+
+std::string JsonEscape(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+}  // namespace
+
+int RunBench(BenchOptions options) {
+  if (options.quick) {
+    options.messages = std::min<std::uint64_t>(options.messages, 20'000);
+    options.broker_messages = std::min<std::uint64_t>(options.broker_messages, 5'000);
+    options.backlog = std::min<std::uint64_t>(options.backlog, 5'000);
+    options.latency_samples = std::min<std::uint64_t>(options.latency_samples, 200);
+  }
+  const std::string data_dir =
+      (std::filesystem::absolute(options.data_dir) / ("zmqkit-bench-" + std::to_string(::getpid()))).string();
+  std::filesystem::create_directories(data_dir);
+  const std::string broker_dir = data_dir + "/broker";
+  const std::size_t size = std::max<std::size_t>(options.size, 8);
+
+  std::vector<Figure> figures;
+  std::vector<std::string> failures;
+  double raw1 = 0, raw2 = 0, rawpub1 = 0, rawpub2 = 0;
+
+  using Step = std::pair<std::string, std::function<void()>>;
+  const std::string per_s = "msgs/s";
+  std::vector<Step> steps = {
+      {"limits", [&] {
+         raw1 = RawPushPull(options.messages, size, 1);
+         raw2 = RawPushPull(options.messages, size, 2);
+         figures.push_back({"limits", "raw libzmq PUSH->PULL tcp, 1 frame", raw1, per_s, ""});
+         figures.push_back({"limits", "raw libzmq PUSH->PULL tcp, 2 frames", raw2, per_s, Ratio(raw2, raw1, "1 frame")});
+         rawpub1 = RawPubSub(options.messages, size, 1);
+         rawpub2 = RawPubSub(options.messages, size, 2);
+         figures.push_back({"limits", "raw libzmq PUB->SUB tcp, 1 subscriber", rawpub1, per_s, ""});
+         figures.push_back({"limits", "raw libzmq PUB->SUB tcp, 2 subscribers (each)", rawpub2, per_s, ""});
+       }},
+      {"disk", [&] {
+         auto disk = MeasureDisk(data_dir, options.quick ? 200ms : 2s,
+                                 options.quick ? (std::size_t{16} << 20) : (std::size_t{256} << 20));
+         figures.push_back({"limits", "disk: 100 B append + fdatasync", disk.syncs_per_s, "syncs/s",
+                            "p50 " + Human(disk.sync_p50_us) + " us, p99 " + Human(disk.sync_p99_us) + " us"});
+         figures.push_back({"limits", "disk: sequential write", disk.write_mb_per_s, "MB/s", ""});
+       }},
+      {"brokerless", [&] {
+         const double queue = LibraryWorkQueue(options.messages, size);
+         figures.push_back({"brokerless", "work queue Producer->Worker", queue, per_s,
+                            Ratio(queue, raw2, "raw 2-frame") + ", " + Ratio(queue, raw1, "raw 1-frame")});
+         const double fan1 = LibraryFanout(options.messages, size, 1);
+         const double fan2 = LibraryFanout(options.messages, size, 2);
+         figures.push_back({"brokerless", "fanout Publisher->1 Subscriber", fan1, per_s, Ratio(fan1, rawpub1, "raw PUB/SUB")});
+         figures.push_back({"brokerless", "fanout Publisher->2 Subscribers (each)", fan2, per_s, Ratio(fan2, rawpub2, "raw PUB/SUB")});
+       }},
+      {"broker", [&] {
+         for (Storage storage : {Storage::kMemory, Storage::kNever, Storage::kBatch, Storage::kAlways}) {
+           const double rate = BrokerEndToEnd(storage, broker_dir, options.broker_messages, size, 1);
+           if (rate == 0) failures.push_back(std::string("broker 1x1 ") + StorageName(storage));
+           figures.push_back({"broker", std::string("end to end 1 producer, 1 consumer, ") + StorageName(storage),
+                              rate, per_s, Ratio(rate, raw2, "raw 2-frame")});
+         }
+         for (Storage storage : {Storage::kMemory, Storage::kBatch}) {
+           const double rate = BrokerEndToEnd(storage, broker_dir, options.broker_messages, size, 4);
+           if (rate == 0) failures.push_back(std::string("broker 4x4 ") + StorageName(storage));
+           figures.push_back({"broker", std::string("end to end 4 producers, 4 consumers, ") + StorageName(storage),
+                              rate, per_s, ""});
+         }
+       }},
+      {"backlog", [&] {
+         for (Storage storage : {Storage::kMemory, Storage::kBatch}) {
+           auto backlog = Backlog(storage, broker_dir, options.backlog, size);
+           const std::string what = std::string(" (") + Human(static_cast<double>(options.backlog)) + ", " + StorageName(storage) + ")";
+           if (backlog.drain_per_s == 0) failures.push_back("backlog" + what);
+           figures.push_back({"backlog", "publish with no consumer" + what, backlog.publish_per_s, per_s, ""});
+           figures.push_back({"backlog", "drain" + what, backlog.drain_per_s, per_s, ""});
+           figures.push_back({"memory", "RSS per queued message" + what, backlog.rss_bytes_per_message, "bytes",
+                              "body " + std::to_string(size) + " B"});
+         }
+         std::filesystem::remove_all(broker_dir);
+       }},
+      {"latency", [&] {
+         auto raw = RawRoundTrip(options.latency_samples, size);
+         figures.push_back({"latency", "raw libzmq REQ/REP round trip p50", raw.p50, "us", "p99 " + Human(raw.p99) + ", p999 " + Human(raw.p999)});
+         for (Storage storage : {Storage::kMemory, Storage::kBatch}) {
+           auto p = BrokerLatency(storage, broker_dir, options.latency_samples, size, 500us);
+           if (p.p50 == 0) failures.push_back(std::string("latency ") + StorageName(storage));
+           figures.push_back({"latency", std::string("broker publish->deliver at 500 us gaps p50, ") + StorageName(storage),
+                              p.p50, "us", "p99 " + Human(p.p99) + ", p999 " + Human(p.p999)});
+         }
+         const auto timeout = options.quick ? 200ms : 1000ms;
+         const double redelivered = RedeliveryAfter(timeout);
+         if (redelivered == 0) failures.push_back("redelivery");
+         figures.push_back({"latency", "redelivery after a " + std::to_string(timeout.count()) + " ms ack timeout",
+                            redelivered, "s", "retry back-off 0 (default 200 ms)"});
+       }},
+      {"recovery", [&] {
+         const double seconds = Recovery(broker_dir, options.backlog, size);
+         if (seconds == 0) failures.push_back("recovery");
+         figures.push_back({"recovery", "start to serving, " + Human(static_cast<double>(options.backlog)) + " unsettled messages",
+                            seconds, "s", ""});
+       }},
+  };
+  std::vector<Step> chosen;
+  for (auto& step : steps) {
+    if (options.only.empty() || step.first.find(options.only) != std::string::npos) chosen.push_back(std::move(step));
+  }
+
+  Progress progress(std::cerr, "bench", chosen.size(),
+                    ::isatty(STDERR_FILENO) ? Progress::Style::kBar : Progress::Style::kNone);
+  std::uint64_t done = 0;
+  for (auto& [name, run] : chosen) {
+    if (!::isatty(STDERR_FILENO)) std::cerr << "bench: " << name << "\n";
+    try {
+      run();
+    } catch (const std::exception& error) {
+      failures.push_back(name + ": " + error.what());
+    }
+    progress.Update(++done);
+  }
+  progress.Finish();
+  std::filesystem::remove_all(data_dir);
+
+  if (options.json) {
+    std::cout << "{\"size\": " << size << ", \"quick\": " << (options.quick ? "true" : "false")
+              << ", \"figures\": [";
+    for (std::size_t i = 0; i < figures.size(); ++i) {
+      const Figure& f = figures[i];
+      std::cout << (i ? ",\n  " : "\n  ") << "{\"section\": \"" << f.section << "\", \"name\": \""
+                << JsonEscape(f.name) << "\", \"value\": " << std::fixed << std::setprecision(2)
+                << f.value << ", \"unit\": \"" << f.unit << "\", \"versus\": \"" << JsonEscape(f.versus)
+                << "\"}";
+    }
+    std::cout << "\n], \"failures\": [";
+    for (std::size_t i = 0; i < failures.size(); ++i) {
+      std::cout << (i ? ", " : "") << "\"" << JsonEscape(failures[i]) << "\"";
+    }
+    std::cout << "]}\n";
+  } else {
+    std::cout << size << "-byte messages" << (options.quick ? " (quick: small counts, figures are rough)" : "")
+              << "\n\n";
+    std::cout << std::left << std::setw(12) << "section" << std::setw(62) << "measurement" << std::right
+              << std::setw(13) << "value" << "  " << std::left << std::setw(8) << "unit" << "versus\n";
+    for (const Figure& f : figures) {
+      std::cout << std::left << std::setw(12) << f.section << std::setw(62) << f.name << std::right
+                << std::setw(13) << Human(f.value) << "  " << std::left << std::setw(8) << f.unit
+                << f.versus << "\n";
+    }
+    for (const std::string& failure : failures) std::cout << "FAILED: " << failure << "\n";
+  }
+  return failures.empty() ? 0 : 1;
+}
+
+}  // namespace zmqkit::tools
