@@ -118,8 +118,9 @@ std::string Verdict(const Row& row) {
   switch (row.pattern) {
     case Pattern::kPushPull:
       return row.lost > 0
-                 ? "Lost " + lost + " tasks with the killed consumer (the one it held and those "
-                   "queued to it), and nothing noticed: no acks, no resend."
+                 ? "Lost " + lost + " tasks — the one the killed consumer held, those queued to "
+                   "it, and any still queued when the producer exited — and nothing noticed: no "
+                   "acks, no resend."
                  : "Lost nothing this time by luck alone: a killed consumer's queued tasks are gone "
                    "and nothing would have noticed.";
     case Pattern::kPushPullResend:
