@@ -25,6 +25,34 @@ TEST_F(BrokerCoreTest, PublishesAreConfirmedInOneBatchAtQueuedLevel) {
   EXPECT_EQ(core().FindQueue("work")->ready(), 3u);
 }
 
+// A client learns the broker's instance at once from its first message, and again with every
+// heartbeat; another broker (a restart) has another instance. That is how a client notices it must
+// consume again.
+TEST_F(BrokerCoreTest, ANewSessionIsGreetedWithAHeartbeatNamingTheBrokerInstance) {
+  Client("c", p::kHeartbeat, p::NoArgs());
+  auto greeting = Of(Take(), "c", p::kHeartbeat);
+  ASSERT_EQ(greeting.size(), 1u);
+  const std::string instance = *greeting[0].args->Str("instance");
+  EXPECT_FALSE(instance.empty());
+  Client("c", p::kHeartbeat, p::NoArgs());
+  EXPECT_TRUE(Of(Take(), "c", p::kHeartbeat).empty()) << "only a new session is greeted";
+  Advance(1100ms);
+  Client("c", p::kHeartbeat, p::NoArgs());
+  Advance(300ms);
+  auto periodic = Of(Take(), "c", p::kHeartbeat);
+  ASSERT_FALSE(periodic.empty());
+  EXPECT_EQ(*periodic.back().args->Str("instance"), instance);
+
+  BrokerCore restarted(BrokerOptions{});
+  std::vector<zmq::message_t> frames = p::Frames(p::kHeartbeat, p::NoArgs());
+  restarted.OnClientMessage("c", frames, TimePoint{});
+  ASSERT_FALSE(restarted.outbox().empty());
+  const zmq::message_t& args_frame = restarted.outbox().front().frames.at(2);
+  auto args = p::Args::Parse(std::string_view(args_frame.data<char>(), args_frame.size()));
+  ASSERT_TRUE(args.ok());
+  EXPECT_NE(*args->Str("instance"), instance);
+}
+
 TEST_F(BrokerCoreTest, MessagesWaitForAConsumerThatStartsLater) {
   for (int i = 0; i < 5; ++i) Publish("producer", i + 1, "orders", "order " + std::to_string(i));
   Client("producer", p::kBye, p::NoArgs());  // the producer is gone
