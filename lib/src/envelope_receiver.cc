@@ -25,18 +25,15 @@ Result<Envelope> EnvelopeReceiver::Receive(zmq::socket_ref socket,
                                            std::string* topic) {
   std::size_t count = 0;
   try {
-    count = RecvAll(socket, frames_, zmq::recv_flags::dontwait);
-    if (count == 0 && timeout != std::chrono::milliseconds(0)) {
-      if (!WaitReadable(socket, timeout)) {
-        return Status::DeadlineExceeded("no message within " + std::to_string(timeout.count()) +
-                                        " ms");
-      }
-      count = RecvAll(socket, frames_, zmq::recv_flags::dontwait);
-    }
+    count = RecvAllWithin(socket, frames_, timeout);
   } catch (const zmq::error_t& error) {
     return StatusFromZmqError(error);
   }
-  if (count == 0) return Status::DeadlineExceeded("no message waiting");
+  if (count == 0) {
+    return Status::DeadlineExceeded(timeout == std::chrono::milliseconds(0)
+                                        ? std::string("no message waiting")
+                                        : "no message within " + std::to_string(timeout.count()) + " ms");
+  }
 
   std::span<zmq::message_t> frames(frames_.data(), count);
   if (topic != nullptr) {

@@ -1,5 +1,7 @@
 #include "frames.h"
 
+#include <algorithm>
+
 #include "zmqkit/envelope_codec.h"
 
 namespace zmqkit::internal {
@@ -14,6 +16,16 @@ std::size_t RecvAll(zmq::socket_ref socket, std::vector<zmq::message_t>& frames,
     ++count;
   } while (frames[count - 1].more());
   return count;
+}
+
+std::size_t RecvAllWithin(zmq::socket_ref socket, std::vector<zmq::message_t>& frames,
+                          std::chrono::milliseconds timeout) {
+  if (timeout == std::chrono::milliseconds(0)) return RecvAll(socket, frames, zmq::recv_flags::dontwait);
+  const int wanted = timeout.count() < 0 ? -1
+                     : static_cast<int>(std::min<std::int64_t>(timeout.count(), 1 << 30));
+  // Reading an option is a userspace call; setting it only when it changes keeps it that way.
+  if (socket.get(zmq::sockopt::rcvtimeo) != wanted) socket.set(zmq::sockopt::rcvtimeo, wanted);
+  return RecvAll(socket, frames, zmq::recv_flags::none);
 }
 
 bool SendEnvelope(zmq::socket_ref socket, std::span<const std::string_view> prefix,

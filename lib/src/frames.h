@@ -22,6 +22,14 @@ namespace zmqkit::internal {
 std::size_t RecvAll(zmq::socket_ref socket, std::vector<zmq::message_t>& frames,
                     zmq::recv_flags flags);
 
+// RecvAll waiting up to `timeout` (negative: forever; zero: not at all) for the first frame, with a
+// blocking receive under ZMQ_RCVTIMEO. Cheaper than "try, poll, try again": an idle socket costs one
+// wait in libzmq instead of three polls, which is most of what a message costs when the reader is
+// faster than the writer. Leaves ZMQ_RCVTIMEO set on the socket (every read of such a socket goes
+// through here or uses dontwait).
+std::size_t RecvAllWithin(zmq::socket_ref socket, std::vector<zmq::message_t>& frames,
+                          std::chrono::milliseconds timeout);
+
 // Sends [prefix...][header][body]. The body's bytes are shared with `envelope`, not copied.
 // `scratch` is a buffer the caller keeps between calls so encoding does not allocate.
 // Returns false if the first frame could not be queued (EAGAIN: dontwait, or the send timeout

@@ -624,9 +624,18 @@ int RunBench(BenchOptions options) {
                             seconds, "s", ""});
        }},
   };
+  // --only names steps exactly, comma-separated ("broker" is not "brokerless").
   std::vector<Step> chosen;
+  const std::string only = "," + options.only + ",";
   for (auto& step : steps) {
-    if (options.only.empty() || step.first.find(options.only) != std::string::npos) chosen.push_back(std::move(step));
+    if (options.only.empty() || only.find("," + step.first + ",") != std::string::npos) {
+      chosen.push_back(std::move(step));
+    }
+  }
+  if (chosen.empty()) {
+    std::cerr << "zmqkit bench: no step named " << options.only
+              << " (steps: limits disk brokerless broker backlog latency recovery)\n";
+    return 2;
   }
 
   Progress progress(std::cerr, "bench", chosen.size(),

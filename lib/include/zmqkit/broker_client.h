@@ -152,6 +152,7 @@ class BrokerClient {
   zmq::socket_t pipe_;  // PAIR to the actor
   std::thread actor_;
   std::string scratch_;
+  std::vector<zmq::message_t> frames_;  // reused by every read from the actor
   std::uint64_t last_sent_seq_ = 0;
   std::uint64_t last_settled_seq_ = 0;
   ConfirmLevel confirm_level_ = ConfirmLevel::kQueued;

@@ -38,7 +38,7 @@ void RunActor(zmq::socket_t broker, zmq::socket_t pipe, BrokerClientOptions opti
   // send timeout is one heartbeat) instead of blocking, so the actor keeps answering its owner — and
   // a command it could not pass on is reported to the owner rather than silently lost.
   auto to_broker = [&](std::span<zmq::message_t> message) {
-    if (internal::SendAll(broker, message)) return;
+    if (internal::SendAll(broker, message)) return true;
     std::string command = message.size() > 1 ? message[1].to_string() : "";
     auto error = p::Frames(p::kError, p::ArgsWriter(3)
                                           .Str("code", "unavailable")
@@ -47,6 +47,7 @@ void RunActor(zmq::socket_t broker, zmq::socket_t pipe, BrokerClientOptions opti
                                           .Str("command", command)
                                           .Finish());
     internal::SendAll(pipe, error);
+    return false;
   };
   auto send_command = [&](std::string_view command, zmq::message_t args) {
     auto message = p::Frames(command, std::move(args));
@@ -58,6 +59,10 @@ void RunActor(zmq::socket_t broker, zmq::socket_t pipe, BrokerClientOptions opti
                                {broker.handle(), 0, ZMQ_POLLIN, 0}};
     try {
       zmq::poll(items, 2, std::max(wait, std::chrono::milliseconds(0)));
+      // One message from the owner per turn. Draining bursts here (1024 per turn) was tried and
+      // made a client that published a burst just before its broker stopped send nothing to the
+      // next broker in 2 of 15 runs of DurabilityTest.AConfirmNeverCoversPublishesLostWithTheBroker;
+      // not understood yet, so not done.
       if (items[0].revents & ZMQ_POLLIN) {
         std::size_t count = internal::RecvAll(pipe, frames, zmq::recv_flags::dontwait);
         if (count == 1 && View(frames[0]) == kStopActor) {
@@ -76,7 +81,7 @@ void RunActor(zmq::socket_t broker, zmq::socket_t pipe, BrokerClientOptions opti
             }
           }
         }
-        to_broker(std::span(frames.data(), count));
+        if (count > 0) to_broker(std::span(frames.data(), count));
       }
       if (items[1].revents & ZMQ_POLLIN) {
         for (std::size_t count; (count = internal::RecvAll(broker, frames, zmq::recv_flags::dontwait));) {
@@ -193,13 +198,9 @@ Result<std::uint64_t> BrokerClient::Publish(const std::string& queue, std::strin
 }
 
 bool BrokerClient::ReadOne(std::chrono::milliseconds timeout) {
-  std::vector<zmq::message_t> frames;
-  std::size_t count = internal::RecvAll(pipe_, frames, zmq::recv_flags::dontwait);
-  if (count == 0) {
-    if (!internal::WaitReadable(pipe_, timeout)) return false;
-    count = internal::RecvAll(pipe_, frames, zmq::recv_flags::dontwait);
-    if (count == 0) return false;
-  }
+  std::vector<zmq::message_t>& frames = frames_;
+  const std::size_t count = internal::RecvAllWithin(pipe_, frames, timeout);
+  if (count == 0) return false;
   if (count < 3 || View(frames[0]) != p::kSignature) {
     errors_.push_back("malformed message from the broker");
     return true;
@@ -273,9 +274,11 @@ bool BrokerClient::ReadOne(std::chrono::milliseconds timeout) {
 
 Status BrokerClient::WaitForConfirms(std::chrono::milliseconds timeout) {
   internal::Deadline deadline(timeout);
+  // Reads at least once, even with a zero timeout, so what has already arrived is seen.
   while (last_settled_seq_ < last_sent_seq_) {
-    if (deadline.expired() || !ReadOne(deadline.remaining())) {
-      if (last_settled_seq_ >= last_sent_seq_) break;
+    const bool read = ReadOne(deadline.remaining());
+    if (last_settled_seq_ >= last_sent_seq_) break;
+    if (!read || deadline.expired()) {
       return Status::DeadlineExceeded(std::to_string(unconfirmed()) +
                                       " publishes not confirmed within " +
                                       std::to_string(timeout.count()) + " ms");
@@ -303,8 +306,9 @@ Result<std::string> BrokerClient::Call(std::string_view command, zmq::message_t 
       replies_.erase(it);
       return reply;
     }
-    if (deadline.expired() || !ReadOne(deadline.remaining())) {
-      if (replies_.contains(rid)) continue;
+    const bool read = ReadOne(deadline.remaining());
+    if (replies_.contains(rid)) continue;
+    if (!read || deadline.expired()) {
       return Status::Unavailable("no answer from the broker to " + std::string(command) +
                                  " within " + std::to_string(options_.request_timeout.count()) +
                                  " ms — is zmqkit-broker running?");
@@ -345,9 +349,11 @@ Status BrokerClient::Cancel(const std::string& consumer) {
 
 Result<Delivery> BrokerClient::Receive(std::chrono::milliseconds timeout) {
   internal::Deadline deadline(timeout);
+  // Reads at least once, even with a zero timeout: Receive(0ms) takes a delivery that has arrived.
   while (deliveries_.empty()) {
-    if (deadline.expired() || !ReadOne(deadline.remaining())) {
-      if (!deliveries_.empty()) break;
+    const bool read = ReadOne(deadline.remaining());
+    if (!deliveries_.empty()) break;
+    if (!read || deadline.expired()) {
       return Status::DeadlineExceeded("no delivery within " + std::to_string(timeout.count()) + " ms");
     }
   }
