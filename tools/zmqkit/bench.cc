@@ -570,7 +570,8 @@ int RunBench(BenchOptions options) {
       {"brokerless", [&] {
          const double queue = LibraryWorkQueue(options.messages, size);
          figures.push_back({"brokerless", "work queue Producer->Worker", queue, per_s,
-                            Ratio(queue, raw2, "raw 2-frame") + ", " + Ratio(queue, raw1, "raw 1-frame")});
+                            raw2 > 0 ? Ratio(queue, raw2, "raw 2-frame") + ", " + Ratio(queue, raw1, "raw 1-frame")
+                                     : "run with limits for the ratio"});
          const double fan1 = LibraryFanout(options.messages, size, 1);
          const double fan2 = LibraryFanout(options.messages, size, 2);
          figures.push_back({"brokerless", "fanout Publisher->1 Subscriber", fan1, per_s, Ratio(fan1, rawpub1, "raw PUB/SUB")});
