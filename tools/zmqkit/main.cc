@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "zmqkit/broker_client.h"
+#include "zmqkit/curve.h"
 #include "zmqkit/fanout.h"
 #include "zmqkit/work_queue.h"
 #include "bench.h"
@@ -29,6 +30,8 @@ constexpr int kExitUsage = 2;
 
 struct Common {
   std::string broker = "tcp://localhost:5555";
+  std::string server_key;  // CURVE: the broker's public certificate
+  std::string curve_key;   // CURVE: this client's secret certificate (else a fresh pair per run)
   double timeout_s = 2.0;
   bool json = false;
 };
@@ -90,6 +93,21 @@ std::unique_ptr<zmqkit::BrokerClient> Connect(zmq::context_t& context, const Com
   zmqkit::BrokerClientOptions options;
   options.request_timeout = Millis(common.timeout_s);
   options.socket.linger = 500ms;
+  if (!common.server_key.empty()) {
+    auto server = zmqkit::ReadCertificate(common.server_key);
+    if (!server.ok()) throw CLI::ValidationError("--server-key", server.error().message());
+    auto mine = common.curve_key.empty() ? zmqkit::GenerateCurveKeyPair()
+                                         : zmqkit::ReadCertificate(common.curve_key);
+    if (!mine.ok()) throw CLI::ValidationError("--curve-key", mine.error().message());
+    if (mine->secret_key.empty()) {
+      throw CLI::ValidationError("--curve-key", common.curve_key + " holds no secret key (give NAME_secret)");
+    }
+    options.socket.curve.server_public_key = server->public_key;
+    options.socket.curve.client_public_key = mine->public_key;
+    options.socket.curve.client_secret_key = mine->secret_key;
+  } else if (!common.curve_key.empty()) {
+    throw CLI::ValidationError("--curve-key", "needs --server-key, the broker's public certificate");
+  }
   auto endpoint = Endpoint::Parse(common.broker, Endpoint::Mode::kConnect);
   if (!endpoint.ok()) throw CLI::ValidationError("--broker", endpoint.error().message());
   return std::make_unique<zmqkit::BrokerClient>(context, *endpoint, options);
@@ -318,6 +336,10 @@ int main(int argc, char** argv) {
   app.add_option("--timeout", common.timeout_s, "seconds to wait for the broker's answers")
       ->capture_default_str();
   app.add_flag("--json", common.json, "machine-readable output");
+  app.add_option("--server-key", common.server_key,
+                 "CURVE: the broker's public certificate; encrypts the connection");
+  app.add_option("--curve-key", common.curve_key,
+                 "CURVE: this client's secret certificate (default: a fresh key pair per run)");
   app.footer("Exit codes: 0 ok, 1 failure, 2 usage. Brokerless endpoints connect unless written "
              "@endpoint (bind).");
 
@@ -417,6 +439,11 @@ int main(int argc, char** argv) {
   sub->add_option("--count", take)->capture_default_str();
   sub->add_option("--wait", take_wait)->capture_default_str();
 
+  std::string keygen_name;
+  auto* keygen = app.add_subcommand("keygen", "write a CURVE key pair: NAME (public) and NAME_secret");
+  keygen->add_option("name", keygen_name, "file name for the public part; the secret goes to NAME_secret")
+      ->required();
+
   zmqkit::tools::BenchOptions bench_options;
   auto* bench = app.add_subcommand(
       "bench", "measure throughput, latency, recovery and memory against raw libzmq and the disk");
@@ -440,6 +467,17 @@ int main(int argc, char** argv) {
   }
 
   try {
+    if (*keygen) {
+      auto keys = zmqkit::GenerateCurveKeyPair();
+      if (!keys.ok()) return Fail(keys.error().message());
+      if (Status written = zmqkit::WriteCertificate(keygen_name, *keys); !written.ok()) {
+        return Fail(written.message());
+      }
+      std::cout << "wrote " << keygen_name << " (public, share it) and " << keygen_name
+                << "_secret (keep it; mode 0600)\n"
+                << "public key: " << keys->public_key << "\n";
+      return 0;
+    }
     if (*bench) {
       bench_options.json = common.json;
       return zmqkit::tools::RunBench(bench_options);
