@@ -129,6 +129,37 @@ TEST_F(CliTest, ErrorsSayWhatToDoAndExitCodesAreConsistent) {
   EXPECT_EQ(Zmqkit({"purge", "no-such-queue"}).exit_code, 1);
 }
 
+// The CURVE path as a user takes it: keygen, a broker started with the secret certificate, the
+// CLI given the public one. Without it the CLI is refused, with a clear error.
+TEST(CliCurveTest, KeygenThenAnEncryptedBrokerAndClient) {
+  testing::TempDir dir;
+  const std::string tools = std::string(ZMQKIT_TOOLS_DIR) + "/zmqkit";
+  const std::string cert = (dir.path() / "broker").string();
+  auto made = testing::Run(tools, {"keygen", cert}, 10s);
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  EXPECT_NE(made.out.find("public key: "), std::string::npos) << made.out;
+  EXPECT_NE(testing::Run(tools, {"keygen", cert}, 10s).exit_code, 0) << "overwrote a secret key";
+
+  const std::string clients = testing::IpcAddress(dir, "clients");
+  testing::ChildProcess broker(std::string(ZMQKIT_DEVICES_DIR) + "/zmqkit-broker",
+                               {"--clients", clients, "--workers", testing::IpcAddress(dir, "w"),
+                                "--data-dir", "none", "--curve-secret", cert + "_secret"});
+  auto sent = testing::Run(tools, {"--broker", clients, "--server-key", cert, "send", "orders", "soup"}, 20s);
+  ASSERT_EQ(sent.exit_code, 0) << sent.err;
+  auto got = testing::Run(tools, {"--broker", clients, "--server-key", cert, "recv", "orders"}, 20s);
+  EXPECT_EQ(got.out, "soup\n") << got.err;
+
+  auto plain = testing::Run(tools, {"--broker", clients, "--timeout", "1", "queues"}, 20s);
+  EXPECT_EQ(plain.exit_code, 1);
+  EXPECT_NE(plain.err.find("no broker answered"), std::string::npos) << plain.err;
+  auto public_as_secret = testing::Run(std::string(ZMQKIT_DEVICES_DIR) + "/zmqkit-broker",
+                                       {"--clients", testing::IpcAddress(dir, "c2"), "--workers",
+                                        testing::IpcAddress(dir, "w2"), "--curve-secret", cert},
+                                       10s);
+  EXPECT_EQ(public_as_secret.exit_code, 2);
+  EXPECT_NE(public_as_secret.err.find("holds no secret key"), std::string::npos) << public_as_secret.err;
+}
+
 TEST(CliBrokerlessTest, PushPullAndPubSub) {
   testing::TempDir dir;
   const std::string tools = std::string(ZMQKIT_TOOLS_DIR) + "/zmqkit";
