@@ -214,13 +214,7 @@ Row RunPattern(Pattern pattern, const Options& options, std::ostream& progress) 
   consumers.clear();
   broker.reset();
 
-  std::string failure = row.failure;
-  auto faults = std::move(row.faults);
-  auto said = std::move(row.producer);
-  row = MakeRow(pattern, tally);
-  row.failure = failure;
-  row.faults = std::move(faults);
-  row.producer = std::move(said);
+  AddFigures(tally, row);
   row.seconds = seconds;
   row.baseline = !options.faults;
   progress << "  " << Info(pattern).title << ": " << row.delivered << " of " << row.sent

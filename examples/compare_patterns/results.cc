@@ -1,5 +1,7 @@
 #include "results.h"
 
+#include "json.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -7,6 +9,8 @@
 #include <sstream>
 
 namespace compare {
+
+using zmqkit::tools::JsonString;
 
 Tally::Tally(std::uint64_t tasks) : tasks_(tasks), seen_(tasks, false) {
   latencies_ns_.reserve(tasks);
@@ -47,9 +51,7 @@ double Tally::Throughput() const {
   return static_cast<double>(distinct_) * 1e9 / static_cast<double>(span);
 }
 
-Row MakeRow(Pattern pattern, const Tally& tally) {
-  Row row;
-  row.pattern = pattern;
+void AddFigures(const Tally& tally, Row& row) {
   row.sent = tally.tasks();
   row.delivered = tally.distinct();
   row.lost = tally.tasks() - tally.distinct();
@@ -58,7 +60,6 @@ Row MakeRow(Pattern pattern, const Tally& tally) {
   row.throughput = tally.Throughput();
   row.p50_ms = tally.LatencyPercentileMs(50);
   row.p99_ms = tally.LatencyPercentileMs(99);
-  return row;
 }
 
 namespace {
@@ -74,20 +75,6 @@ std::uint64_t ProducerSaid(const Row& row, const std::string& key) {
   return it == row.producer.end() ? 0 : it->second;
 }
 
-std::string JsonString(std::string_view text) {
-  std::string out = "\"";
-  for (char c : text) {
-    if (c == '"' || c == '\\') out += '\\';
-    if (static_cast<unsigned char>(c) < 0x20) {
-      char escaped[8];
-      std::snprintf(escaped, sizeof escaped, "\\u%04x", c);
-      out += escaped;
-      continue;
-    }
-    out += c;
-  }
-  return out + "\"";
-}
 
 std::string XmlText(std::string_view text) {
   std::string out;

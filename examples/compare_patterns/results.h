@@ -63,7 +63,8 @@ struct Row {
   bool baseline = false;                         // run without faults
 };
 
-Row MakeRow(Pattern pattern, const Tally& tally);
+// Sets the row's figures (sent ... p99) from what the consumers reported.
+void AddFigures(const Tally& tally, Row& row);
 // The sentence for a row, from its figures.
 std::string Verdict(const Row& row);
 

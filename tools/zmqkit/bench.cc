@@ -26,6 +26,7 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "json.h"
 #include "progress.h"
 #include "zmqkit/broker.h"
 #include "zmqkit/broker_client.h"
@@ -519,14 +520,6 @@ std::string Human(double value) {
   return out.str();
 }
 
-std::string JsonEscape(const std::string& text) {
-  std::string out;
-  for (char c : text) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out;
-}
 
 }  // namespace
 
@@ -659,14 +652,14 @@ int RunBench(BenchOptions options) {
               << ", \"figures\": [";
     for (std::size_t i = 0; i < figures.size(); ++i) {
       const Figure& f = figures[i];
-      std::cout << (i ? ",\n  " : "\n  ") << "{\"section\": \"" << f.section << "\", \"name\": \""
-                << JsonEscape(f.name) << "\", \"value\": " << std::fixed << std::setprecision(2)
-                << f.value << ", \"unit\": \"" << f.unit << "\", \"versus\": \"" << JsonEscape(f.versus)
-                << "\"}";
+      std::cout << (i ? ",\n  " : "\n  ") << "{\"section\": " << JsonString(f.section) << ", \"name\": "
+                << JsonString(f.name) << ", \"value\": " << std::fixed << std::setprecision(2)
+                << f.value << ", \"unit\": " << JsonString(f.unit) << ", \"versus\": " << JsonString(f.versus)
+                << "}";
     }
     std::cout << "\n], \"failures\": [";
     for (std::size_t i = 0; i < failures.size(); ++i) {
-      std::cout << (i ? ", " : "") << "\"" << JsonEscape(failures[i]) << "\"";
+      std::cout << (i ? ", " : "") << JsonString(failures[i]);
     }
     std::cout << "]}\n";
   } else {

@@ -17,6 +17,7 @@
 #include "zmqkit/fanout.h"
 #include "zmqkit/work_queue.h"
 #include "bench.h"
+#include "json.h"
 #include "progress.h"
 
 namespace {
@@ -56,33 +57,13 @@ int FailWith(const Status& status, const Common& common) {
   return Fail(status.message());
 }
 
-std::string Json(std::string_view text) {
-  std::string out = "\"";
-  for (unsigned char c : text) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          char escaped[8];
-          std::snprintf(escaped, sizeof escaped, "\\u%04x", c);
-          out += escaped;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  return out + "\"";
-}
+using zmqkit::tools::JsonString;
 
 std::string JsonHeaders(const zmqkit::Headers& headers) {
   std::string out = "{";
   for (const auto& [key, value] : headers) {
     if (out.size() > 1) out += ",";
-    out += Json(key) + ":" + Json(value);
+    out += JsonString(key) + ":" + JsonString(value);
   }
   return out + "}";
 }
@@ -126,8 +107,8 @@ int Queues(const Common& common, double watch_s, int iterations) {
       std::cout << "[";
       for (std::size_t i = 0; i < stats->size(); ++i) {
         const auto& queue = (*stats)[i];
-        std::cout << (i ? "," : "") << "{\"name\":" << Json(queue.name);
-        for (const auto& [key, value] : queue.values) std::cout << "," << Json(key) << ":" << value;
+        std::cout << (i ? "," : "") << "{\"name\":" << JsonString(queue.name);
+        for (const auto& [key, value] : queue.values) std::cout << "," << JsonString(key) << ":" << value;
         std::cout << "}";
       }
       std::cout << "]" << std::endl;
@@ -269,10 +250,10 @@ int Recv(const Common& common, const std::string& queue, int count, double wait_
     ++received;
     const auto& envelope = delivery->envelope;
     if (common.json) {
-      std::cout << "{\"id\":" << Json(envelope.id.ToString()) << ",\"attempt\":" << envelope.attempt
+      std::cout << "{\"id\":" << JsonString(envelope.id.ToString()) << ",\"attempt\":" << envelope.attempt
                 << ",\"priority\":" << static_cast<int>(envelope.priority)
                 << ",\"headers\":" << JsonHeaders(envelope.headers)
-                << ",\"body\":" << Json(envelope.body_view()) << "}\n";
+                << ",\"body\":" << JsonString(envelope.body_view()) << "}\n";
     } else {
       std::cout << envelope.body_view() << "\n";
     }
@@ -309,11 +290,11 @@ int DlqList(const Common& common, const std::string& queue, std::uint64_t limit)
       return it == message.headers.end() ? std::string() : it->second;
     };
     if (common.json) {
-      std::cout << "{\"number\":" << message.number << ",\"attempts\":" << Json(header("x-attempts"))
-                << ",\"reason\":" << Json(header("x-death-reason"))
-                << ",\"history\":" << Json(header("x-attempt-history"))
+      std::cout << "{\"number\":" << message.number << ",\"attempts\":" << JsonString(header("x-attempts"))
+                << ",\"reason\":" << JsonString(header("x-death-reason"))
+                << ",\"history\":" << JsonString(header("x-attempt-history"))
                 << ",\"headers\":" << JsonHeaders(message.headers)
-                << ",\"body\":" << Json(message.body) << "}\n";
+                << ",\"body\":" << JsonString(message.body) << "}\n";
     } else {
       std::string body = message.body.size() > 60 ? message.body.substr(0, 57) + "..." : message.body;
       std::cout << "#" << message.number << "  " << header("x-death-reason") << " after "
