@@ -1,11 +1,11 @@
 // zmqkit-broker: the broker device. Flags, signals, exit codes; the broker itself is zmqkit::Broker.
 #include <zmqkit/broker.h>
-#include <zmqkit/curve.h>
 
 #include <CLI/CLI.hpp>
 #include <iostream>
 
 #include "common/exit_codes.h"
+#include "common/security_flags.h"
 #include "common/stop_signals.h"
 
 int main(int argc, char** argv) {
@@ -72,10 +72,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--salvage", options.salvage,
                "start even if the journal is damaged in the middle, skipping the damaged records");
-  std::string curve_secret;
-  app.add_option("--curve-secret", curve_secret,
-                 "CURVE: encrypt both endpoints with this secret certificate (zmqkit keygen NAME "
-                 "writes NAME_secret); clients then need its public part");
+  zmqkit::devices::SecurityFlags security;
+  zmqkit::devices::AddSecurityFlags(app, security, /*with_admin=*/true);
   app.footer("Endpoints are bound; prefix one with '>' to connect instead.\n"
              "Stops cleanly on SIGINT or SIGTERM. Exit codes: 0 ok, 1 runtime failure (address in "
              "use, data directory damaged or in use), 2 usage.");
@@ -85,16 +83,11 @@ int main(int argc, char** argv) {
     return app.exit(error) == 0 ? 0 : kExitUsage;
   }
   if (data_dir != "none") options.data_dir = data_dir;
-  if (!curve_secret.empty()) {
-    auto keys = zmqkit::ReadCertificate(curve_secret);
-    if (!keys.ok() || keys->secret_key.empty()) {
-      std::cerr << name << ": --curve-secret: "
-                << (keys.ok() ? curve_secret + " holds no secret key (give the NAME_secret file)"
-                              : keys.error().message())
-                << "\n";
-      return kExitUsage;
-    }
-    options.socket.curve.server_secret_key = keys->secret_key;
+  if (zmqkit::Status applied = zmqkit::devices::ApplySecurityFlags(
+          security, options.socket, options.access, &options.admin_keys);
+      !applied.ok()) {
+    std::cerr << name << ": " << applied.message() << "\n";
+    return kExitUsage;
   }
   options.fsync = fsync == "always"  ? zmqkit::FsyncPolicy::kAlways
                   : fsync == "never" ? zmqkit::FsyncPolicy::kNever

@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "common/exit_codes.h"
+#include "common/security_flags.h"
 #include "common/stop_signals.h"
 #include "zmqkit/fanout.h"
 
@@ -26,6 +27,8 @@ int DeviceMain(int argc, char** argv, DeviceKind kind, const char* name, const c
   app.add_option("--capture", capture, "also publish a copy of every message here (PUB)");
   app.add_option("--hwm", hwm, "messages queued per peer before blocking or dropping")
       ->capture_default_str();
+  SecurityFlags security;
+  AddSecurityFlags(app, security, /*with_admin=*/false);
   app.footer(
       "Endpoints are bound; prefix one with '>' to connect instead (e.g. >tcp://host:5557).\n"
       "Stops cleanly on SIGINT or SIGTERM.");
@@ -48,6 +51,11 @@ int DeviceMain(int argc, char** argv, DeviceKind kind, const char* name, const c
       return kExitUsage;
     }
     *target = *endpoint;
+  }
+  if (Status applied = ApplySecurityFlags(security, options.socket, options.access, nullptr);
+      !applied.ok()) {
+    std::cerr << name << ": " << applied.message() << "\n";
+    return kExitUsage;
   }
   if (!capture.empty()) {
     auto endpoint = Endpoint::Parse(capture, Endpoint::Mode::kBind);

@@ -1,6 +1,9 @@
 #include "zmqkit/device.h"
 
 #include <atomic>
+#include <stdexcept>
+
+#include "zmqkit/zap_server.h"
 
 namespace zmqkit {
 namespace {
@@ -10,10 +13,21 @@ std::string NextControlAddress() {
   return "inproc://zmqkit-device-control-" + std::to_string(counter.fetch_add(1));
 }
 
+// Starts the access policy's ZAP handler, if there is a policy, and marks the sockets for it.
+std::unique_ptr<ZapServer> StartZap(zmq::context_t& context, DeviceOptions& options) {
+  if (!options.access.active()) return nullptr;
+  if (options.access.allowed_keys && !options.socket.curve.server()) {
+    throw std::invalid_argument("allowed keys need CURVE: give the device its secret key");
+  }
+  options.socket.zap_domain = std::string(kZapDomain);
+  return std::make_unique<ZapServer>(context, options.access);
+}
+
 }  // namespace
 
 Device::Device(zmq::context_t& context, DeviceOptions options)
     : context_(context),
+      zap_(StartZap(context, options)),
       frontend_(OpenSocket(context, options.kind == DeviceKind::kStreamer ? zmq::socket_type::pull
                                                                           : zmq::socket_type::xsub,
                            options.socket)),
@@ -32,6 +46,8 @@ Device::Device(zmq::context_t& context, DeviceOptions options)
 }
 
 Device::~Device() = default;
+
+std::uint64_t Device::connections_refused() const { return zap_ ? zap_->refused() : 0; }
 
 void Device::Run() {
   // Returns normally on TERMINATE. Other errors (ETERM when the context is shut down) propagate.

@@ -39,6 +39,7 @@ zmq::socket_t OpenSocket(zmq::context_t& context, zmq::socket_type type,
     socket.set(zmq::sockopt::curve_publickey, options.curve.client_public_key);
     socket.set(zmq::sockopt::curve_secretkey, options.curve.client_secret_key);
   }
+  if (!options.zap_domain.empty()) socket.set(zmq::sockopt::zap_domain, options.zap_domain);
   socket.set(zmq::sockopt::sndhwm, options.send_hwm);
   socket.set(zmq::sockopt::rcvhwm, options.recv_hwm);
   socket.set(zmq::sockopt::linger, static_cast<int>(options.linger.count()));

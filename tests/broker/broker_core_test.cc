@@ -53,6 +53,30 @@ TEST_F(BrokerCoreTest, ANewSessionIsGreetedWithAHeartbeatNamingTheBrokerInstance
   EXPECT_NE(*args->Str("instance"), instance);
 }
 
+// With admin keys set, the client's key (the ZAP User-Id libzmq attaches to its frames) decides
+// whether it may administer; publishing, consuming and settling stay open to every allowed key.
+TEST_F(BrokerCoreTest, OnlyAdminKeysMayAdministerWhenAdminKeysAreSet) {
+  options_.admin_keys = {"admin-key"};
+  std::string sender = "user-key";
+  core().set_peer_identity([&](const zmq::message_t&) { return sender; });
+  Publish("user", 1, "work", "a");
+  EXPECT_EQ(Of(Take(), "user", p::kConfirm).size(), 1u);
+  Client("user", p::kPurge, p::ArgsWriter(2).Uint("rid", 7).Str("queue", "work").Finish());
+  auto refused = Of(Take(), "user", p::kError);
+  ASSERT_EQ(refused.size(), 1u);
+  EXPECT_EQ(*refused[0].args->Str("code"), "forbidden");
+  EXPECT_EQ(*refused[0].args->Uint("rid"), 7u) << "the waiting call gets the answer";
+  EXPECT_EQ(core().FindQueue("work")->ready(), 1u);
+  EXPECT_EQ(core().counters().forbidden, 1u);
+  Consume("user", "work", 1);
+  EXPECT_EQ(Of(Take(), "user", p::kDeliver).size(), 1u);
+
+  sender = "admin-key";
+  Client("admin", p::kStats, p::ArgsWriter(1).Uint("rid", 8).Finish());
+  EXPECT_EQ(Of(Take(), "admin", p::kOk).size(), 1u);
+  EXPECT_EQ(core().counters().forbidden, 1u);
+}
+
 TEST_F(BrokerCoreTest, MessagesWaitForAConsumerThatStartsLater) {
   for (int i = 0; i < 5; ++i) Publish("producer", i + 1, "orders", "order " + std::to_string(i));
   Client("producer", p::kBye, p::NoArgs());  // the producer is gone

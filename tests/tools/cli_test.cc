@@ -3,6 +3,7 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -158,6 +159,63 @@ TEST(CliCurveTest, KeygenThenAnEncryptedBrokerAndClient) {
                                        10s);
   EXPECT_EQ(public_as_secret.exit_code, 2);
   EXPECT_NE(public_as_secret.err.find("holds no secret key"), std::string::npos) << public_as_secret.err;
+}
+
+// Roles as an operator sets them up: key pairs for the broker, an admin and a user; the user's
+// public certificate in the allow-list directory, the admin's in the admin directory.
+TEST(CliCurveTest, AnAllowedUserSendsButOnlyTheAdminPurges) {
+  testing::TempDir dir;
+  const std::string tools = std::string(ZMQKIT_TOOLS_DIR) + "/zmqkit";
+  const std::string broker_bin = std::string(ZMQKIT_DEVICES_DIR) + "/zmqkit-broker";
+  namespace fs = std::filesystem;
+  fs::create_directories(dir.path() / "keys");
+  fs::create_directories(dir.path() / "allowed");
+  fs::create_directories(dir.path() / "admins");
+  for (const char* name : {"broker", "admin", "alice"}) {
+    ASSERT_EQ(testing::Run(tools, {"keygen", (dir.path() / "keys" / name).string()}, 10s).exit_code, 0);
+  }
+  fs::copy_file(dir.path() / "keys" / "alice", dir.path() / "allowed" / "alice");
+  fs::copy_file(dir.path() / "keys" / "admin", dir.path() / "admins" / "admin");
+  const std::string keys = (dir.path() / "keys").string() + "/";
+
+  auto no_curve = testing::Run(broker_bin, {"--clients", testing::IpcAddress(dir, "c0"), "--workers",
+                                            testing::IpcAddress(dir, "w0"), "--allow-keys",
+                                            (dir.path() / "allowed").string()}, 10s);
+  EXPECT_EQ(no_curve.exit_code, 2);
+  EXPECT_NE(no_curve.err.find("--allow-keys needs --curve-secret"), std::string::npos) << no_curve.err;
+  auto bad_ip = testing::Run(broker_bin, {"--clients", testing::IpcAddress(dir, "c1"), "--workers",
+                                          testing::IpcAddress(dir, "w1"), "--deny-ip", "10.0.0.0/99"}, 10s);
+  EXPECT_EQ(bad_ip.exit_code, 2);
+  EXPECT_NE(bad_ip.err.find("--deny-ip"), std::string::npos) << bad_ip.err;
+
+  const std::string clients = testing::IpcAddress(dir, "clients");
+  testing::ChildProcess broker(broker_bin, {"--clients", clients, "--workers", testing::IpcAddress(dir, "w"),
+                                            "--data-dir", "none", "--curve-secret", keys + "broker_secret",
+                                            "--allow-keys", (dir.path() / "allowed").string(),
+                                            "--admin-keys", (dir.path() / "admins").string()});
+  auto as = [&](const std::string& who, std::vector<std::string> args) {
+    args.insert(args.begin(), {"--broker", clients, "--timeout", "3", "--server-key", keys + "broker",
+                               "--curve-key", keys + who + "_secret"});
+    return testing::Run(tools, args, 20s);
+  };
+  testing::RunResult sent;
+  ASSERT_TRUE(testing::WaitUntil([&] {
+    sent = as("alice", {"send", "orders", "soup"});
+    return sent.exit_code == 0;
+  })) << sent.err;
+  auto purge = as("alice", {"purge", "orders"});
+  EXPECT_EQ(purge.exit_code, 1);
+  EXPECT_NE(purge.err.find("forbidden"), std::string::npos) << purge.err;
+  EXPECT_NE(purge.err.find("admin key"), std::string::npos) << purge.err;
+  auto purged = as("admin", {"purge", "orders"});
+  EXPECT_EQ(purged.exit_code, 0) << purged.err;
+  EXPECT_NE(purged.out.find("purged 1 message"), std::string::npos) << purged.out;
+  auto counters = as("admin", {"counters", "--json"});
+  EXPECT_NE(counters.out.find("\"forbidden\":1"), std::string::npos) << counters.out;
+  auto stranger = testing::Run(tools, {"--broker", clients, "--timeout", "1", "--server-key",
+                                       keys + "broker", "recv", "orders"}, 20s);
+  EXPECT_EQ(stranger.exit_code, 1) << "a fresh key is not on the allow-list";
+  EXPECT_NE(stranger.err.find("no broker answered"), std::string::npos) << stranger.err;
 }
 
 TEST(CliBrokerlessTest, PushPullAndPubSub) {

@@ -207,13 +207,17 @@ int Send(const Common& common, SendOptions& options) {
     }
   }
   progress.Finish();
-  Status confirmed = client->WaitForConfirms(std::max(Millis(common.timeout_s), 10000ms));
+  // At least 10 s: a durable broker's confirms wait for its disk, and the first connection may
+  // still be under way. The error then names the wait that really happened.
+  Common waited = common;
+  waited.timeout_s = std::max(common.timeout_s, 10.0);
+  Status confirmed = client->WaitForConfirms(Millis(waited.timeout_s));
   auto rejections = client->TakeRejections();
   for (const auto& rejection : rejections) {
     std::cerr << "zmqkit: message " << rejection.seq << " rejected: " << rejection.code << ": "
               << rejection.message << "\n";
   }
-  if (!confirmed.ok() && rejections.empty()) return FailWith(Status::Unavailable(""), common);
+  if (!confirmed.ok() && rejections.empty()) return FailWith(Status::Unavailable(""), waited);
   std::cout << "sent " << sent - rejections.size() << " of " << sent << " to "
             << (options.exchange.empty() ? "queue " + options.target
                                          : "exchange " + options.exchange)
@@ -329,6 +333,10 @@ int main(int argc, char** argv) {
   auto* queues = app.add_subcommand("queues", "list queues: depths, consumers, DLQ, totals");
   queues->add_option("--watch", watch_s, "refresh every N seconds, with rates");
   queues->add_option("--iterations", iterations, "with --watch: stop after N refreshes")->group("");
+
+  auto* counters = app.add_subcommand(
+      "counters", "the broker's own counters: messages in, malformed, forbidden, refused "
+                  "connections, sessions");
 
   SendOptions send_options;
   auto* send = app.add_subcommand("send", "publish messages to the broker, with confirms");
@@ -464,6 +472,24 @@ int main(int argc, char** argv) {
       return zmqkit::tools::RunBench(bench_options);
     }
     if (*queues) return Queues(common, watch_s, iterations);
+    if (*counters) {
+      zmq::context_t context;
+      auto client = Connect(context, common);
+      auto values = client->ServerCounters();
+      if (!values.ok()) return FailWith(values.error(), common);
+      if (common.json) {
+        std::cout << "{";
+        for (auto it = values->begin(); it != values->end(); ++it) {
+          std::cout << (it == values->begin() ? "" : ",") << JsonString(it->first) << ":" << it->second;
+        }
+        std::cout << "}\n";
+      } else {
+        for (const auto& [key, value] : *values) {
+          std::cout << std::left << std::setw(24) << key << value << "\n";
+        }
+      }
+      return 0;
+    }
     if (*send) return Send(common, send_options);
     if (*recv) {
       return Recv(common, recv_queue, recv_count, recv_wait, settle, prefetch);

@@ -14,11 +14,13 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <zmq.hpp>
 
+#include "zmqkit/access_policy.h"
 #include "zmqkit/clock.h"
 #include "zmqkit/endpoint.h"
 #include "zmqkit/queue_options.h"
@@ -60,6 +62,15 @@ struct BrokerOptions {
   std::uint64_t segment_bytes = 64 * 1024 * 1024;
   // Start even if the journal is damaged in the middle, skipping the damaged records.
   bool salvage = false;
+  // Who may connect (docs/security.md): allowed client keys, allowed and denied networks. When a
+  // rule is set the broker runs a ZAP handler (zap_server.h) on its context, so the context must
+  // not have one already. Allowed keys need CURVE (socket.curve.server_secret_key).
+  AccessPolicy access;
+  // Z85 public keys that may administer: DECLARE_QUEUE, DECLARE_EXCHANGE, BIND, UNBIND, STATS,
+  // PURGE, REDRIVE, PEEK. Empty: every client may. Otherwise other clients may only publish,
+  // consume and settle, and get a "forbidden" error for the rest. Needs CURVE; admin keys are
+  // allowed to connect even when access.allowed_keys does not list them.
+  std::set<std::string> admin_keys;
   SocketOptions socket = [] {
     SocketOptions options;
     options.send_hwm = 100000;
@@ -81,6 +92,9 @@ struct BrokerCounters {
   std::uint64_t deliveries_taken_back = 0;
   std::uint64_t dead_lettered = 0;
   std::uint64_t journal_failures = 0;   // commits that failed (disk full, I/O error)
+  std::uint64_t forbidden = 0;          // admin commands refused to a non-admin key
+  std::uint64_t connections_refused = 0;  // by the access policy (ZAP), both endpoints
+  std::uint64_t oversized_messages = 0;   // more frames or bytes than a message may have
 };
 
 // Thrown by the Broker constructor when the data directory cannot be used: in use by another
@@ -90,9 +104,12 @@ class BrokerStartError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+class ZapServer;
+
 namespace internal {
 class BrokerCore;
 class Journal;
+struct ZapLog;
 class JournalSink;
 }  // namespace internal
 
@@ -128,6 +145,9 @@ class Broker {
   std::unique_ptr<internal::BrokerCore> core_;
   std::unique_ptr<internal::Journal> journal_;
   std::unique_ptr<internal::JournalSink> journal_sink_;
+  // The access policy's ZAP handler, if any, and the lines it logged for Run() to pass on.
+  std::unique_ptr<internal::ZapLog> zap_log_;
+  std::unique_ptr<ZapServer> zap_;
   std::string recovery_summary_;
   zmq::socket_t clients_;
   zmq::socket_t workers_;

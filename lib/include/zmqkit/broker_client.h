@@ -129,6 +129,9 @@ class BrokerClient {
   Status DeclareExchange(const std::string& name, const std::string& type);  // "fanout"/"topic"
   Status Bind(const std::string& exchange, const std::string& queue, const std::string& pattern = "");
   Result<std::vector<QueueStats>> Stats(const std::string& queue = "");
+  // The broker's own counters (docs/protocol.md, STATS): messages in, malformed, forbidden,
+  // connections refused, sessions... An admin command, like Stats.
+  Result<std::map<std::string, std::uint64_t>> ServerCounters();
   Result<std::uint64_t> Purge(const std::string& queue);
   // Up to `limit` of the queue's messages in delivery order, without taking them (no lease, no
   // attempt counted): for inspecting dead-letter queues.

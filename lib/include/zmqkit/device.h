@@ -9,14 +9,19 @@
 #ifndef ZMQKIT_DEVICE_H_
 #define ZMQKIT_DEVICE_H_
 
+#include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <zmq.hpp>
 
+#include "zmqkit/access_policy.h"
 #include "zmqkit/endpoint.h"
 #include "zmqkit/socket_factory.h"
 
 namespace zmqkit {
+
+class ZapServer;
 
 enum class DeviceKind { kStreamer, kForwarder };
 
@@ -27,6 +32,9 @@ struct DeviceOptions {
   // If set, a PUB socket here gets a copy of every message passing through.
   std::optional<Endpoint> capture;
   SocketOptions socket;
+  // Who may connect to the bound endpoints (access_policy.h). When a rule is set the device runs
+  // a ZAP handler on its context. Allowed keys need CURVE (socket.curve.server_secret_key).
+  AccessPolicy access;
 };
 
 class Device {
@@ -45,9 +53,12 @@ class Device {
   const std::string& frontend_endpoint() const { return frontend_endpoint_; }
   const std::string& backend_endpoint() const { return backend_endpoint_; }
   const std::string& capture_endpoint() const { return capture_endpoint_; }
+  // Connections the access policy refused (0 without one).
+  std::uint64_t connections_refused() const;
 
  private:
   zmq::context_t& context_;
+  std::unique_ptr<ZapServer> zap_;  // before the sockets: it must outlive them
   zmq::socket_t frontend_;
   zmq::socket_t backend_;
   zmq::socket_t capture_;

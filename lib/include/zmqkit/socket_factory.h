@@ -46,6 +46,10 @@ struct SocketOptions {
   // -1 (default) leaves the check to the envelope decoder, which reports kFrameTooLarge.
   std::int64_t max_frame_bytes = -1;
   CurveOptions curve;
+  // ZMQ_ZAP_DOMAIN: set on a binding socket to have the context's ZAP handler (zap_server.h) vet
+  // every connection, including plain (NULL mechanism) ones. CURVE connections are always vetted
+  // when a handler is running.
+  std::string zap_domain;
 };
 
 // Creates a socket of `type` on `context` with `options` applied. Throws zmq::error_t if libzmq

@@ -32,6 +32,7 @@ enum class StatusCode : std::uint8_t {
   kCorruption,
   kIOError,
   kInternal,
+  kPermissionDenied,
 };
 
 std::string_view StatusCodeName(StatusCode code);
@@ -47,6 +48,9 @@ class [[nodiscard]] Status {
   static Status NotFound(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
   static Status FailedPrecondition(std::string m) {
     return {StatusCode::kFailedPrecondition, std::move(m)};
+  }
+  static Status PermissionDenied(std::string m) {
+    return {StatusCode::kPermissionDenied, std::move(m)};
   }
   static Status Unavailable(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
   static Status DeadlineExceeded(std::string m) {

@@ -7,10 +7,12 @@
 #include <atomic>
 #include <cstring>
 #include <iostream>
+#include <mutex>
 
 #include "broker/broker_core.h"
 #include "frames.h"
 #include "storage/journal.h"
+#include "zmqkit/zap_server.h"
 
 namespace zmqkit {
 namespace {
@@ -43,6 +45,24 @@ internal::FsyncMode ToFsyncMode(FsyncPolicy policy) {
   return internal::FsyncMode::kBatch;
 }
 
+bool NeedsZap(const BrokerOptions& options) {
+  return options.access.active() || !options.admin_keys.empty();
+}
+
+// Checks the access options and fills in what follows from them, before any socket is opened.
+BrokerOptions PrepareAccess(BrokerOptions options) {
+  const bool keys = options.access.allowed_keys.has_value() || !options.admin_keys.empty();
+  if (keys && !options.socket.curve.server()) {
+    throw BrokerStartError(
+        "allowed keys and admin keys need CURVE: give the broker its secret key (--curve-secret)");
+  }
+  for (const std::string& key : options.admin_keys) {
+    if (options.access.allowed_keys) options.access.allowed_keys->insert(key);
+  }
+  if (NeedsZap(options)) options.socket.zap_domain = std::string(kZapDomain);
+  return options;
+}
+
 std::string NextControlAddress() {
   static std::atomic<std::uint64_t> counter{0};
   return "inproc://zmqkit-broker-control-" + std::to_string(counter.fetch_add(1));
@@ -50,9 +70,17 @@ std::string NextControlAddress() {
 
 }  // namespace
 
+namespace internal {
+// Lines the ZAP thread logged, for the broker's thread to pass to its log.
+struct ZapLog {
+  std::mutex mutex;
+  std::vector<std::string> lines;
+};
+}  // namespace internal
+
 Broker::Broker(zmq::context_t& context, BrokerOptions options, const Clock* clock)
     : context_(context),
-      options_(std::move(options)),
+      options_(PrepareAccess(std::move(options))),
       clock_(clock ? *clock : steady_clock_),
       core_(std::make_unique<internal::BrokerCore>(options_)),
       clients_(OpenSocket(context, zmq::socket_type::router, options_.socket)),
@@ -87,6 +115,14 @@ Broker::Broker(zmq::context_t& context, BrokerOptions options, const Clock* cloc
              ? ""
              : "; SALVAGED past " + std::to_string(report.corruptions.size()) +
                    " damaged place(s), first: " + report.corruptions.front());
+  }
+  if (NeedsZap(options_)) {
+    // Before binding: libzmq asks the handler about each connection as it is accepted.
+    zap_log_ = std::make_unique<internal::ZapLog>();
+    zap_ = std::make_unique<ZapServer>(context, options_.access, [log = zap_log_.get()](std::string_view line) {
+      std::lock_guard lock(log->mutex);
+      if (log->lines.size() < 100) log->lines.emplace_back(line);
+    });
   }
   clients_endpoint_ = AttachSocket(clients_, options_.clients);
   workers_endpoint_ = AttachSocket(workers_, options_.workers);
@@ -168,6 +204,15 @@ void Broker::Run() {
     }
     core_->outbox().clear();
     for (const std::string& line : core_->TakeLog()) log_(line);
+    if (zap_) {
+      core_->mutable_counters().connections_refused = zap_->refused();
+      std::vector<std::string> zap_lines;
+      {
+        std::lock_guard lock(zap_log_->mutex);
+        zap_lines.swap(zap_log_->lines);
+      }
+      for (const std::string& line : zap_lines) log_(line);
+    }
   };
   auto drain = [&](zmq::socket_t& socket, internal::Side side) {
     for (int i = 0; i < kBurst; ++i) {

@@ -266,7 +266,9 @@ bool BrokerClient::ReadOne(std::chrono::milliseconds timeout) {
     if (str("code") == p::kErrSessionExpired) Resubscribe();
     std::string text = str("code") + ": " + str("message");
     if (uint("rid") != 0) {
-      replies_.insert_or_assign(uint("rid"), Result<std::string>(Status::FailedPrecondition(text)));
+      Status error = str("code") == p::kErrForbidden ? Status::PermissionDenied(std::move(text))
+                                                     : Status::FailedPrecondition(std::move(text));
+      replies_.insert_or_assign(uint("rid"), Result<std::string>(std::move(error)));
     } else {
       errors_.push_back(std::move(text));
     }
@@ -444,6 +446,25 @@ Result<std::vector<QueueStats>> BrokerClient::Stats(const std::string& queue) {
     return Status::Internal(std::string("unreadable STATS reply: ") + error.what());
   }
   return stats;
+}
+
+Result<std::map<std::string, std::uint64_t>> BrokerClient::ServerCounters() {
+  const std::uint64_t rid = next_rid_++;
+  auto reply = Call(p::kStats, p::ArgsWriter(1).Uint("rid", rid).Finish(), rid);
+  if (!reply.ok()) return reply.error();
+  std::map<std::string, std::uint64_t> counters;
+  try {
+    auto handle = msgpack::unpack(reply->data(), reply->size());
+    auto root = handle.get().as<std::map<std::string, msgpack::object>>();
+    auto broker = root.find("broker");
+    if (broker == root.end()) return Status::Unavailable("this broker does not report its counters");
+    for (const auto& [key, value] : broker->second.as<std::map<std::string, msgpack::object>>()) {
+      if (value.type == msgpack::type::POSITIVE_INTEGER) counters[key] = value.via.u64;
+    }
+  } catch (const std::exception& error) {
+    return Status::Internal(std::string("unreadable STATS reply: ") + error.what());
+  }
+  return counters;
 }
 
 Result<std::uint64_t> BrokerClient::Purge(const std::string& queue) {

@@ -55,12 +55,26 @@ std::string_view ErrorCodeFor(const Status& status) {
   }
 }
 
+// What a client without an admin key may not do (BrokerOptions::admin_keys).
+bool IsAdminCommand(std::string_view command) {
+  return command == p::kDeclareQueue || command == p::kDeclareExchange || command == p::kBind ||
+         command == p::kUnbind || command == p::kStats || command == p::kPurge ||
+         command == p::kRedrive || command == p::kPeek;
+}
+
+// The ZAP User-Id libzmq attached to a frame read from the network: the client's Z85 public key
+// when the access policy allowed it (zap_server.h); empty without one.
+std::string ZapUserId(const zmq::message_t& frame) {
+  const char* value = zmq_msg_gets(const_cast<zmq_msg_t*>(frame.handle()), "User-Id");
+  return value == nullptr ? std::string() : std::string(value);
+}
+
 Duration Millis(std::uint64_t ms) { return std::chrono::milliseconds(static_cast<std::int64_t>(ms)); }
 
 }  // namespace
 
 BrokerCore::BrokerCore(const BrokerOptions& options)
-    : options_(options), instance_(MessageId::Generate().ToString()) {
+    : options_(options), peer_identity_(ZapUserId), instance_(MessageId::Generate().ToString()) {
   limits_.max_body_bytes = options_.max_message_bytes;
   limits_.max_header_bytes = std::min<std::size_t>(options_.max_message_bytes, 1 << 20);
 }
@@ -118,7 +132,16 @@ void BrokerCore::OnClientMessage(std::string_view peer, std::span<zmq::message_t
   if (new_session) Send(Side::kClients, key.peer, ClientHeartbeat());
   auto rid = args->Uint("rid", 0);
   current_rid_ = rid.ok() ? *rid : 0;
-  HandleNative(session, key, command, *args, frames.subspan(3), now);
+  if (!options_.admin_keys.empty() && IsAdminCommand(command) &&
+      !options_.admin_keys.contains(peer_identity_(frames[0]))) {
+    ++counters_.forbidden;
+    SendError(peer, p::kErrForbidden,
+              std::string(command) + " needs an admin key (the broker's --admin-keys); this "
+              "client may publish, consume and settle only", command);
+    Log("refused " + std::string(command) + " from a client without an admin key");
+  } else {
+    HandleNative(session, key, command, *args, frames.subspan(3), now);
+  }
   current_rid_ = 0;
 }
 
@@ -437,10 +460,36 @@ void BrokerCore::HandleStats(const SessionKey& key, const p::Args& args) {
   if (!only->empty() && selected.empty()) {
     return SendError(key.peer, p::kErrNotFound, "no queue \"" + *only + "\"", p::kStats);
   }
-  p::ArgsWriter writer(2);
+  p::ArgsWriter writer(3);
   writer.Uint("rid", current_rid_);
-  writer.Key("queues");
+  writer.Key("broker");
   auto& packer = writer.packer();
+  const BrokerCounters& b = counters_;
+  const std::pair<std::string_view, std::uint64_t> broker_fields[] = {
+      {"messages_in", b.messages_in},
+      {"published", b.published},
+      {"unroutable", b.unroutable},
+      {"refused", b.refused},
+      {"malformed", b.malformed},
+      {"unknown_commands", b.unknown_commands},
+      {"unsupported_version", b.unsupported_version},
+      {"unknown_tags", b.unknown_tags},
+      {"peers_expired", b.peers_expired},
+      {"deliveries_taken_back", b.deliveries_taken_back},
+      {"dead_lettered", b.dead_lettered},
+      {"journal_failures", b.journal_failures},
+      {"forbidden", b.forbidden},
+      {"connections_refused", b.connections_refused},
+      {"oversized_messages", b.oversized_messages},
+      {"sessions", sessions_.size()},
+      {"consumers", consumers_.size()},
+      {"queues", queues_.size()}};
+  packer.pack_map(static_cast<std::uint32_t>(std::size(broker_fields)));
+  for (const auto& [field, value] : broker_fields) {
+    p::PackStr(packer, field);
+    packer.pack_uint64(value);
+  }
+  writer.Key("queues");
   packer.pack_array(static_cast<std::uint32_t>(selected.size()));
   for (const QueueSlot* slot : selected) {
     const MessageQueue& queue = slot->queue;

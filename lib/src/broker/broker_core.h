@@ -85,6 +85,11 @@ class BrokerCore {
   // While set, publishes are refused with this reason (the journal cannot write); nullopt: accepted.
   void set_publish_refusal(std::optional<std::string> reason) { publish_refusal_ = std::move(reason); }
   BrokerCounters& mutable_counters() { return counters_; }
+  // Who sent a message, from its first frame after the routing id: by default the ZAP User-Id
+  // libzmq attached to it. Tests set their own.
+  void set_peer_identity(std::function<std::string(const zmq::message_t&)> identity) {
+    peer_identity_ = std::move(identity);
+  }
   // Recovery: applies one journal record, through the same state changes as live operation. Sends
   // nothing and writes no journal. kCorruption if the record does not decode or does not fit the
   // state (a message it names is missing).
@@ -203,6 +208,7 @@ class BrokerCore {
   void Log(std::string line);
 
   BrokerOptions options_;
+  std::function<std::string(const zmq::message_t&)> peer_identity_;
   DecodeLimits limits_;
   std::map<std::string, QueueSlot, std::less<>> queues_;  // std::map: QueueSlot* stay valid
   Exchanges exchanges_;

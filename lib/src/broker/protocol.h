@@ -59,6 +59,7 @@ inline constexpr std::string_view kErrLimit = "limit-reached";
 inline constexpr std::string_view kErrConflict = "conflict";
 inline constexpr std::string_view kErrStorage = "storage-unavailable";
 inline constexpr std::string_view kErrSessionExpired = "session-expired";
+inline constexpr std::string_view kErrForbidden = "forbidden";
 
 // Paranoid Pirate (RFC 6) one-byte commands on the worker endpoint.
 inline constexpr char kPppReady = '\x01';
