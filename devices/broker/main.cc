@@ -53,7 +53,25 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--max-message-bytes", options.max_message_bytes, "largest message accepted")
       ->capture_default_str();
-  app.add_option("--max-queues", options.max_queues, "most queues the broker will hold")
+  app.add_option("--max-queues", options.max_queues,
+                 "most queues the broker will hold (also exchanges, and bindings per exchange)")
+      ->capture_default_str();
+  app.add_option("--max-frames", options.max_frames, "most frames in one message")
+      ->check(CLI::Range(std::size_t{5}, std::size_t{1} << 20))->capture_default_str();
+  app.add_option("--max-header-bytes", options.max_header_bytes, "largest envelope header frame")
+      ->capture_default_str();
+  app.add_option("--max-headers", options.max_headers, "most application headers per message")
+      ->capture_default_str();
+  app.add_option("--max-name-bytes", options.max_name_bytes,
+                 "longest queue or exchange name, and binding pattern")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{4096}))->capture_default_str();
+  app.add_option("--max-clients", options.max_clients, "most client connections served at once")
+      ->capture_default_str();
+  app.add_option("--max-consumers-per-client", options.max_consumers_per_client,
+                 "most consumers one connection may start")
+      ->capture_default_str();
+  app.add_option("--max-prefetch", options.max_prefetch,
+                 "most unacked deliveries one consumer may hold (its credit)")
       ->capture_default_str();
   std::string data_dir = "./zmqkit-data";
   std::string fsync = "batch";

@@ -18,6 +18,28 @@ std::size_t RecvAll(zmq::socket_ref socket, std::vector<zmq::message_t>& frames,
   return count;
 }
 
+std::size_t RecvAllCapped(zmq::socket_ref socket, std::vector<zmq::message_t>& frames,
+                          zmq::recv_flags flags, std::size_t max_frames, std::size_t& dropped) {
+  dropped = 0;
+  std::size_t count = 0;
+  for (bool more = true; more;) {
+    const bool keep = count < max_frames;
+    // Past the cap every frame goes to one scratch slot: the socket stays in step and the vector
+    // does not grow with what a peer chose to send.
+    const std::size_t slot = keep ? count : max_frames;
+    while (frames.size() <= slot) frames.emplace_back();
+    auto received = socket.recv(frames[slot], count == 0 ? flags : zmq::recv_flags::none);
+    if (!received) return 0;  // only possible for the first frame
+    more = frames[slot].more();
+    if (keep) {
+      ++count;
+    } else {
+      ++dropped;
+    }
+  }
+  return count;
+}
+
 std::size_t RecvAllWithin(zmq::socket_ref socket, std::vector<zmq::message_t>& frames,
                           std::chrono::milliseconds timeout) {
   if (timeout == std::chrono::milliseconds(0)) return RecvAll(socket, frames, zmq::recv_flags::dontwait);

@@ -22,6 +22,11 @@ namespace zmqkit::internal {
 std::size_t RecvAll(zmq::socket_ref socket, std::vector<zmq::message_t>& frames,
                     zmq::recv_flags flags);
 
+// RecvAll keeping at most `max_frames` (>= 1) frames; the rest of the message is read and dropped,
+// and `dropped` says how many. For input from untrusted peers.
+std::size_t RecvAllCapped(zmq::socket_ref socket, std::vector<zmq::message_t>& frames,
+                          zmq::recv_flags flags, std::size_t max_frames, std::size_t& dropped);
+
 // RecvAll waiting up to `timeout` (negative: forever; zero: not at all) for the first frame, with a
 // blocking receive under ZMQ_RCVTIMEO. Cheaper than "try, poll, try again": an idle socket costs one
 // wait in libzmq instead of three polls, which is most of what a message costs when the reader is

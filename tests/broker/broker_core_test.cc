@@ -511,10 +511,90 @@ TEST_F(BrokerCoreTest, ConsumerLimitsAreEnforced) {
   Consume("d", "q2", 1, "twin");
   auto out = Take();
   EXPECT_EQ(*Of(out, "c", p::kError)[0].args->Str("code"), "limit-reached");
+  EXPECT_EQ(*Of(out, "c", p::kError)[0].args->Str("limit"), "max-consumers-per-client");
   auto d_errors = Of(out, "d", p::kError);
   ASSERT_EQ(d_errors.size(), 2u);
-  EXPECT_EQ(*d_errors[0].args->Str("code"), "invalid-argument");
-  EXPECT_EQ(*d_errors[1].args->Str("code"), "limit-reached");
+  EXPECT_EQ(*d_errors[0].args->Str("code"), "limit-reached");
+  EXPECT_EQ(*d_errors[0].args->Str("limit"), "max-prefetch");
+  EXPECT_EQ(*d_errors[1].args->Str("limit"), "max-consumers-per-client");
+}
+
+// A peer sending only garbage gets at most 100 ERRORs a second; the rest are counted, not queued
+// for a peer that may never read them. Other peers are answered as usual.
+TEST_F(BrokerCoreTest, ErrorRepliesToOnePeerAreBudgetedPerSecond) {
+  auto garbage = [&](const std::string& peer) {
+    Client(peer, "EXPLODE", p::NoArgs());
+  };
+  for (int i = 0; i < 150; ++i) garbage("flooder");
+  garbage("bystander");
+  auto out = Take();
+  EXPECT_EQ(Of(out, "flooder", p::kError).size(), 100u);
+  EXPECT_EQ(Of(out, "bystander", p::kError).size(), 1u);
+  EXPECT_EQ(core().counters().errors_unsent, 50u);
+  EXPECT_EQ(core().counters().unknown_commands, 151u) << "every one is still counted";
+  Advance(1001ms);
+  garbage("flooder");
+  EXPECT_EQ(Of(Take(), "flooder", p::kError).size(), 1u) << "a new second, a new budget";
+}
+
+// Every limit is its own refusal: the code says what kind of answer it is, "limit" says which
+// configured limit was hit, so a client (or an operator reading its log) knows what to change.
+TEST_F(BrokerCoreTest, EachLimitIsADistinctRefusalNamingTheLimit) {
+  options_.max_message_bytes = 1000;
+  options_.max_header_bytes = 200;
+  options_.max_headers = 2;
+  options_.max_name_bytes = 8;
+  options_.max_queues = 2;
+  options_.max_clients = 3;
+  auto publish = [&](std::uint64_t seq, const std::string& queue, std::string_view body,
+                     Headers headers = {}) {
+    Envelope envelope = Envelope::New(body);
+    envelope.headers = std::move(headers);
+    std::string header;
+    EncodeHeader(envelope, header);
+    std::vector<zmq::message_t> payload;
+    payload.emplace_back(header.data(), header.size());
+    payload.emplace_back(body.data(), body.size());
+    Client("p", p::kPublish, p::ArgsWriter(2).Uint("seq", seq).Str("key", queue).Finish(),
+           std::move(payload));
+  };
+  publish(1, "q1", std::string(1001, 'x'));
+  publish(2, "q1", "ok", {{"a", "1"}, {"b", "2"}, {"c", "3"}});
+  publish(3, "q1", "ok", {{"a", std::string(300, 'y')}});
+  publish(4, "much-too-long", "ok");
+  publish(5, "q1", "ok");
+  publish(6, "q2", "ok");
+  publish(7, "q3", "ok");
+  std::map<std::uint64_t, std::string> limit_of;
+  for (const Out& rejected : Of(Take(), "p", p::kRejected)) {
+    limit_of[*rejected.args->Uint("seq")] = *rejected.args->Str("limit", "");
+  }
+  EXPECT_EQ(limit_of, (std::map<std::uint64_t, std::string>{{1, "max-message-bytes"},
+                                                            {2, "max-headers"},
+                                                            {3, "max-header-bytes"},
+                                                            {4, "max-name-bytes"},
+                                                            {7, "max-queues"}}));
+  EXPECT_EQ(core().counters().oversized_messages, 3u);
+
+  Client("admin", p::kDeclareExchange, p::ArgsWriter(3).Uint("rid", 1).Str("name", "e1").Str("type", "fanout").Finish());
+  Client("admin", p::kDeclareExchange, p::ArgsWriter(3).Uint("rid", 2).Str("name", "e2").Str("type", "fanout").Finish());
+  Client("admin", p::kDeclareExchange, p::ArgsWriter(3).Uint("rid", 3).Str("name", "e3").Str("type", "fanout").Finish());
+  auto errors = Of(Take(), "admin", p::kError);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(*errors[0].args->Str("limit"), "max-exchanges");
+
+  core().OnOversizedMessage(Side::kClients, "p", clock_.Now());
+  auto frames = Of(Take(), "p", p::kError);
+  ASSERT_EQ(frames.size(), 1u);
+  EXPECT_EQ(*frames[0].args->Str("limit"), "max-frames");
+  EXPECT_EQ(core().counters().oversized_messages, 4u);
+
+  Client("fourth", p::kHeartbeat, p::NoArgs());  // p, admin and... one more fits
+  Client("fifth", p::kHeartbeat, p::NoArgs());
+  auto full = Of(Take(), "fifth", p::kError);
+  ASSERT_EQ(full.size(), 1u);
+  EXPECT_EQ(*full[0].args->Str("limit"), "max-clients");
+  EXPECT_EQ(core().sessions(), 3u) << "the refused client holds no session";
 }
 
 }  // namespace

@@ -47,13 +47,26 @@ struct BrokerOptions {
   // unacked deliveries are taken back at once.
   std::chrono::milliseconds heartbeat_interval{1000};
   std::uint32_t liveness = 3;
-  // Limits: a publish over max_message_bytes (header + body) is refused; so is a new queue beyond
-  // max_queues (which also bounds exchanges, and bindings per exchange), a consumer beyond
-  // max_consumers_per_client, a prefetch above max_prefetch.
+  // Limits (docs/security.md). Each refusal names the limit it hit ("limit" in the ERROR or
+  // REJECTED, docs/protocol.md) and is counted.
+  //  - max_message_bytes: header + body of a publish (refused: message-too-large). The sockets
+  //    also get ZMQ_MAXMSGSIZE = max_message_bytes + 64 KiB, so libzmq disconnects a peer sending
+  //    a grossly oversized frame before allocating it; one slightly over gets the clear refusal.
+  //  - max_frames: frames in one message; the rest are read and dropped unallocated.
+  //  - max_header_bytes, max_headers: the envelope header frame and its "h" entries.
+  //  - max_name_bytes: queue and exchange names (characters: letters, digits, . _ - :).
+  //  - max_queues: queues; also exchanges, and bindings per exchange.
+  //  - max_consumers_per_client, max_prefetch (unacked deliveries per consumer: its credit).
+  //  - max_clients: client sessions at once; a new one beyond it gets an error and is not kept.
   std::size_t max_message_bytes = 16 * 1024 * 1024;
+  std::size_t max_frames = 64;
+  std::size_t max_header_bytes = 64 * 1024;
+  std::size_t max_headers = 256;
+  std::size_t max_name_bytes = 255;
   std::size_t max_queues = 10000;
   std::size_t max_consumers_per_client = 1000;
   std::uint32_t max_prefetch = 100000;
+  std::size_t max_clients = 10000;
   // Durability. Empty: queues live in memory only. Otherwise queues, messages and declarations are
   // kept in a journal in this directory (docs/journal-format.md) and come back after a crash or
   // restart; with kAlways or kBatch a confirm is sent only after its record is synced ("on-disk").
@@ -74,7 +87,10 @@ struct BrokerOptions {
   SocketOptions socket = [] {
     SocketOptions options;
     options.send_hwm = 100000;
-    options.recv_hwm = 100000;
+    // Per peer. Sends: deliveries are bounded by each consumer's credit (prefetch), so this
+    // only has to hold them plus replies. Receives: a peer sending faster than the broker reads
+    // is held back at 1000 messages instead of growing the broker's memory.
+    options.recv_hwm = 1000;
     return options;
   }();
 };
@@ -95,6 +111,7 @@ struct BrokerCounters {
   std::uint64_t forbidden = 0;          // admin commands refused to a non-admin key
   std::uint64_t connections_refused = 0;  // by the access policy (ZAP), both endpoints
   std::uint64_t oversized_messages = 0;   // more frames or bytes than a message may have
+  std::uint64_t errors_unsent = 0;        // ERRORs not sent: over 100 per peer per second
 };
 
 // Thrown by the Broker constructor when the data directory cannot be used: in use by another

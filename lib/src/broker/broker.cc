@@ -49,8 +49,16 @@ bool NeedsZap(const BrokerOptions& options) {
   return options.access.active() || !options.admin_keys.empty();
 }
 
-// Checks the access options and fills in what follows from them, before any socket is opened.
-BrokerOptions PrepareAccess(BrokerOptions options) {
+// Checks the options and fills in what follows from them, before any socket is opened.
+BrokerOptions PrepareOptions(BrokerOptions options) {
+  // A PUBLISH is five frames; fewer would refuse every client.
+  if (options.max_frames < 5) throw BrokerStartError("max_frames must be at least 5");
+  if (options.socket.max_frame_bytes < 0) {
+    // Room above the limit, so a message slightly too large reaches the core and gets a clear
+    // refusal; a grossly oversized frame is dropped by libzmq (disconnecting its sender) before
+    // it is allocated.
+    options.socket.max_frame_bytes = static_cast<std::int64_t>(options.max_message_bytes) + 64 * 1024;
+  }
   const bool keys = options.access.allowed_keys.has_value() || !options.admin_keys.empty();
   if (keys && !options.socket.curve.server()) {
     throw BrokerStartError(
@@ -80,7 +88,7 @@ struct ZapLog {
 
 Broker::Broker(zmq::context_t& context, BrokerOptions options, const Clock* clock)
     : context_(context),
-      options_(PrepareAccess(std::move(options))),
+      options_(PrepareOptions(std::move(options))),
       clock_(clock ? *clock : steady_clock_),
       core_(std::make_unique<internal::BrokerCore>(options_)),
       clients_(OpenSocket(context, zmq::socket_type::router, options_.socket)),
@@ -216,10 +224,17 @@ void Broker::Run() {
   };
   auto drain = [&](zmq::socket_t& socket, internal::Side side) {
     for (int i = 0; i < kBurst; ++i) {
-      std::size_t count = internal::RecvAll(socket, frames, zmq::recv_flags::dontwait);
+      std::size_t dropped = 0;
+      // + 1: the routing id ROUTER puts in front.
+      std::size_t count = internal::RecvAllCapped(socket, frames, zmq::recv_flags::dontwait,
+                                                  options_.max_frames + 1, dropped);
       if (count == 0) return;
       const TimePoint now = clock_.Now();
       std::string_view peer(frames[0].data<char>(), frames[0].size());
+      if (dropped > 0) {
+        core_->OnOversizedMessage(side, peer, now);
+        continue;
+      }
       std::span<zmq::message_t> rest(frames.data() + 1, count - 1);
       if (side == internal::Side::kClients) {
         core_->OnClientMessage(peer, rest, now);

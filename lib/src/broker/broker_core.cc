@@ -14,23 +14,33 @@ namespace p = protocol;
 
 std::string_view View(const zmq::message_t& frame) { return {frame.data<char>(), frame.size()}; }
 
-constexpr std::size_t kMaxNameBytes = 255;
 constexpr std::string_view kDeadLetterSuffix = ".dlq";
+// More than a well-behaved client ever gets; a peer past it is only sending garbage.
+constexpr std::uint32_t kErrorsPerPeerPerSecond = 100;
 
-Status ValidateName(std::string_view what, std::string_view name) {
-  if (name.empty() || name.size() > kMaxNameBytes) {
-    return Status::InvalidArgument(std::string(what) + " names are 1 to 255 bytes");
+}  // namespace
+
+std::optional<BrokerCore::Refusal> BrokerCore::CheckName(std::string_view what,
+                                                         std::string_view name) const {
+  if (name.empty() || name.size() > options_.max_name_bytes) {
+    return Refusal{name.empty() ? p::kErrInvalidArgument : p::kErrLimit,
+                   std::string(what) + " names are 1 to " + std::to_string(options_.max_name_bytes) +
+                       " bytes",
+                   name.empty() ? std::string_view() : p::kLimitNameBytes};
   }
   for (char c : name) {
     bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
               c == '.' || c == '_' || c == '-' || c == ':';
     if (!ok) {
-      return Status::InvalidArgument(std::string(what) + " name \"" + std::string(name) +
-                                     "\" may only hold letters, digits and . _ - :");
+      std::string message(what);
+      message.append(" name \"").append(name).append("\" may only hold letters, digits and . _ - :");
+      return Refusal{p::kErrInvalidArgument, std::move(message), {}};
     }
   }
-  return Status::Ok();
+  return std::nullopt;
 }
+
+namespace {
 
 // A PPP worker's job address: the delivery tag, 8 bytes big-endian. The worker echoes it back.
 zmq::message_t TagAddress(std::uint64_t tag) {
@@ -49,7 +59,7 @@ std::optional<std::uint64_t> ParseTagAddress(const zmq::message_t& frame) {
 std::string_view ErrorCodeFor(const Status& status) {
   switch (status.code()) {
     case StatusCode::kNotFound: return p::kErrNotFound;
-    case StatusCode::kResourceExhausted: return p::kErrQueueFull;
+    case StatusCode::kResourceExhausted: return p::kErrLimit;
     case StatusCode::kFailedPrecondition: return p::kErrConflict;
     default: return p::kErrInvalidArgument;
   }
@@ -76,7 +86,8 @@ Duration Millis(std::uint64_t ms) { return std::chrono::milliseconds(static_cast
 BrokerCore::BrokerCore(const BrokerOptions& options)
     : options_(options), peer_identity_(ZapUserId), instance_(MessageId::Generate().ToString()) {
   limits_.max_body_bytes = options_.max_message_bytes;
-  limits_.max_header_bytes = std::min<std::size_t>(options_.max_message_bytes, 1 << 20);
+  limits_.max_header_bytes = std::min(options_.max_message_bytes, options_.max_header_bytes);
+  limits_.max_headers = options_.max_headers;
 }
 
 // ---- Input -----------------------------------------------------------------------------------
@@ -84,6 +95,7 @@ BrokerCore::BrokerCore(const BrokerOptions& options)
 void BrokerCore::OnClientMessage(std::string_view peer, std::span<zmq::message_t> frames,
                                  TimePoint now) {
   ++counters_.messages_in;
+  input_time_ = now;
   if (frames.empty()) {
     ++counters_.malformed;
     return;
@@ -119,6 +131,14 @@ void BrokerCore::OnClientMessage(std::string_view peer, std::span<zmq::message_t
     return;
   }
   SessionKey key{Side::kClients, std::string(peer)};
+  if (!sessions_.contains(key) && sessions_.size() >= options_.max_clients) {
+    SendError(peer, p::kErrLimit,
+              "the broker serves its maximum of " + std::to_string(options_.max_clients) +
+                  " clients; try again later",
+              command, std::nullopt, p::kLimitClients);
+    Log("refused a new client: max_clients reached");
+    return;
+  }
   if (!sessions_.contains(key) && expired_.erase(key.peer) > 0) {
     SendError(peer, p::kErrSessionExpired,
               "the broker did not hear from this client for " + std::to_string(options_.liveness) +
@@ -143,6 +163,19 @@ void BrokerCore::OnClientMessage(std::string_view peer, std::span<zmq::message_t
     HandleNative(session, key, command, *args, frames.subspan(3), now);
   }
   current_rid_ = 0;
+}
+
+void BrokerCore::OnOversizedMessage(Side side, std::string_view peer, TimePoint now) {
+  ++counters_.messages_in;
+  input_time_ = now;
+  ++counters_.oversized_messages;
+  if (side == Side::kClients) {
+    SendError(peer, p::kErrLimit,
+              "a message may have at most " + std::to_string(options_.max_frames) +
+                  " frames; this one was dropped",
+              "", std::nullopt, p::kLimitFrames);
+  }
+  Log("dropped a message with more than " + std::to_string(options_.max_frames) + " frames");
 }
 
 void BrokerCore::HandleNative(Session& session, const SessionKey& key, std::string_view command,
@@ -196,12 +229,22 @@ void BrokerCore::HandlePublish(Session& session, const SessionKey& key, const p:
   }
   if (publish_refusal_) return SendRejected(key.peer, *seq, p::kErrStorage, *publish_refusal_);
   if (payload[0].size() + payload[1].size() > options_.max_message_bytes) {
+    ++counters_.oversized_messages;
     return SendRejected(key.peer, *seq, p::kErrTooLarge,
                         "message is " + std::to_string(payload[0].size() + payload[1].size()) +
-                            " bytes, the limit is " + std::to_string(options_.max_message_bytes));
+                            " bytes, the limit is " + std::to_string(options_.max_message_bytes),
+                        p::kLimitMessageBytes);
   }
   auto envelope = DecodeFrames(payload, limits_);
   if (!envelope.ok()) {
+    const DecodeErrc errc = envelope.error().code;
+    if (errc == DecodeErrc::kFrameTooLarge || errc == DecodeErrc::kTooManyHeaders) {
+      // The body's size was checked above, so an oversized frame here is the header.
+      ++counters_.oversized_messages;
+      return SendRejected(key.peer, *seq, p::kErrLimit, envelope.error().ToString(),
+                          errc == DecodeErrc::kTooManyHeaders ? p::kLimitHeaders
+                                                              : p::kLimitHeaderBytes);
+    }
     ++counters_.malformed;
     return SendRejected(key.peer, *seq, p::kErrMalformed, envelope.error().ToString());
   }
@@ -213,15 +256,14 @@ void BrokerCore::HandlePublish(Session& session, const SessionKey& key, const p:
   if (*ttl_ms > 0) publish.ttl = Millis(*ttl_ms);
   std::vector<QueueSlot*> targets;
   for (const std::string& name : *route) {
-    auto slot = GetOrCreateQueue(name);
-    if (!slot.ok()) {
-      return SendRejected(key.peer, *seq, ErrorCodeFor(slot.error()), slot.error().message());
-    }
+    Refusal refusal;
+    QueueSlot* slot = GetOrCreateQueue(name, refusal);
+    if (slot == nullptr) return SendRejected(key.peer, *seq, refusal);
     // All or nothing: a fanout publish is refused whole if any of its queues is full.
-    if (Status room = (*slot)->queue.CheckRoom(*envelope, publish); !room.ok()) {
+    if (Status room = slot->queue.CheckRoom(*envelope, publish); !room.ok()) {
       return SendRejected(key.peer, *seq, p::kErrQueueFull, room.message());
     }
-    targets.push_back(*slot);
+    targets.push_back(slot);
   }
   if (targets.empty()) ++counters_.unroutable;
   std::vector<std::pair<std::string, std::uint64_t>> numbers;
@@ -252,12 +294,20 @@ void BrokerCore::HandleConsume(Session& session, const SessionKey& key, const p:
       return SendError(key.peer, p::kErrInvalidArgument, status->message(), p::kConsume);
     }
   }
-  if (*prefetch == 0 || *prefetch > options_.max_prefetch) {
-    return SendError(key.peer, p::kErrInvalidArgument,
-                     "prefetch must be 1 to " + std::to_string(options_.max_prefetch), p::kConsume);
+  if (*prefetch == 0) {
+    return SendError(key.peer, p::kErrInvalidArgument, "prefetch must be at least 1", p::kConsume);
+  }
+  if (*prefetch > options_.max_prefetch) {
+    return SendError(key.peer, p::kErrLimit,
+                     "prefetch (unacked deliveries per consumer) may be at most " +
+                         std::to_string(options_.max_prefetch),
+                     p::kConsume, std::nullopt, p::kLimitPrefetch);
   }
   if (session.consumers.size() >= options_.max_consumers_per_client) {
-    return SendError(key.peer, p::kErrLimit, "too many consumers on this connection", p::kConsume);
+    return SendError(key.peer, p::kErrLimit,
+                     "this connection holds its maximum of " +
+                         std::to_string(options_.max_consumers_per_client) + " consumers",
+                     p::kConsume, std::nullopt, p::kLimitConsumers);
   }
   for (std::uint64_t id : session.consumers) {
     if (consumers_.at(id).name == *name) {
@@ -265,21 +315,20 @@ void BrokerCore::HandleConsume(Session& session, const SessionKey& key, const p:
                        p::kConsume);
     }
   }
-  auto slot = GetOrCreateQueue(*queue);
-  if (!slot.ok()) {
-    return SendError(key.peer, ErrorCodeFor(slot.error()), slot.error().message(), p::kConsume);
-  }
+  Refusal refusal;
+  QueueSlot* slot = GetOrCreateQueue(*queue, refusal);
+  if (slot == nullptr) return SendError(key.peer, refusal, p::kConsume);
   auto ack_timeout = args.Uint(
       "ack_timeout_ms",
-      static_cast<std::uint64_t>((*slot)->queue.options().ack_timeout.count()));
+      static_cast<std::uint64_t>(slot->queue.options().ack_timeout.count()));
   if (!ack_timeout.ok() || *ack_timeout == 0) {
     return SendError(key.peer, p::kErrInvalidArgument, "ack_timeout_ms must be a positive integer",
                      p::kConsume);
   }
-  AddConsumer(key, session, *name, **slot, static_cast<std::uint32_t>(*prefetch),
+  AddConsumer(key, session, *name, *slot, static_cast<std::uint32_t>(*prefetch),
               Millis(*ack_timeout));
   SendOk(key);
-  Dispatch(**slot, now);
+  Dispatch(*slot, now);
 }
 
 std::uint64_t BrokerCore::AddConsumer(const SessionKey& key, Session& session, std::string name,
@@ -366,11 +415,10 @@ void BrokerCore::HandleSettle(const SessionKey& key, std::string_view command, c
 void BrokerCore::HandleDeclareQueue(const SessionKey& key, const p::Args& args) {
   auto name = args.Str("name");
   if (!name.ok()) return SendError(key.peer, p::kErrInvalidArgument, name.error().message(), p::kDeclareQueue);
-  auto slot = GetOrCreateQueue(*name);
-  if (!slot.ok()) {
-    return SendError(key.peer, ErrorCodeFor(slot.error()), slot.error().message(), p::kDeclareQueue);
-  }
-  QueueOptions options = (*slot)->queue.options();
+  Refusal refusal;
+  QueueSlot* slot = GetOrCreateQueue(*name, refusal);
+  if (slot == nullptr) return SendError(key.peer, refusal, p::kDeclareQueue);
+  QueueOptions options = slot->queue.options();
   auto millis = [&](std::string_view field, std::chrono::milliseconds& target) {
     auto value = args.Uint(field, static_cast<std::uint64_t>(target.count()));
     if (value.ok()) target = std::chrono::milliseconds(static_cast<std::int64_t>(*value));
@@ -390,7 +438,7 @@ void BrokerCore::HandleDeclareQueue(const SessionKey& key, const p::Args& args) 
     return SendError(key.peer, p::kErrInvalidArgument, "queue options must be non-negative integers "
                      "(ack_timeout_ms positive)", p::kDeclareQueue);
   }
-  (*slot)->queue.set_options(options);
+  slot->queue.set_options(options);
   Emit([&] { return records::EncodeQueue(*name, options); });
   SendOk(key);
 }
@@ -403,14 +451,14 @@ void BrokerCore::HandleDeclareExchange(const SessionKey& key, const p::Args& arg
                      "DECLARE_EXCHANGE needs name (str) and type \"fanout\" or \"topic\"",
                      p::kDeclareExchange);
   }
-  if (Status valid = ValidateName("exchange", *name); !valid.ok()) {
-    return SendError(key.peer, p::kErrInvalidArgument, valid.message(), p::kDeclareExchange);
+  if (auto invalid = CheckName("exchange", *name)) {
+    return SendError(key.peer, *invalid, p::kDeclareExchange);
   }
   if (!exchanges_.Exists(*name) && exchanges_.all().size() >= options_.max_queues) {
     return SendError(key.peer, p::kErrLimit,
                      "the broker holds its maximum of " + std::to_string(options_.max_queues) +
                          " exchanges",
-                     p::kDeclareExchange);
+                     p::kDeclareExchange, std::nullopt, p::kLimitExchanges);
   }
   const ExchangeType exchange_type = *type == "fanout" ? ExchangeType::kFanout : ExchangeType::kTopic;
   Status declared = exchanges_.Declare(*name, exchange_type);
@@ -426,10 +474,15 @@ void BrokerCore::HandleBind(const SessionKey& key, const p::Args& args, bool bin
   auto exchange = args.Str("exchange");
   auto queue = args.Str("queue");
   auto pattern = args.Str("pattern", "");
-  if (!exchange.ok() || !queue.ok() || !pattern.ok() || pattern->size() > kMaxNameBytes) {
+  if (!exchange.ok() || !queue.ok() || !pattern.ok()) {
     return SendError(key.peer, p::kErrInvalidArgument,
-                     "needs exchange and queue (str), optional pattern (str, at most 255 bytes)",
-                     command);
+                     "needs exchange and queue (str), optional pattern (str)", command);
+  }
+  if (pattern->size() > options_.max_name_bytes) {
+    return SendError(key.peer, p::kErrLimit,
+                     "binding patterns are at most " + std::to_string(options_.max_name_bytes) +
+                         " bytes",
+                     command, std::nullopt, p::kLimitNameBytes);
   }
   if (bind) {
     auto exchange_it = exchanges_.all().find(*exchange);
@@ -438,10 +491,10 @@ void BrokerCore::HandleBind(const SessionKey& key, const p::Args& args, bool bin
       return SendError(key.peer, p::kErrLimit,
                        "exchange \"" + *exchange + "\" holds its maximum of " +
                            std::to_string(options_.max_queues) + " bindings",
-                       command);
+                       command, std::nullopt, p::kLimitBindings);
     }
-    auto slot = GetOrCreateQueue(*queue);
-    if (!slot.ok()) return SendError(key.peer, ErrorCodeFor(slot.error()), slot.error().message(), command);
+    Refusal refusal;
+    if (GetOrCreateQueue(*queue, refusal) == nullptr) return SendError(key.peer, refusal, command);
   }
   Status status = bind ? exchanges_.Bind(*exchange, *queue, *pattern)
                        : exchanges_.Unbind(*exchange, *queue, *pattern);
@@ -481,6 +534,7 @@ void BrokerCore::HandleStats(const SessionKey& key, const p::Args& args) {
       {"forbidden", b.forbidden},
       {"connections_refused", b.connections_refused},
       {"oversized_messages", b.oversized_messages},
+      {"errors_unsent", b.errors_unsent},
       {"sessions", sessions_.size()},
       {"consumers", consumers_.size()},
       {"queues", queues_.size()}};
@@ -613,8 +667,9 @@ void BrokerCore::HandleRequest(std::string_view peer, std::span<zmq::message_t> 
     return reply_error("zmqkit-broker: request too large");
   }
   if (publish_refusal_) return reply_error("zmqkit-broker: " + *publish_refusal_);
-  auto slot = GetOrCreateQueue(options_.request_queue);
-  if (!slot.ok()) return reply_error("zmqkit-broker: " + slot.error().message());
+  Refusal refusal;
+  QueueSlot* slot = GetOrCreateQueue(options_.request_queue, refusal);
+  if (slot == nullptr) return reply_error("zmqkit-broker: " + refusal.message);
   Envelope request = Envelope::New();
   request.body = std::move(frames[0]);
   EnqueueOptions publish;
@@ -622,7 +677,7 @@ void BrokerCore::HandleRequest(std::string_view peer, std::span<zmq::message_t> 
   std::string header;
   EncodeHeader(request, header);
   const std::string body(request.body_view());
-  auto queued = (*slot)->queue.Publish(std::move(request), publish, now);
+  auto queued = slot->queue.Publish(std::move(request), publish, now);
   if (!queued.ok()) {
     ++counters_.refused;
     return reply_error("zmqkit-broker: " + queued.error().message());
@@ -630,12 +685,13 @@ void BrokerCore::HandleRequest(std::string_view peer, std::span<zmq::message_t> 
   Emit([&] { return records::EncodePublish({{options_.request_queue, *queued}}, header, body, unix_micros_(), 0,
                               0, publish.reply_to); });
   ++counters_.published;
-  Dispatch(**slot, now);
+  Dispatch(*slot, now);
 }
 
 void BrokerCore::OnWorkerMessage(std::string_view peer, std::span<zmq::message_t> frames,
                                  TimePoint now) {
   ++counters_.messages_in;
+  input_time_ = now;
   SessionKey key{Side::kWorkers, std::string(peer)};
   if (frames.size() == 1 && frames[0].size() == 1 &&
       (frames[0].data<char>()[0] == p::kPppReady || frames[0].data<char>()[0] == p::kPppHeartbeat)) {
@@ -650,10 +706,11 @@ void BrokerCore::OnWorkerMessage(std::string_view peer, std::span<zmq::message_t
       }
     }
     if (session.consumers.empty()) {
-      auto slot = GetOrCreateQueue(options_.request_queue);
-      if (!slot.ok()) return;
-      AddConsumer(key, session, "ppp", **slot, 1, (*slot)->queue.options().ack_timeout);
-      Dispatch(**slot, now);
+      Refusal refusal;
+      QueueSlot* slot = GetOrCreateQueue(options_.request_queue, refusal);
+      if (slot == nullptr) return;
+      AddConsumer(key, session, "ppp", *slot, 1, slot->queue.options().ack_timeout);
+      Dispatch(*slot, now);
     }
     return;
   }
@@ -752,12 +809,17 @@ BrokerCore::Delivery* BrokerCore::OwnDelivery(const SessionKey& key, std::uint64
 
 // ---- Queues and delivery ---------------------------------------------------------------------
 
-Result<BrokerCore::QueueSlot*> BrokerCore::GetOrCreateQueue(std::string_view name) {
+BrokerCore::QueueSlot* BrokerCore::GetOrCreateQueue(std::string_view name, Refusal& refusal) {
   if (auto it = queues_.find(name); it != queues_.end()) return &it->second;
-  if (Status valid = ValidateName("queue", name); !valid.ok()) return valid;
+  if (auto invalid = CheckName("queue", name)) {
+    refusal = std::move(*invalid);
+    return nullptr;
+  }
   if (queues_.size() >= options_.max_queues) {
-    return Status::ResourceExhausted("the broker holds its maximum of " +
-                                     std::to_string(options_.max_queues) + " queues");
+    refusal = {p::kErrLimit,
+               "the broker holds its maximum of " + std::to_string(options_.max_queues) + " queues",
+               p::kLimitQueues};
+    return nullptr;
   }
   auto it = queues_.try_emplace(std::string(name), std::string(name), options_.queue_defaults).first;
   Emit([&] { return records::EncodeQueue(name, options_.queue_defaults); });
@@ -850,6 +912,7 @@ void BrokerCore::Dispatch(QueueSlot& slot, TimePoint now) {
 // ---- Time ------------------------------------------------------------------------------------
 
 void BrokerCore::Tick(TimePoint now) {
+  input_time_ = now;
   for (auto& [name, slot] : queues_) {
     auto due = slot.queue.NextDeadline();
     if (!due || *due > now) continue;
@@ -942,20 +1005,31 @@ void BrokerCore::SendOk(const SessionKey& key) {
 }
 
 void BrokerCore::SendError(std::string_view peer, std::string_view code, const std::string& message,
-                           std::string_view command, std::optional<std::uint64_t> rid) {
+                           std::string_view command, std::optional<std::uint64_t> rid,
+                           std::string_view limit) {
+  if (input_time_ - error_window_start_ >= std::chrono::seconds(1)) {
+    errors_in_window_.clear();
+    error_window_start_ = input_time_;
+  }
+  if (++errors_in_window_[std::string(peer)] > kErrorsPerPeerPerSecond) {
+    ++counters_.errors_unsent;
+    return;
+  }
   if (!rid && current_rid_ != 0) rid = current_rid_;
-  p::ArgsWriter writer(rid ? 4 : 3);
+  p::ArgsWriter writer(3 + (rid ? 1 : 0) + (limit.empty() ? 0 : 1));
   writer.Str("code", code).Str("message", message).Str("command", command.substr(0, 32));
   if (rid) writer.Uint("rid", *rid);
+  if (!limit.empty()) writer.Str("limit", limit);
   Send(Side::kClients, peer, p::Frames(p::kError, writer.Finish()));
 }
 
 void BrokerCore::SendRejected(std::string_view peer, std::uint64_t seq, std::string_view code,
-                              const std::string& message) {
+                              const std::string& message, std::string_view limit) {
   ++counters_.refused;
-  Send(Side::kClients, peer,
-       p::Frames(p::kRejected,
-                 p::ArgsWriter(3).Uint("seq", seq).Str("code", code).Str("message", message).Finish()));
+  p::ArgsWriter writer(limit.empty() ? 3 : 4);
+  writer.Uint("seq", seq).Str("code", code).Str("message", message);
+  if (!limit.empty()) writer.Str("limit", limit);
+  Send(Side::kClients, peer, p::Frames(p::kRejected, writer.Finish()));
 }
 
 void BrokerCore::Log(std::string line) {

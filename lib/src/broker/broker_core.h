@@ -62,6 +62,8 @@ class BrokerCore {
   void OnClientMessage(std::string_view peer, std::span<zmq::message_t> frames, TimePoint now);
   // One message from the worker ROUTER.
   void OnWorkerMessage(std::string_view peer, std::span<zmq::message_t> frames, TimePoint now);
+  // A message from `peer` with more than max_frames frames, which the loop read and dropped.
+  void OnOversizedMessage(Side side, std::string_view peer, TimePoint now);
   // Delayed messages due, TTLs expired, leases timed out, silent peers dropped, heartbeats sent.
   void Tick(TimePoint now);
   // The earliest time Tick() has work to do.
@@ -141,6 +143,12 @@ class BrokerCore {
     std::list<std::uint64_t> waiting;
     std::size_t consumers = 0;
   };
+  // Why a request is refused: the error code, the text, and which limit it hit (if one did).
+  struct Refusal {
+    std::string_view code;
+    std::string message;
+    std::string_view limit;
+  };
   struct Delivery {
     std::uint64_t consumer;
     QueueSlot* slot;
@@ -175,7 +183,10 @@ class BrokerCore {
   std::uint64_t AddConsumer(const SessionKey& key, Session& session, std::string name,
                             QueueSlot& slot, std::uint32_t prefetch, Duration ack_timeout);
 
-  Result<QueueSlot*> GetOrCreateQueue(std::string_view name);
+  // The queue `name`, created if new; nullptr and `refusal` filled if the name is invalid or the
+  // broker holds max_queues.
+  QueueSlot* GetOrCreateQueue(std::string_view name, Refusal& refusal);
+  std::optional<Refusal> CheckName(std::string_view what, std::string_view name) const;
   void Dispatch(QueueSlot& slot, TimePoint now);
   void MakeWaiting(std::uint64_t consumer_id);
   // Removes a delivery from the books after the queue settled or took it back.
@@ -202,9 +213,16 @@ class BrokerCore {
   // The ERROR carries `rid` if given, else the rid of the command being handled (if it had one),
   // so a client waiting for an answer to that command gets this one.
   void SendError(std::string_view peer, std::string_view code, const std::string& message,
-                 std::string_view command, std::optional<std::uint64_t> rid = std::nullopt);
+                 std::string_view command, std::optional<std::uint64_t> rid = std::nullopt,
+                 std::string_view limit = {});
+  void SendError(std::string_view peer, const Refusal& refusal, std::string_view command) {
+    SendError(peer, refusal.code, refusal.message, command, std::nullopt, refusal.limit);
+  }
   void SendRejected(std::string_view peer, std::uint64_t seq, std::string_view code,
-                    const std::string& message);
+                    const std::string& message, std::string_view limit = {});
+  void SendRejected(std::string_view peer, std::uint64_t seq, const Refusal& refusal) {
+    SendRejected(peer, seq, refusal.code, refusal.message, refusal.limit);
+  }
   void Log(std::string line);
 
   BrokerOptions options_;
@@ -224,6 +242,12 @@ class BrokerCore {
   std::uint64_t next_tag_ = 1;
   std::optional<TimePoint> next_housekeeping_;
   std::uint64_t current_rid_ = 0;  // of the native command being handled; 0 if none
+  // ERRORs sent per peer in the current one-second window. A peer that sends nothing but bad
+  // input and never reads would otherwise have the broker queue an answer for each message, up to
+  // the send HWM; past the budget errors are counted (errors_unsent) instead.
+  std::unordered_map<std::string, std::uint32_t> errors_in_window_;
+  TimePoint error_window_start_{};
+  TimePoint input_time_{};  // of the message being handled
   // Chosen anew at every start and sent with each HEARTBEAT to clients, so a client can tell a
   // restarted broker (which has forgotten its consumers and deliveries) from a slow one.
   std::string instance_;

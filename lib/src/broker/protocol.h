@@ -61,6 +61,20 @@ inline constexpr std::string_view kErrStorage = "storage-unavailable";
 inline constexpr std::string_view kErrSessionExpired = "session-expired";
 inline constexpr std::string_view kErrForbidden = "forbidden";
 
+// The "limit" key of a "limit-reached" or "message-too-large" refusal: which configured limit
+// (BrokerOptions, zmqkit-broker's flags) it hit. docs/protocol.md lists them.
+inline constexpr std::string_view kLimitMessageBytes = "max-message-bytes";
+inline constexpr std::string_view kLimitFrames = "max-frames";
+inline constexpr std::string_view kLimitHeaderBytes = "max-header-bytes";
+inline constexpr std::string_view kLimitHeaders = "max-headers";
+inline constexpr std::string_view kLimitNameBytes = "max-name-bytes";
+inline constexpr std::string_view kLimitQueues = "max-queues";
+inline constexpr std::string_view kLimitExchanges = "max-exchanges";
+inline constexpr std::string_view kLimitBindings = "max-bindings";
+inline constexpr std::string_view kLimitConsumers = "max-consumers-per-client";
+inline constexpr std::string_view kLimitPrefetch = "max-prefetch";
+inline constexpr std::string_view kLimitClients = "max-clients";
+
 // Paranoid Pirate (RFC 6) one-byte commands on the worker endpoint.
 inline constexpr char kPppReady = '\x01';
 inline constexpr char kPppHeartbeat = '\x02';
