@@ -913,7 +913,10 @@ void BrokerCore::Dispatch(QueueSlot& slot, TimePoint now) {
 
 void BrokerCore::Tick(TimePoint now) {
   input_time_ = now;
-  for (auto& [name, slot] : queues_) {
+  for (auto& entry : queues_) {
+    // Not a structured binding: clang 14 (the fuzz build) cannot capture one in a lambda.
+    const std::string& name = entry.first;
+    QueueSlot& slot = entry.second;
     auto due = slot.queue.NextDeadline();
     if (!due || *due > now) continue;
     auto result = slot.queue.Tick(now);
