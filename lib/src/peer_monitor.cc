@@ -43,11 +43,16 @@ std::size_t PeerMonitor::Poll(std::chrono::milliseconds timeout) {
     if (event.size() < sizeof(std::uint16_t)) continue;
     std::uint16_t id;
     std::memcpy(&id, event.data(), sizeof id);
-    // A failed handshake is followed by a disconnect, so it counts up here to cancel that out.
-    if (id == ZMQ_EVENT_DISCONNECTED) {
-      --handshakes_;
-    } else {
+    // A failed handshake (a CURVE peer without the right key, say) is followed by a disconnect
+    // that must not count against a real peer; and it never counts as a peer, even briefly.
+    if (id == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
       ++handshakes_;
+    } else if (id != ZMQ_EVENT_DISCONNECTED) {
+      ++failed_handshakes_;
+    } else if (failed_handshakes_ > 0) {
+      --failed_handshakes_;
+    } else {
+      --handshakes_;
     }
     peers_ = handshakes_ > 0 ? static_cast<std::size_t>(handshakes_) : 0;
   }

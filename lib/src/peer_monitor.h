@@ -34,6 +34,7 @@ class PeerMonitor {
   void* watched_;  // the libzmq socket handle, stable across moves of its socket_t
   zmq::socket_t events_;  // PAIR, connected to the monitor endpoint
   std::ptrdiff_t handshakes_ = 0;
+  std::ptrdiff_t failed_handshakes_ = 0;  // whose disconnect is still to come
   std::size_t peers_ = 0;
 };
 

@@ -218,6 +218,29 @@ TEST(CliCurveTest, AnAllowedUserSendsButOnlyTheAdminPurges) {
   EXPECT_NE(stranger.err.find("no broker answered"), std::string::npos) << stranger.err;
 }
 
+// Brokerless CURVE from the command line: the binding side holds the secret certificate, the
+// connecting side names its public part. A pusher without it never finds the worker.
+TEST(CliBrokerlessTest, PushPullWithCurve) {
+  testing::TempDir dir;
+  const std::string tools = std::string(ZMQKIT_TOOLS_DIR) + "/zmqkit";
+  const std::string cert = (dir.path() / "worker").string();
+  ASSERT_EQ(testing::Run(tools, {"keygen", cert}, 10s).exit_code, 0);
+  const std::string work = testing::IpcAddress(dir, "work");
+  testing::RunResult pulled;
+  std::thread puller([&] {
+    pulled = testing::Run(tools, {"pull", "@" + work, "--curve-secret", cert + "_secret", "--count", "1",
+                                  "--wait", "15"});
+  });
+  auto plain = testing::Run(tools, {"push", work, "plain", "--wait-workers", "1", "--timeout", "1"});
+  EXPECT_EQ(plain.exit_code, 1) << "a plain pusher reached a CURVE worker";
+  auto pushed = testing::Run(tools, {"push", work, "secret", "--server-key", cert, "--wait-workers", "1",
+                                     "--timeout", "10"});
+  puller.join();
+  EXPECT_EQ(pushed.exit_code, 0) << pushed.err;
+  EXPECT_EQ(pulled.exit_code, 0) << pulled.err;
+  EXPECT_EQ(pulled.out, "secret\n");
+}
+
 TEST(CliBrokerlessTest, PushPullAndPubSub) {
   testing::TempDir dir;
   const std::string tools = std::string(ZMQKIT_TOOLS_DIR) + "/zmqkit";

@@ -33,6 +33,7 @@ struct Common {
   std::string broker = "tcp://localhost:5555";
   std::string server_key;  // CURVE: the broker's public certificate
   std::string curve_key;   // CURVE: this client's secret certificate (else a fresh pair per run)
+  std::string curve_secret;  // CURVE: the secret certificate of a brokerless endpoint this binds
   double timeout_s = 2.0;
   bool json = false;
 };
@@ -70,25 +71,45 @@ std::string JsonHeaders(const zmqkit::Headers& headers) {
 
 bool Interactive() { return ::isatty(STDOUT_FILENO) == 1; }
 
+// CURVE for a socket the CLI opens: the server side when it binds (--curve-secret), the client
+// side when it connects (--server-key, and --curve-key or a fresh pair).
+zmqkit::CurveOptions CurveFor(const Common& common, bool binds) {
+  zmqkit::CurveOptions curve;
+  if (binds) {
+    if (common.curve_secret.empty()) return curve;
+    auto keys = zmqkit::ReadCertificate(common.curve_secret);
+    if (!keys.ok()) throw CLI::ValidationError("--curve-secret", keys.error().message());
+    if (keys->secret_key.empty()) {
+      throw CLI::ValidationError("--curve-secret", common.curve_secret + " holds no secret key (give NAME_secret)");
+    }
+    curve.server_secret_key = keys->secret_key;
+    return curve;
+  }
+  if (common.server_key.empty()) {
+    if (!common.curve_key.empty()) {
+      throw CLI::ValidationError("--curve-key", "needs --server-key, the public certificate of the side that binds");
+    }
+    return curve;
+  }
+  auto server = zmqkit::ReadCertificate(common.server_key);
+  if (!server.ok()) throw CLI::ValidationError("--server-key", server.error().message());
+  auto mine = common.curve_key.empty() ? zmqkit::GenerateCurveKeyPair()
+                                       : zmqkit::ReadCertificate(common.curve_key);
+  if (!mine.ok()) throw CLI::ValidationError("--curve-key", mine.error().message());
+  if (mine->secret_key.empty()) {
+    throw CLI::ValidationError("--curve-key", common.curve_key + " holds no secret key (give NAME_secret)");
+  }
+  curve.server_public_key = server->public_key;
+  curve.client_public_key = mine->public_key;
+  curve.client_secret_key = mine->secret_key;
+  return curve;
+}
+
 std::unique_ptr<zmqkit::BrokerClient> Connect(zmq::context_t& context, const Common& common) {
   zmqkit::BrokerClientOptions options;
   options.request_timeout = Millis(common.timeout_s);
   options.socket.linger = 500ms;
-  if (!common.server_key.empty()) {
-    auto server = zmqkit::ReadCertificate(common.server_key);
-    if (!server.ok()) throw CLI::ValidationError("--server-key", server.error().message());
-    auto mine = common.curve_key.empty() ? zmqkit::GenerateCurveKeyPair()
-                                         : zmqkit::ReadCertificate(common.curve_key);
-    if (!mine.ok()) throw CLI::ValidationError("--curve-key", mine.error().message());
-    if (mine->secret_key.empty()) {
-      throw CLI::ValidationError("--curve-key", common.curve_key + " holds no secret key (give NAME_secret)");
-    }
-    options.socket.curve.server_public_key = server->public_key;
-    options.socket.curve.client_public_key = mine->public_key;
-    options.socket.curve.client_secret_key = mine->secret_key;
-  } else if (!common.curve_key.empty()) {
-    throw CLI::ValidationError("--curve-key", "needs --server-key, the broker's public certificate");
-  }
+  options.socket.curve = CurveFor(common, /*binds=*/false);
   auto endpoint = Endpoint::Parse(common.broker, Endpoint::Mode::kConnect);
   if (!endpoint.ok()) throw CLI::ValidationError("--broker", endpoint.error().message());
   return std::make_unique<zmqkit::BrokerClient>(context, *endpoint, options);
@@ -325,6 +346,9 @@ int main(int argc, char** argv) {
                  "CURVE: the broker's public certificate; encrypts the connection");
   app.add_option("--curve-key", common.curve_key,
                  "CURVE: this client's secret certificate (default: a fresh key pair per run)");
+  app.add_option("--curve-secret", common.curve_secret,
+                 "CURVE, brokerless: the secret certificate of an endpoint this binds (@endpoint); "
+                 "peers then connect with --server-key and its public part");
   app.footer("Exit codes: 0 ok, 1 failure, 2 usage. Brokerless endpoints connect unless written "
              "@endpoint (bind).");
 
@@ -536,8 +560,12 @@ int main(int argc, char** argv) {
       std::cerr << "zmqkit: " << endpoint.error().message() << "\n";
       return kExitUsage;
     }
+    // Only CURVE is set here; each pattern keeps its own default HWMs.
+    const zmqkit::CurveOptions curve = CurveFor(common, endpoint->mode == Endpoint::Mode::kBind);
     if (*push) {
-      zmqkit::Producer producer(context, *endpoint);
+      zmqkit::ProducerOptions producer_options;
+      producer_options.socket.curve = curve;
+      zmqkit::Producer producer(context, *endpoint, producer_options);
       if (wait_peers > 0) {
         if (Status waited = producer.WaitForWorkers(static_cast<std::size_t>(wait_peers), Millis(common.timeout_s));
             !waited.ok()) {
@@ -551,7 +579,9 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (*pub) {
-      zmqkit::Publisher publisher(context, *endpoint);
+      zmqkit::PublisherOptions publisher_options;
+      publisher_options.socket.curve = curve;
+      zmqkit::Publisher publisher(context, *endpoint, publisher_options);
       if (wait_peers > 0) {
         if (Status waited = publisher.WaitForSubscribers(static_cast<std::size_t>(wait_peers), topics.front(),
                                                          Millis(common.timeout_s));
@@ -567,11 +597,15 @@ int main(int argc, char** argv) {
     std::unique_ptr<zmqkit::Worker> worker;
     std::unique_ptr<zmqkit::Subscriber> subscriber;
     if (is_sub) {
-      subscriber = std::make_unique<zmqkit::Subscriber>(context, *endpoint);
+      zmqkit::SubscriberOptions subscriber_options;
+      subscriber_options.socket.curve = curve;
+      subscriber = std::make_unique<zmqkit::Subscriber>(context, *endpoint, subscriber_options);
       if (topics.empty()) topics.emplace_back();
       for (const std::string& topic : topics) subscriber->Subscribe(topic);
     } else {
-      worker = std::make_unique<zmqkit::Worker>(context, *endpoint);
+      zmqkit::WorkerOptions worker_options;
+      worker_options.socket.curve = curve;
+      worker = std::make_unique<zmqkit::Worker>(context, *endpoint, worker_options);
     }
     int got = 0;
     auto deadline = std::chrono::steady_clock::now() + Millis(take_wait);
