@@ -53,6 +53,9 @@ int FailWith(const Status& status, const Common& common) {
     std::ostringstream message;
     message << "no broker answered at " << common.broker << " within " << common.timeout_s
             << " s — is zmqkit-broker running?";
+    if (!common.server_key.empty()) {
+      message << " (or it refused this client's key or address: its log says so)";
+    }
     return Fail(message.str());
   }
   return Fail(status.message());
