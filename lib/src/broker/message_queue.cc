@@ -169,8 +169,11 @@ std::optional<DeadLetter> MessageQueue::Requeue(std::uint64_t number, FailureRea
   }
   ++counters_.requeued;
   if (entry.expires_at) expiries_.emplace(*entry.expires_at, number);
+  // Only a NACK backs off: the consumer said the message failed, and retrying at once would likely
+  // fail again. A lost consumer or an expired lease says nothing about the message, and the ack
+  // timeout was already the wait (as SQS redelivers at the visibility timeout, not after it).
   const Duration delay =
-      reason == FailureReason::kConsumerLost ? Duration::zero() : RetryDelay(entry.failures);
+      reason == FailureReason::kRejected ? RetryDelay(entry.failures) : Duration::zero();
   if (delay > Duration::zero()) {
     entry.requeued = true;
     MakeDelayed(number, entry, now + delay);
