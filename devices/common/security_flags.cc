@@ -28,12 +28,8 @@ void AddSecurityFlags(CLI::App& app, SecurityFlags& flags, bool with_admin) {
 Status ApplySecurityFlags(const SecurityFlags& flags, SocketOptions& socket, AccessPolicy& access,
                           std::set<std::string>* admin_keys) {
   if (!flags.curve_secret.empty()) {
-    auto keys = ReadCertificate(flags.curve_secret);
+    auto keys = ReadSecretCertificate(flags.curve_secret);
     if (!keys.ok()) return Status::InvalidArgument("--curve-secret: " + keys.error().message());
-    if (keys->secret_key.empty()) {
-      return Status::InvalidArgument("--curve-secret: " + flags.curve_secret +
-                                     " holds no secret key (give the NAME_secret file)");
-    }
     socket.curve.server_secret_key = keys->secret_key;
   }
   const bool curve = socket.curve.server();

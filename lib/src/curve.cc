@@ -63,6 +63,14 @@ std::string QuotedValue(const std::string& line, std::string_view name) {
 
 }  // namespace
 
+Result<CurveKeyPair> ReadSecretCertificate(const std::string& path) {
+  auto keys = ReadCertificate(path);
+  if (keys.ok() && keys->secret_key.empty()) {
+    return Status::InvalidArgument(path + " holds no secret key (give the NAME_secret file)");
+  }
+  return keys;
+}
+
 bool IsZ85Key(const std::string& key) {
   if (key.size() != 40) return false;
   std::uint8_t bytes[32];

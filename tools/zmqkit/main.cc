@@ -80,11 +80,8 @@ zmqkit::CurveOptions CurveFor(const Common& common, bool binds) {
   zmqkit::CurveOptions curve;
   if (binds) {
     if (common.curve_secret.empty()) return curve;
-    auto keys = zmqkit::ReadCertificate(common.curve_secret);
+    auto keys = zmqkit::ReadSecretCertificate(common.curve_secret);
     if (!keys.ok()) throw CLI::ValidationError("--curve-secret", keys.error().message());
-    if (keys->secret_key.empty()) {
-      throw CLI::ValidationError("--curve-secret", common.curve_secret + " holds no secret key (give NAME_secret)");
-    }
     curve.server_secret_key = keys->secret_key;
     return curve;
   }
@@ -97,11 +94,8 @@ zmqkit::CurveOptions CurveFor(const Common& common, bool binds) {
   auto server = zmqkit::ReadCertificate(common.server_key);
   if (!server.ok()) throw CLI::ValidationError("--server-key", server.error().message());
   auto mine = common.curve_key.empty() ? zmqkit::GenerateCurveKeyPair()
-                                       : zmqkit::ReadCertificate(common.curve_key);
+                                       : zmqkit::ReadSecretCertificate(common.curve_key);
   if (!mine.ok()) throw CLI::ValidationError("--curve-key", mine.error().message());
-  if (mine->secret_key.empty()) {
-    throw CLI::ValidationError("--curve-key", common.curve_key + " holds no secret key (give NAME_secret)");
-  }
   curve.server_public_key = server->public_key;
   curve.client_public_key = mine->public_key;
   curve.client_secret_key = mine->secret_key;

@@ -33,6 +33,10 @@ Status WriteCertificate(const std::string& path, const CurveKeyPair& keys);
 // the file and what is wrong with it (kNotFound, kInvalidArgument).
 Result<CurveKeyPair> ReadCertificate(const std::string& path);
 
+// ReadCertificate for a file that must hold the secret key too (the NAME_secret half): the public
+// half given by mistake is kInvalidArgument, "… holds no secret key (give the NAME_secret file)".
+Result<CurveKeyPair> ReadSecretCertificate(const std::string& path);
+
 // True if `key` is 40 characters of Z85 that decode to 32 bytes.
 bool IsZ85Key(const std::string& key);
 
