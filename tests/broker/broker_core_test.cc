@@ -537,6 +537,22 @@ TEST_F(BrokerCoreTest, ErrorRepliesToOnePeerAreBudgetedPerSecond) {
   EXPECT_EQ(Of(Take(), "flooder", p::kError).size(), 1u) << "a new second, a new budget";
 }
 
+// STATS with queues=false answers with the broker's counters alone: a client asking for those
+// does not make a broker with thousands of queues describe each one.
+TEST_F(BrokerCoreTest, StatsWithoutQueuesCarriesOnlyTheBrokersCounters) {
+  Publish("p", 1, "q", "a");
+  Take();
+  Client("admin", p::kStats, p::ArgsWriter(2).Uint("rid", 5).Bool("queues", false).Finish());
+  auto ok = Of(Take(), "admin", p::kOk);
+  ASSERT_EQ(ok.size(), 1u);
+  auto handle = msgpack::unpack(ok[0].raw_args.data(), ok[0].raw_args.size());
+  auto reply = handle.get().as<std::map<std::string, msgpack::object>>();
+  EXPECT_TRUE(reply.at("queues").as<std::vector<msgpack::object>>().empty());
+  auto broker = reply.at("broker").as<std::map<std::string, std::uint64_t>>();
+  EXPECT_EQ(broker.at("published"), 1u);
+  EXPECT_EQ(broker.at("queues"), 1u);
+}
+
 // Every limit is its own refusal: the code says what kind of answer it is, "limit" says which
 // configured limit was hit, so a client (or an operator reading its log) knows what to change.
 TEST_F(BrokerCoreTest, EachLimitIsADistinctRefusalNamingTheLimit) {

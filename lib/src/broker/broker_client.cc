@@ -136,6 +136,16 @@ void RunActor(zmq::socket_t broker, zmq::socket_t pipe, BrokerClientOptions opti
   }
 }
 
+// The unsigned integer fields of a STATS map (a queue's, or the broker's); others are skipped, so
+// a newer broker may add fields of other types.
+std::map<std::string, std::uint64_t> UintFields(const std::map<std::string, msgpack::object>& map) {
+  std::map<std::string, std::uint64_t> fields;
+  for (const auto& [key, value] : map) {
+    if (value.type == msgpack::type::POSITIVE_INTEGER) fields[key] = value.via.u64;
+  }
+  return fields;
+}
+
 }  // namespace
 
 BrokerClient::BrokerClient(zmq::context_t& context, const Endpoint& broker,
@@ -433,13 +443,8 @@ Result<std::vector<QueueStats>> BrokerClient::Stats(const std::string& queue) {
     auto root = handle.get().as<std::map<std::string, msgpack::object>>();
     for (const auto& entry : root.at("queues").as<std::vector<std::map<std::string, msgpack::object>>>()) {
       QueueStats queue_stats;
-      for (const auto& [key, value] : entry) {
-        if (key == "name") {
-          queue_stats.name = value.as<std::string>();
-        } else if (value.type == msgpack::type::POSITIVE_INTEGER) {
-          queue_stats.values[key] = value.via.u64;
-        }
-      }
+      if (auto name = entry.find("name"); name != entry.end()) queue_stats.name = name->second.as<std::string>();
+      queue_stats.values = UintFields(entry);
       stats.push_back(std::move(queue_stats));
     }
   } catch (const std::exception& error) {
@@ -450,21 +455,18 @@ Result<std::vector<QueueStats>> BrokerClient::Stats(const std::string& queue) {
 
 Result<std::map<std::string, std::uint64_t>> BrokerClient::ServerCounters() {
   const std::uint64_t rid = next_rid_++;
-  auto reply = Call(p::kStats, p::ArgsWriter(1).Uint("rid", rid).Finish(), rid);
+  // queues=false: the broker's counters only, not an entry for each of its queues.
+  auto reply = Call(p::kStats, p::ArgsWriter(2).Uint("rid", rid).Bool("queues", false).Finish(), rid);
   if (!reply.ok()) return reply.error();
-  std::map<std::string, std::uint64_t> counters;
   try {
     auto handle = msgpack::unpack(reply->data(), reply->size());
     auto root = handle.get().as<std::map<std::string, msgpack::object>>();
     auto broker = root.find("broker");
     if (broker == root.end()) return Status::Unavailable("this broker does not report its counters");
-    for (const auto& [key, value] : broker->second.as<std::map<std::string, msgpack::object>>()) {
-      if (value.type == msgpack::type::POSITIVE_INTEGER) counters[key] = value.via.u64;
-    }
+    return UintFields(broker->second.as<std::map<std::string, msgpack::object>>());
   } catch (const std::exception& error) {
     return Status::Internal(std::string("unreadable STATS reply: ") + error.what());
   }
-  return counters;
 }
 
 Result<std::uint64_t> BrokerClient::Purge(const std::string& queue) {

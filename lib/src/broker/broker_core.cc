@@ -131,7 +131,8 @@ void BrokerCore::OnClientMessage(std::string_view peer, std::span<zmq::message_t
     return;
   }
   SessionKey key{Side::kClients, std::string(peer)};
-  if (!sessions_.contains(key) && sessions_.size() >= options_.max_clients) {
+  const bool new_session = !sessions_.contains(key);  // one lookup: this runs for every message
+  if (new_session && sessions_.size() >= options_.max_clients) {
     SendError(peer, p::kErrLimit,
               "the broker serves its maximum of " + std::to_string(options_.max_clients) +
                   " clients; try again later",
@@ -139,13 +140,12 @@ void BrokerCore::OnClientMessage(std::string_view peer, std::span<zmq::message_t
     Log("refused a new client: max_clients reached");
     return;
   }
-  if (!sessions_.contains(key) && expired_.erase(key.peer) > 0) {
+  if (new_session && expired_.erase(key.peer) > 0) {
     SendError(peer, p::kErrSessionExpired,
               "the broker did not hear from this client for " + std::to_string(options_.liveness) +
                   " heartbeats and took back its deliveries; its consumers are gone: CONSUME again",
               "");
   }
-  const bool new_session = !sessions_.contains(key);
   Session& session = Touch(key, now);
   // A first heartbeat at once: a client reconnecting after a broker restart learns of it within
   // one round trip, instead of waiting for the next interval.
@@ -505,12 +505,18 @@ void BrokerCore::HandleBind(const SessionKey& key, const p::Args& args, bool bin
 
 void BrokerCore::HandleStats(const SessionKey& key, const p::Args& args) {
   auto only = args.Str("queue", "");
+  auto with_queues = args.Bool("queues", true);
   if (!only.ok()) return SendError(key.peer, p::kErrInvalidArgument, only.error().message(), p::kStats);
-  std::vector<const QueueSlot*> selected;
-  for (const auto& [name, slot] : queues_) {
-    if (only->empty() || name == *only) selected.push_back(&slot);
+  if (!with_queues.ok()) {
+    return SendError(key.peer, p::kErrInvalidArgument, with_queues.error().message(), p::kStats);
   }
-  if (!only->empty() && selected.empty()) {
+  std::vector<const QueueSlot*> selected;
+  if (*with_queues) {
+    for (const auto& [name, slot] : queues_) {
+      if (only->empty() || name == *only) selected.push_back(&slot);
+    }
+  }
+  if (*with_queues && !only->empty() && selected.empty()) {
     return SendError(key.peer, p::kErrNotFound, "no queue \"" + *only + "\"", p::kStats);
   }
   p::ArgsWriter writer(3);
