@@ -72,10 +72,11 @@ bool SendEnvelope(zmq::socket_ref socket, std::span<const std::string_view> pref
   return send(std::move(body), false);
 }
 
-bool SendAll(zmq::socket_ref socket, std::span<zmq::message_t> frames) {
+bool SendAll(zmq::socket_ref socket, std::span<zmq::message_t> frames, zmq::send_flags first) {
   for (std::size_t i = 0; i < frames.size(); ++i) {
-    auto sent = socket.send(frames[i], i + 1 < frames.size() ? zmq::send_flags::sndmore
-                                                             : zmq::send_flags::none);
+    zmq::send_flags flags = i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none;
+    if (i == 0) flags = flags | first;
+    auto sent = socket.send(frames[i], flags);
     if (!sent) return false;
   }
   return true;

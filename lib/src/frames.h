@@ -44,8 +44,10 @@ bool SendEnvelope(zmq::socket_ref socket, std::span<const std::string_view> pref
 
 // Sends `frames` as one multipart message (the frames are consumed). Returns false if the first
 // frame could not be queued (EAGAIN: the socket's send timeout passed); nothing was sent then —
-// once the first frame is queued, libzmq takes the rest of the message whole.
-bool SendAll(zmq::socket_ref socket, std::span<zmq::message_t> frames);
+// once the first frame is queued, libzmq takes the rest of the message whole. `first` adds flags
+// to the first frame (dontwait: give up at once instead of after the send timeout).
+bool SendAll(zmq::socket_ref socket, std::span<zmq::message_t> frames,
+             zmq::send_flags first = zmq::send_flags::none);
 
 // Waits up to `timeout` for `socket` to become readable. Throws zmq::error_t (EINTR, ETERM).
 bool WaitReadable(zmq::socket_ref socket, std::chrono::milliseconds timeout);

@@ -10,6 +10,7 @@
 #include <random>
 #include <set>
 #include <thread>
+#include <zmq_addon.hpp>
 
 #include "helpers/test_support.h"
 #include "zmqkit/broker.h"
@@ -56,6 +57,42 @@ class BrokerClientTest : public ::testing::Test {
   std::unique_ptr<Broker> broker_;
   std::thread thread_;
 };
+
+// A publish that went into a connection which then died is lost, and nothing on the wire says so
+// unless the client publishes again. Here a stand-in broker reads the publish and goes away
+// without confirming; the real broker that takes its place learns from the client's heartbeat how
+// far its publishes go, and the publish comes back as lost-in-transit — not confirmed, and not
+// waiting forever.
+TEST_F(BrokerClientTest, APublishLostWithItsConnectionIsReportedWithoutPublishingAgain) {
+  const std::string endpoint = testing::IpcAddress(dir_, "clients");
+  BrokerClientOptions client_options;
+  client_options.heartbeat_interval = kHeartbeat;
+  BrokerClient client(context_, Endpoint::Connect(endpoint), client_options);
+  {
+    zmq::socket_t stand_in(context_, zmq::socket_type::router);
+    stand_in.set(zmq::sockopt::linger, 0);
+    stand_in.bind(endpoint);
+    ASSERT_TRUE(client.Publish("q", "into the void").ok());
+    std::vector<zmq::message_t> frames;
+    bool got_publish = false;
+    const auto give_up = std::chrono::steady_clock::now() + 5s;
+    while (!got_publish && std::chrono::steady_clock::now() < give_up) {
+      stand_in.set(zmq::sockopt::rcvtimeo, 100);
+      frames.clear();
+      if (!zmq::recv_multipart(stand_in, std::back_inserter(frames))) continue;
+      got_publish = frames.size() > 2 && frames[2].to_string() == "PUBLISH";
+    }
+    ASSERT_TRUE(got_publish);
+  }  // the stand-in closes: the publish is gone with it
+  StartBroker();
+  const Status confirmed = client.WaitForConfirms(5s);
+  EXPECT_EQ(confirmed.code(), StatusCode::kResourceExhausted) << confirmed.ToString();
+  EXPECT_EQ(client.unconfirmed(), 0u);
+  auto rejections = client.TakeRejections();
+  ASSERT_EQ(rejections.size(), 1u);
+  EXPECT_EQ(rejections[0].seq, 1u);
+  EXPECT_EQ(rejections[0].code, "lost-in-transit");
+}
 
 // A restarted broker has forgotten every consumer. The client notices the new broker instance in
 // its first heartbeat and subscribes again by itself, so a long-running consumer keeps receiving.
@@ -334,8 +371,8 @@ TEST_F(BrokerClientTest, NoBrokerIsAClearError) {
   EXPECT_NE(status.message().find("is zmqkit-broker running?"), std::string::npos);
 }
 
-// With no broker, the connection's queue fills; the client reports what it could not send and still
-// shuts down promptly instead of hanging on a blocked send.
+// With no broker, the connection's queue fills; then each publish is refused to its caller after one
+// heartbeat interval, and the client still shuts down promptly instead of hanging on a blocked send.
 TEST_F(BrokerClientTest, AnUnreachableBrokerNeitherHangsNorSilentlyDropsCommands) {
   BrokerClientOptions options;
   options.socket.send_hwm = 5;
@@ -343,13 +380,20 @@ TEST_F(BrokerClientTest, AnUnreachableBrokerNeitherHangsNorSilentlyDropsCommands
   auto started = std::chrono::steady_clock::now();
   {
     BrokerClient client(context_, Endpoint::Connect(testing::IpcAddress(dir_, "nobody")), options);
-    for (int i = 0; i < 20; ++i) ASSERT_TRUE(client.Publish("q", "x").ok());
-    EXPECT_EQ(client.WaitForConfirms(300ms).code(), StatusCode::kDeadlineExceeded);
-    bool reported = false;
-    for (const std::string& error : client.TakeErrors()) {
-      reported |= error.starts_with("unavailable") && error.find("PUBLISH") != std::string::npos;
+    std::uint64_t refused = 0;
+    for (int i = 0; i < 20; ++i) {
+      auto published = client.Publish("q", "x");
+      if (published.ok()) continue;
+      ++refused;
+      EXPECT_EQ(published.error().code(), StatusCode::kUnavailable);
+      EXPECT_NE(published.error().message().find("PUBLISH was not sent"), std::string::npos)
+          << published.error().ToString();
     }
-    EXPECT_TRUE(reported);
+    EXPECT_GT(refused, 0u);
+    // A refused publish takes no sequence number: only the queued ones wait for a confirm.
+    EXPECT_EQ(client.unconfirmed(), 20 - refused);
+    EXPECT_EQ(client.WaitForConfirms(300ms).code(), StatusCode::kDeadlineExceeded);
+    EXPECT_EQ(client.Ack(7).code(), StatusCode::kUnavailable);
   }
   EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
 }

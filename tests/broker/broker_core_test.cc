@@ -53,6 +53,33 @@ TEST_F(BrokerCoreTest, ANewSessionIsGreetedWithAHeartbeatNamingTheBrokerInstance
   EXPECT_NE(*args->Str("instance"), instance);
 }
 
+// Publishes written into a connection that died never reach the next session, and a client cannot
+// tell on its own. Its heartbeat says how far its publishes go; a session that received none of
+// them answers with a CONFIRM naming them lost ("from" past them) and confirming none.
+TEST_F(BrokerCoreTest, AHeartbeatNamingPublishesThisSessionNeverSawGetsThemReportedLost) {
+  Client("c", p::kHeartbeat, p::ArgsWriter(1).Uint("published", 7).Finish());
+  auto confirms = Of(Take(), "c", p::kConfirm);
+  ASSERT_EQ(confirms.size(), 1u);
+  EXPECT_EQ(*confirms[0].args->Uint("from"), 8u);
+  EXPECT_EQ(*confirms[0].args->Uint("upto"), 7u);
+  // Later publishes are confirmed against the same "from".
+  Publish("c", 8, "work", "a");
+  confirms = Of(Take(), "c", p::kConfirm);
+  ASSERT_EQ(confirms.size(), 1u);
+  EXPECT_EQ(*confirms[0].args->Uint("from"), 8u);
+  EXPECT_EQ(*confirms[0].args->Uint("upto"), 8u);
+
+  // A session that has received publishes learns nothing from the count (FIFO: it has them all),
+  // and a client that has published nothing says nothing.
+  Publish("d", 1, "work", "b");
+  (void)Take();
+  Client("d", p::kHeartbeat, p::ArgsWriter(1).Uint("published", 1).Finish());
+  Client("e", p::kHeartbeat, p::NoArgs());
+  auto out = Take();
+  EXPECT_TRUE(Of(out, "d", p::kConfirm).empty());
+  EXPECT_TRUE(Of(out, "e", p::kConfirm).empty());
+}
+
 // With admin keys set, the client's key (the ZAP User-Id libzmq attaches to its frames) decides
 // whether it may administer; publishing, consuming and settling stay open to every allowed key.
 TEST_F(BrokerCoreTest, OnlyAdminKeysMayAdministerWhenAdminKeysAreSet) {

@@ -1,14 +1,14 @@
 // BrokerClient: a native client of the broker — publish with confirms, consume with acks, admin.
 //
-// A background thread (an "actor", as czmq calls it) owns the connection: it sends heartbeats so
-// the broker knows this client is alive, and — unless auto_extend is off — extends the ack deadline
-// of every delivery this client holds (prefetched-but-unstarted ones included) until it is acked,
-// for at most max_lease. So a handler that runs long is not mistaken for a stalled one, while a
-// process that dies or hangs loses its deliveries to other consumers after the broker's timeout or
-// liveness limit.
+// Publishes, deliveries and acks go straight between the caller's thread and the broker's socket.
+// A background "keeper" thread wakes once per heartbeat interval: it sends heartbeats so the broker
+// knows this client is alive, and — unless auto_extend is off — extends the ack deadline of every
+// delivery this client holds (prefetched-but-unstarted ones included) until it is acked, for at
+// most max_lease. So a handler that runs long is not mistaken for a stalled one, while a process
+// that dies or hangs loses its deliveries to other consumers after the broker's timeout or liveness
+// limit.
 //
-// The BrokerClient object itself is used from one thread (libzmq's rule for sockets); it talks to
-// its actor over an inproc pipe.
+// The BrokerClient object itself is used from one thread at a time.
 #ifndef ZMQKIT_BROKER_CLIENT_H_
 #define ZMQKIT_BROKER_CLIENT_H_
 
@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -100,6 +101,8 @@ class BrokerClient {
   BrokerClient& operator=(const BrokerClient&) = delete;
 
   // Sends a message and returns its publish sequence number; does not wait for the confirm.
+  // kUnavailable if the broker took nothing for one heartbeat interval (it is away and the
+  // connection's queue, send_hwm messages, is full); the message was not sent then.
   Result<std::uint64_t> Publish(Envelope envelope, const PublishOptions& options);
   // Shorthand: to the queue `queue` through the default exchange.
   Result<std::uint64_t> Publish(const std::string& queue, std::string_view body);
@@ -148,12 +151,19 @@ class BrokerClient {
   bool ReadOne(std::chrono::milliseconds timeout);
   // Sends a command with a fresh rid and waits for its OK or ERROR; returns the OK's raw args.
   Result<std::string> Call(std::string_view command, zmq::message_t args, std::uint64_t rid);
-  void SendCommand(std::string_view command, zmq::message_t args,
-                   std::vector<zmq::message_t> payload = {});
+  // kUnavailable if the broker did not take it within one heartbeat interval. `publish_seq`: the
+  // command is that PUBLISH.
+  Status SendCommand(std::string_view command, zmq::message_t args,
+                     std::vector<zmq::message_t> payload = {}, std::uint64_t publish_seq = 0);
+
+  struct Connection;  // the socket, shared with the keeper thread (broker_client.cc)
+  // The keeper thread: heartbeats and deadline extensions, once per interval, until stopped.
+  static void RunKeeper(Connection& connection, const BrokerClientOptions& options);
 
   BrokerClientOptions options_;
-  zmq::socket_t pipe_;  // PAIR to the actor
-  std::thread actor_;
+  std::unique_ptr<Connection> connection_;
+  std::thread keeper_;
+  std::string broker_instance_;  // from the broker's heartbeats; empty until the first
   std::string scratch_;
   std::vector<zmq::message_t> frames_;  // reused by every read from the actor
   std::uint64_t last_sent_seq_ = 0;

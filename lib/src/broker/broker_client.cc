@@ -1,8 +1,14 @@
 #include "zmqkit/broker_client.h"
 
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 #include <algorithm>
-#include <atomic>
+#include <condition_variable>
 #include <map>
+#include <mutex>
+#include <system_error>
 
 #include "broker/protocol.h"
 #include "deadline.h"
@@ -13,128 +19,128 @@ namespace {
 
 namespace p = internal::protocol;
 
-constexpr std::string_view kStopActor = "$STOP";
-
 std::string_view View(const zmq::message_t& frame) { return {frame.data<char>(), frame.size()}; }
 
-std::string NextPipeAddress() {
-  static std::atomic<std::uint64_t> counter{0};
-  return "inproc://zmqkit-broker-client-" + std::to_string(counter.fetch_add(1));
-}
+using Clock = std::chrono::steady_clock;
 
+}  // namespace
 
-// The actor: owns the broker connection. Forwards commands from the pipe to the broker and
-// everything but heartbeats from the broker to the pipe; sends heartbeats; extends held deliveries.
-void RunActor(zmq::socket_t broker, zmq::socket_t pipe, BrokerClientOptions options) {
-  using Clock = std::chrono::steady_clock;
+// The connection to the broker, shared by the owner's thread and the keeper thread.
+//
+// The owner sends and receives on the socket itself, so a publish or a delivery costs no hop
+// through another thread (an inproc pipe to a background "actor" used to cost two wake-ups per
+// message, and halved the broker's end-to-end rate). The keeper only wakes once per heartbeat
+// interval: it sends HEARTBEAT and, with auto_extend, EXTEND for every delivery the owner holds, so
+// a handler that runs long is not taken for a dead one.
+//
+// libzmq allows a socket to be used from several threads if every hand-over is a full memory
+// barrier; `mutex` is that barrier. The owner never blocks while holding it except in a send the
+// broker is not taking (bounded by the send timeout, one heartbeat interval). It waits for input
+// with poll(2) on ZMQ_FD, outside the lock. ZMQ_FD is edge-triggered: it signals when the socket's
+// state may have changed since a zmq call last looked, and any zmq call, from either thread, may
+// consume that signal. So after the keeper has used the socket it also writes `wake_fd`, and the
+// owner looks again.
+struct BrokerClient::Connection {
+  Connection(zmq::context_t& context, const SocketOptions& options)
+      : socket(OpenSocket(context, zmq::socket_type::dealer, options)),
+        socket_fd(socket.get(zmq::sockopt::fd)),
+        wake_fd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
+    if (wake_fd < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
+  }
+  ~Connection() { ::close(wake_fd); }
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // False if the broker did not take the message's first frame within the send timeout; nothing
+  // was sent then. `publish_seq`: the message is that PUBLISH.
+  bool Send(std::span<zmq::message_t> frames, std::uint64_t publish_seq = 0) {
+    std::lock_guard lock(mutex);
+    if (!internal::SendAll(socket, frames)) return false;
+    if (publish_seq != 0) published = publish_seq;
+    return true;
+  }
+
+  // Reads one whole message into `frames` if one is waiting; returns its frame count or 0.
+  std::size_t TryReceive(std::vector<zmq::message_t>& frames) {
+    std::lock_guard lock(mutex);
+    return internal::RecvAll(socket, frames, zmq::recv_flags::dontwait);
+  }
+
+  // Blocks until the socket may have input or `timeout` passes (negative: no limit).
+  void WaitForInput(std::chrono::milliseconds timeout) {
+    pollfd fds[2] = {{socket_fd, POLLIN, 0}, {wake_fd, POLLIN, 0}};
+    const int wait = timeout.count() < 0 ? -1
+                     : static_cast<int>(std::min<std::int64_t>(timeout.count(), 1 << 30));
+    if (::poll(fds, 2, wait) > 0 && (fds[1].revents & POLLIN)) {
+      std::uint64_t count;
+      [[maybe_unused]] auto ignored = ::read(wake_fd, &count, sizeof count);
+    }
+  }
+
+  void Hold(std::uint64_t tag) {
+    std::lock_guard lock(mutex);
+    held.emplace(tag, Clock::now());
+  }
+  void Release(std::span<const std::uint64_t> tags) {
+    std::lock_guard lock(mutex);
+    for (auto tag : tags) held.erase(tag);
+  }
+  void ReleaseAll() {
+    std::lock_guard lock(mutex);
+    held.clear();
+  }
+
+  std::mutex mutex;
+  zmq::socket_t socket;  // DEALER to the broker
+  int socket_fd;
+  int wake_fd;  // eventfd: "the keeper used the socket; look again"
   std::map<std::uint64_t, Clock::time_point> held;  // delivery tag -> when it arrived
-  std::string broker_instance;  // from the broker's heartbeats; empty until the first
-  std::vector<zmq::message_t> frames;
-  auto next_heartbeat = Clock::now() + options.heartbeat_interval;
+  // The last publish seq handed to the socket. Heartbeats carry it, so a broker whose session got
+  // none of them — they were written into a connection that died — can report them lost.
+  std::uint64_t published = 0;
+  std::condition_variable keeper_cv;
+  bool stopping = false;
+};
+
+void BrokerClient::RunKeeper(Connection& connection, const BrokerClientOptions& options) {
   // Deadlines are pushed to 3 intervals ahead, every interval: a live client never loses a delivery
   // it holds (up to max_lease), a dead one loses it within the broker's liveness window anyway.
   const auto extend_by = options.heartbeat_interval * 3;
-  // A broker that is away for long fills the connection's queue; then sends time out (the socket's
-  // send timeout is one heartbeat) instead of blocking, so the actor keeps answering its owner — and
-  // a command it could not pass on is reported to the owner rather than silently lost.
-  auto to_broker = [&](std::span<zmq::message_t> message) {
-    if (internal::SendAll(broker, message)) return true;
-    std::string command = message.size() > 1 ? message[1].to_string() : "";
-    auto error = p::Frames(p::kError, p::ArgsWriter(3)
-                                          .Str("code", "unavailable")
-                                          .Str("message", "the broker is not taking messages; " +
-                                                              command + " was not sent")
-                                          .Str("command", command)
-                                          .Finish());
-    internal::SendAll(pipe, error);
-    return false;
-  };
-  auto send_command = [&](std::string_view command, zmq::message_t args) {
-    auto message = p::Frames(command, std::move(args));
-    to_broker(message);
-  };
+  std::unique_lock lock(connection.mutex);
   for (;;) {
-    auto wait = std::chrono::ceil<std::chrono::milliseconds>(next_heartbeat - Clock::now());
-    zmq::pollitem_t items[] = {{pipe.handle(), 0, ZMQ_POLLIN, 0},
-                               {broker.handle(), 0, ZMQ_POLLIN, 0}};
+    const auto next = Clock::now() + options.heartbeat_interval;
+    if (connection.keeper_cv.wait_until(lock, next, [&] { return connection.stopping; })) return;
     try {
-      zmq::poll(items, 2, std::max(wait, std::chrono::milliseconds(0)));
-      // One message from the owner per turn. Draining bursts here (1024 per turn) was tried and
-      // made a client that published a burst just before its broker stopped send nothing to the
-      // next broker in 2 of 15 runs of DurabilityTest.AConfirmNeverCoversPublishesLostWithTheBroker;
-      // not understood yet, so not done. What was seen: the new broker received ~99 messages from
-      // that client in 10 s (its heartbeats) and not one PUBLISH, not even one sent after the
-      // restart; the actor's sends had all succeeded.
-      if (items[0].revents & ZMQ_POLLIN) {
-        std::size_t count = internal::RecvAll(pipe, frames, zmq::recv_flags::dontwait);
-        if (count == 1 && View(frames[0]) == kStopActor) {
-          send_command(p::kBye, p::NoArgs());
-          return;
+      // dontwait: if the broker is not reading, a heartbeat queued behind the rest tells it nothing.
+      auto heartbeat = p::Frames(p::kHeartbeat,
+                                 connection.published == 0
+                                     ? p::NoArgs()
+                                     : p::ArgsWriter(1).Uint("published", connection.published).Finish());
+      internal::SendAll(connection.socket, heartbeat, zmq::send_flags::dontwait);
+      if (options.auto_extend) {
+        const auto now = Clock::now();
+        std::vector<std::uint64_t> tags;
+        for (const auto& [tag, since] : connection.held) {
+          if (now - since < options.max_lease) tags.push_back(tag);
         }
-        if (count >= 3) {
-          std::string_view command = View(frames[1]);
-          if (command == p::kAck || command == p::kNack) {
-            auto args = p::Args::Parse(View(frames[2]));
-            if (args.ok()) {
-              if (auto tags = args->UintList("tags"); tags.ok()) {
-                for (auto tag : *tags) held.erase(tag);
-              }
-              if (auto tag = args->Uint("tag"); tag.ok()) held.erase(*tag);
-            }
-          }
-        }
-        if (count > 0) to_broker(std::span(frames.data(), count));
-      }
-      if (items[1].revents & ZMQ_POLLIN) {
-        for (std::size_t count; (count = internal::RecvAll(broker, frames, zmq::recv_flags::dontwait));) {
-          if (count >= 3 && View(frames[1]) == p::kHeartbeat) {
-            // A different instance is a restarted broker: it has forgotten this client's
-            // consumers and deliveries. Only then does the owner hear of a heartbeat.
-            auto args = p::Args::Parse(View(frames[2]));
-            std::string instance = args.ok() ? args->Str("instance", "").value_or("") : "";
-            if (instance.empty() || instance == broker_instance) continue;
-            const bool restarted = !broker_instance.empty();
-            broker_instance = std::move(instance);
-            if (!restarted) continue;
-            held.clear();
-          }
-          if (count >= 3 && View(frames[1]) == p::kError) {
-            auto args = p::Args::Parse(View(frames[2]));
-            // The broker took back everything this client held: nothing left to extend.
-            if (args.ok() && args->Str("code", "").value_or("") == p::kErrSessionExpired) held.clear();
-          }
-          if (count >= 3 && View(frames[1]) == p::kDeliver) {
-            auto args = p::Args::Parse(View(frames[2]));
-            if (args.ok()) {
-              if (auto tag = args->Uint("tag"); tag.ok()) held.emplace(*tag, Clock::now());
-            }
-          }
-          internal::SendAll(pipe, std::span(frames.data(), count));
-        }
-      }
-      const auto now = Clock::now();
-      if (now >= next_heartbeat) {
-        next_heartbeat = now + options.heartbeat_interval;
-        send_command(p::kHeartbeat, p::NoArgs());
-        if (options.auto_extend) {
-          std::vector<std::uint64_t> tags;
-          for (const auto& [tag, since] : held) {
-            if (now - since < options.max_lease) tags.push_back(tag);
-          }
-          if (!tags.empty()) {
-            send_command(p::kExtend, p::ArgsWriter(2)
-                                         .UintList("tags", tags)
-                                         .Uint("ms", static_cast<std::uint64_t>(extend_by.count()))
-                                         .Finish());
-          }
+        if (!tags.empty()) {
+          auto extend = p::Frames(p::kExtend,
+                                  p::ArgsWriter(2)
+                                      .UintList("tags", tags)
+                                      .Uint("ms", static_cast<std::uint64_t>(extend_by.count()))
+                                      .Finish());
+          internal::SendAll(connection.socket, extend, zmq::send_flags::dontwait);
         }
       }
     } catch (const zmq::error_t& error) {
-      if (error.num() == EINTR) continue;
-      return;  // ETERM: the context is going away
+      if (error.num() != EINTR) return;  // ETERM: the context is going away
     }
+    std::uint64_t one = 1;
+    [[maybe_unused]] auto ignored = ::write(connection.wake_fd, &one, sizeof one);
   }
 }
+
+namespace {
 
 // The unsigned integer fields of a STATS map (a queue's, or the broker's); others are skipped, so
 // a newer broker may add fields of other types.
@@ -150,45 +156,44 @@ std::map<std::string, std::uint64_t> UintFields(const std::map<std::string, msgp
 
 BrokerClient::BrokerClient(zmq::context_t& context, const Endpoint& broker,
                            BrokerClientOptions options)
-    : options_(std::move(options)), pipe_(context, zmq::socket_type::pair) {
-  zmq::socket_t connection = OpenSocket(context, zmq::socket_type::dealer, options_.socket);
-  connection.set(zmq::sockopt::sndtimeo, static_cast<int>(options_.heartbeat_interval.count()));
-  AttachSocket(connection, broker);  // throws here, on the caller's thread, if refused
-  // The pipe is bounded from owner to actor, so a publisher faster than the broker is slowed down
-  // instead of growing memory; it is unbounded from actor to owner, where prefetch already bounds
-  // deliveries, so the actor can never block on an owner that is itself blocked on the actor.
-  constexpr int kOwnerToActorHwm = 100000;
-  std::string address = NextPipeAddress();
-  pipe_.set(zmq::sockopt::linger, 0);
-  pipe_.set(zmq::sockopt::sndhwm, kOwnerToActorHwm);
-  pipe_.set(zmq::sockopt::rcvhwm, 0);
-  pipe_.bind(address);
-  zmq::socket_t actor_end(context, zmq::socket_type::pair);
-  actor_end.set(zmq::sockopt::linger, 0);
-  actor_end.set(zmq::sockopt::sndhwm, 0);
-  actor_end.set(zmq::sockopt::rcvhwm, kOwnerToActorHwm);
-  actor_end.connect(address);
-  // The sockets move to the actor thread; starting a thread is the memory barrier libzmq asks for.
-  actor_ = std::thread(RunActor, std::move(connection), std::move(actor_end), options_);
+    : options_(std::move(options)),
+      connection_(std::make_unique<Connection>(context, options_.socket)) {
+  // A broker that is away for long fills the connection's queue; then a send gives up after one
+  // heartbeat interval and the call reports it, instead of blocking its caller indefinitely.
+  connection_->socket.set(zmq::sockopt::sndtimeo,
+                          static_cast<int>(options_.heartbeat_interval.count()));
+  AttachSocket(connection_->socket, broker);  // throws here, on the caller's thread, if refused
+  keeper_ = std::thread(RunKeeper, std::ref(*connection_), std::cref(options_));
 }
 
 BrokerClient::~BrokerClient() {
-  try {
-    pipe_.send(zmq::buffer(kStopActor));
-  } catch (const zmq::error_t&) {
-    // The context is terminating; the actor is leaving on its own.
+  {
+    std::lock_guard lock(connection_->mutex);
+    connection_->stopping = true;
   }
-  actor_.join();
+  connection_->keeper_cv.notify_one();
+  keeper_.join();
+  try {
+    // The broker takes back unacked deliveries at once instead of after its liveness limit.
+    auto bye = p::Frames(p::kBye, p::NoArgs());
+    internal::SendAll(connection_->socket, bye, zmq::send_flags::dontwait);
+  } catch (const zmq::error_t&) {
+    // The context is terminating: there is no one left to tell.
+  }
 }
 
-void BrokerClient::SendCommand(std::string_view command, zmq::message_t args,
-                               std::vector<zmq::message_t> payload) {
+Status BrokerClient::SendCommand(std::string_view command, zmq::message_t args,
+                                 std::vector<zmq::message_t> payload, std::uint64_t publish_seq) {
   auto frames = p::Frames(command, std::move(args), std::move(payload));
-  internal::SendAll(pipe_, frames);
+  if (connection_->Send(frames, publish_seq)) return Status::Ok();
+  std::string message = "the broker is not taking messages; ";
+  message.append(command).append(" was not sent within ");
+  message.append(std::to_string(options_.heartbeat_interval.count())).append(" ms");
+  return Status::Unavailable(std::move(message));
 }
 
 Result<std::uint64_t> BrokerClient::Publish(Envelope envelope, const PublishOptions& options) {
-  const std::uint64_t seq = ++last_sent_seq_;
+  const std::uint64_t seq = last_sent_seq_ + 1;
   std::uint32_t entries = 3 + (options.delay.count() > 0) + (options.ttl.count() > 0);
   p::ArgsWriter args(entries);
   args.Uint("seq", seq).Str("exchange", options.exchange).Str("key", options.key);
@@ -197,9 +202,12 @@ Result<std::uint64_t> BrokerClient::Publish(Envelope envelope, const PublishOpti
   scratch_.clear();
   EncodeHeader(envelope, scratch_);
   std::vector<zmq::message_t> payload;
+  payload.reserve(2);
   payload.emplace_back(scratch_.data(), scratch_.size());
   payload.push_back(std::move(envelope.body));
-  SendCommand(p::kPublish, args.Finish(), std::move(payload));
+  Status sent = SendCommand(p::kPublish, args.Finish(), std::move(payload), seq);
+  if (!sent.ok()) return sent;  // the sequence number stays free: nothing was sent
+  last_sent_seq_ = seq;
   return seq;
 }
 
@@ -211,8 +219,14 @@ Result<std::uint64_t> BrokerClient::Publish(const std::string& queue, std::strin
 
 bool BrokerClient::ReadOne(std::chrono::milliseconds timeout) {
   std::vector<zmq::message_t>& frames = frames_;
-  const std::size_t count = internal::RecvAllWithin(pipe_, frames, timeout);
-  if (count == 0) return false;
+  internal::Deadline deadline(timeout);
+  std::size_t count = 0;
+  // Tries at least once, even with a zero timeout, so what has already arrived is taken.
+  while ((count = connection_->TryReceive(frames)) == 0) {
+    const auto remaining = deadline.remaining();
+    if (remaining == std::chrono::milliseconds(0)) return false;
+    connection_->WaitForInput(remaining);
+  }
   if (count < 3 || View(frames[0]) != p::kSignature) {
     errors_.push_back("malformed message from the broker");
     return true;
@@ -263,17 +277,30 @@ bool BrokerClient::ReadOne(std::chrono::milliseconds timeout) {
       errors_.push_back("undecodable delivery: " + decoded.error().ToString());
       return true;
     }
-    deliveries_.push_back(Delivery{uint("tag"), str("consumer"), str("queue"), std::move(decoded).value()});
+    const std::uint64_t tag = uint("tag");
+    if (options_.auto_extend) connection_->Hold(tag);
+    deliveries_.push_back(Delivery{tag, str("consumer"), str("queue"), std::move(decoded).value()});
   } else if (command == p::kOk) {
     replies_.insert_or_assign(uint("rid"), Result<std::string>(frames[2].to_string()));
   } else if (command == p::kHeartbeat) {
-    // The actor passes on only a heartbeat from a new broker instance: a restart.
+    // A different instance is a restarted broker: it has forgotten this client's consumers and
+    // deliveries.
+    std::string instance = str("instance");
+    if (instance.empty() || instance == broker_instance_) return true;
+    const bool restarted = !broker_instance_.empty();
+    broker_instance_ = std::move(instance);
+    if (!restarted) return true;
+    connection_->ReleaseAll();
     Resubscribe();
     errors_.push_back(
         "broker-restarted: the broker restarted; deliveries held from before are void (acks for "
         "them are refused) and consumers were started again");
   } else if (command == p::kError) {
-    if (str("code") == p::kErrSessionExpired) Resubscribe();
+    if (str("code") == p::kErrSessionExpired) {
+      // The broker took back everything this client held: nothing left to extend.
+      connection_->ReleaseAll();
+      Resubscribe();
+    }
     std::string text = str("code") + ": " + str("message");
     if (uint("rid") != 0) {
       Status error = str("code") == p::kErrForbidden ? Status::PermissionDenied(std::move(text))
@@ -312,7 +339,7 @@ std::vector<std::string> BrokerClient::TakeErrors() { return std::exchange(error
 
 Result<std::string> BrokerClient::Call(std::string_view command, zmq::message_t args,
                                        std::uint64_t rid) {
-  SendCommand(command, std::move(args));
+  if (Status sent = SendCommand(command, std::move(args)); !sent.ok()) return sent;
   internal::Deadline deadline(options_.request_timeout);
   for (;;) {
     if (auto it = replies_.find(rid); it != replies_.end()) {
@@ -350,7 +377,9 @@ void BrokerClient::Resubscribe() {
     p::ArgsWriter args(spec.ack_timeout ? 4 : 3);
     args.Str("queue", spec.queue).Str("consumer", name).Uint("prefetch", spec.prefetch);
     if (spec.ack_timeout) args.Uint("ack_timeout_ms", static_cast<std::uint64_t>(spec.ack_timeout->count()));
-    SendCommand(p::kConsume, args.Finish());
+    if (Status sent = SendCommand(p::kConsume, args.Finish()); !sent.ok()) {
+      errors_.push_back("consumer " + name + " could not be started again: " + sent.message());
+    }
   }
 }
 
@@ -379,19 +408,18 @@ Result<Delivery> BrokerClient::Receive(std::chrono::milliseconds timeout) {
 Status BrokerClient::Ack(std::uint64_t tag) { return Ack(std::vector<std::uint64_t>{tag}); }
 
 Status BrokerClient::Ack(const std::vector<std::uint64_t>& tags) {
-  SendCommand(p::kAck, p::ArgsWriter(1).UintList("tags", tags).Finish());
-  return Status::Ok();
+  if (options_.auto_extend) connection_->Release(tags);
+  return SendCommand(p::kAck, p::ArgsWriter(1).UintList("tags", tags).Finish());
 }
 
 Status BrokerClient::Nack(std::uint64_t tag, bool requeue) {
-  SendCommand(p::kNack, p::ArgsWriter(2).Uint("tag", tag).Bool("requeue", requeue).Finish());
-  return Status::Ok();
+  if (options_.auto_extend) connection_->Release(std::span(&tag, 1));
+  return SendCommand(p::kNack, p::ArgsWriter(2).Uint("tag", tag).Bool("requeue", requeue).Finish());
 }
 
 Status BrokerClient::Extend(std::uint64_t tag, std::chrono::milliseconds by) {
-  SendCommand(p::kExtend, p::ArgsWriter(2).UintList("tags", {tag})
-                              .Uint("ms", static_cast<std::uint64_t>(by.count())).Finish());
-  return Status::Ok();
+  return SendCommand(p::kExtend, p::ArgsWriter(2).UintList("tags", {tag})
+                                     .Uint("ms", static_cast<std::uint64_t>(by.count())).Finish());
 }
 
 Status BrokerClient::DeclareQueue(const std::string& name, const QueueOptions& options) {

@@ -185,7 +185,7 @@ void BrokerCore::HandleNative(Session& session, const SessionKey& key, std::stri
   if (command == p::kAck || command == p::kNack || command == p::kExtend) {
     return HandleSettle(key, command, args, now);
   }
-  if (command == p::kHeartbeat) return;
+  if (command == p::kHeartbeat) return HandleClientHeartbeat(session, key, args);
   if (command == p::kConsume) return HandleConsume(session, key, args, now);
   if (command == p::kCancel) return HandleCancel(session, key, args, now);
   if (command == p::kDeclareQueue) return HandleDeclareQueue(key, args);
@@ -280,6 +280,21 @@ void BrokerCore::HandlePublish(Session& session, const SessionKey& key, const p:
   session.confirm_upto = *seq;
   owed_confirms_.insert(key.peer);
   for (QueueSlot* slot : targets) Dispatch(*slot, now);
+}
+
+// A client's heartbeat may say how far its publishes go. Messages on one connection arrive in
+// order, so if this session has received none of them by now, none will ever come: they were
+// written into an earlier connection (or to an earlier broker) that went away with them. A client
+// cannot tell that by itself — without this, a publish written just before a broker restart would
+// wait for its confirm forever unless the client happened to publish again. The CONFIRM names them
+// lost ("from" past them) and confirms nothing ("upto" below "from").
+void BrokerCore::HandleClientHeartbeat(Session& session, const SessionKey& key,
+                                       const p::Args& args) {
+  auto published = args.Uint("published", 0);
+  if (!published.ok() || *published == 0 || session.first_seq) return;
+  session.first_seq = *published + 1;
+  session.confirm_upto = *published;
+  owed_confirms_.insert(key.peer);
 }
 
 void BrokerCore::HandleConsume(Session& session, const SessionKey& key, const p::Args& args,
