@@ -177,7 +177,7 @@ std::string ProduceToBroker(zmq::context_t& context, const Addresses& at, const 
         by_seq[*seq] = task;
         return;
       }
-      std::this_thread::sleep_for(10ms);  // the pipe to the client's actor is full: back off
+      std::this_thread::sleep_for(10ms);  // the broker took nothing for a heartbeat interval: back off
     }
   };
   // A publisher that cares uses confirms: what the broker rejects or never received is sent again.

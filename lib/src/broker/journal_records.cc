@@ -17,9 +17,11 @@ void Bin(Packer& p, std::string_view s) {
 }
 std::uint64_t Ms(std::chrono::milliseconds value) { return static_cast<std::uint64_t>(value.count()); }
 
+// `expected_bytes`: what the record will roughly take. msgpack's default (8 KiB) would cost a large
+// allocation for every record, most of which are a few dozen bytes.
 template <typename Fill>
-std::string Build(Op op, std::uint32_t fields, const Fill& fill) {
-  msgpack::sbuffer buffer;
+std::string Build(Op op, std::uint32_t fields, const Fill& fill, std::size_t expected_bytes = 128) {
+  msgpack::sbuffer buffer(expected_bytes);
   Packer packer(buffer);
   packer.pack_array(fields + 1);
   packer.pack_uint8(static_cast<std::uint8_t>(op));
@@ -104,7 +106,7 @@ std::string EncodePublish(const std::vector<std::pair<std::string, std::uint64_t
     p.pack_int64(delay_us);
     p.pack_int64(ttl_us);
     Bin(p, reply_to);
-  });
+  }, header.size() + body.size() + reply_to.size() + 64 + 32 * targets.size());
 }
 
 std::string EncodeAck(std::string_view queue, std::uint64_t number) {

@@ -1,5 +1,7 @@
 #include "broker/protocol.h"
 
+#include <algorithm>
+
 namespace zmqkit::internal::protocol {
 namespace {
 
@@ -15,73 +17,96 @@ Status Missing(std::string_view key) {
 
 Result<Args> Args::Parse(std::string_view bytes) {
   Args args;
+  msgpack::object root;
   try {
     // Bounded by the frame: no container can declare more entries than there are bytes.
     const std::size_t bound = bytes.size();
     const msgpack::unpack_limit limits(bound, bound, bound, bound, bound, 32);
+    // Room for the objects of a small map in one chunk; a larger frame grows the zone as needed.
+    args.zone_ = std::make_shared<msgpack::zone>(std::min<std::size_t>(4 * bytes.size() + 256, 8192));
     std::size_t offset = 0;
-    args.handle_ = std::make_shared<msgpack::object_handle>(
-        msgpack::unpack(bytes.data(), bytes.size(), offset, nullptr, nullptr, limits));
+    root = msgpack::unpack(*args.zone_, bytes.data(), bytes.size(), offset, nullptr, nullptr, limits);
     if (offset != bytes.size()) return Status::InvalidArgument("bytes after the args map");
   } catch (const std::exception& error) {
     return Status::InvalidArgument(std::string("args frame is not msgpack: ") + error.what());
   }
-  const msgpack::object& root = args.handle_->get();
   if (root.type != msgpack::type::MAP) return Status::InvalidArgument("args frame is not a map");
+  args.values_.reserve(root.via.map.size);
   for (std::uint32_t i = 0; i < root.via.map.size; ++i) {
     const msgpack::object_kv& entry = root.via.map.ptr[i];
     if (entry.key.type != msgpack::type::STR) {
       return Status::InvalidArgument("args keys must be str");
     }
-    std::string key(entry.key.via.str.ptr, entry.key.via.str.size);
-    if (!args.values_.emplace(std::move(key), entry.val).second) {
-      return Status::InvalidArgument("args key appears twice");
-    }
+    args.values_.emplace_back(std::string_view(entry.key.via.str.ptr, entry.key.via.str.size),
+                              entry.val);
   }
+  // Pairwise for the few keys a real command has; sorted for a map a peer made huge, which must
+  // not cost the broker quadratic time.
+  constexpr std::size_t kPairwise = 16;
+  bool duplicate = false;
+  if (args.values_.size() <= kPairwise) {
+    for (std::size_t i = 0; i < args.values_.size() && !duplicate; ++i) {
+      for (std::size_t j = 0; j < i && !duplicate; ++j) {
+        duplicate = args.values_[i].first == args.values_[j].first;
+      }
+    }
+  } else {
+    std::vector<std::string_view> keys;
+    keys.reserve(args.values_.size());
+    for (const auto& entry : args.values_) keys.push_back(entry.first);
+    std::sort(keys.begin(), keys.end());
+    duplicate = std::adjacent_find(keys.begin(), keys.end()) != keys.end();
+  }
+  if (duplicate) return Status::InvalidArgument("args key appears twice");
   return args;
+}
+
+const msgpack::object* Args::Find(std::string_view key) const {
+  for (const auto& [name, value] : values_) {
+    if (name == key) return &value;
+  }
+  return nullptr;
 }
 
 Result<std::uint64_t> Args::Uint(std::string_view key,
                                  std::optional<std::uint64_t> fallback) const {
-  auto it = values_.find(key);
-  if (it == values_.end()) {
+  const msgpack::object* value = Find(key);
+  if (value == nullptr) {
     if (fallback) return *fallback;
     return Missing(key);
   }
-  if (it->second.type == msgpack::type::POSITIVE_INTEGER) return it->second.via.u64;
+  if (value->type == msgpack::type::POSITIVE_INTEGER) return value->via.u64;
   return TypeError(key, "a non-negative integer");
 }
 
 Result<std::string> Args::Str(std::string_view key, std::optional<std::string> fallback) const {
-  auto it = values_.find(key);
-  if (it == values_.end()) {
+  const msgpack::object* value = Find(key);
+  if (value == nullptr) {
     if (fallback) return *fallback;
     return Missing(key);
   }
-  if (it->second.type == msgpack::type::STR) {
-    return std::string(it->second.via.str.ptr, it->second.via.str.size);
-  }
+  if (value->type == msgpack::type::STR) return std::string(value->via.str.ptr, value->via.str.size);
   return TypeError(key, "str");
 }
 
 Result<bool> Args::Bool(std::string_view key, std::optional<bool> fallback) const {
-  auto it = values_.find(key);
-  if (it == values_.end()) {
+  const msgpack::object* value = Find(key);
+  if (value == nullptr) {
     if (fallback) return *fallback;
     return Missing(key);
   }
-  if (it->second.type == msgpack::type::BOOLEAN) return it->second.via.boolean;
+  if (value->type == msgpack::type::BOOLEAN) return value->via.boolean;
   return TypeError(key, "a boolean");
 }
 
 Result<std::vector<std::uint64_t>> Args::UintList(std::string_view key) const {
-  auto it = values_.find(key);
-  if (it == values_.end()) return Missing(key);
-  if (it->second.type != msgpack::type::ARRAY) return TypeError(key, "an array of integers");
+  const msgpack::object* value = Find(key);
+  if (value == nullptr) return Missing(key);
+  if (value->type != msgpack::type::ARRAY) return TypeError(key, "an array of integers");
   std::vector<std::uint64_t> values;
-  values.reserve(it->second.via.array.size);
-  for (std::uint32_t i = 0; i < it->second.via.array.size; ++i) {
-    const msgpack::object& item = it->second.via.array.ptr[i];
+  values.reserve(value->via.array.size);
+  for (std::uint32_t i = 0; i < value->via.array.size; ++i) {
+    const msgpack::object& item = value->via.array.ptr[i];
     if (item.type != msgpack::type::POSITIVE_INTEGER) return TypeError(key, "an array of integers");
     values.push_back(item.via.u64);
   }
