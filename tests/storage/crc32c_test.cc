@@ -27,6 +27,26 @@ TEST(Crc32cTest, ExtendContinuesAValue) {
   EXPECT_NE(Value("a", 1), Value("foo", 3));
 }
 
+// The hardware path and the table agree at every length and alignment (the 8-byte steps and the
+// byte tail), and when continuing from an earlier value.
+TEST(Crc32cTest, TheHardwarePathAgreesWithTheTable) {
+  std::string bytes(300, '\0');
+  std::uint32_t seed = 12345;
+  for (char& c : bytes) {
+    seed = seed * 1103515245u + 12345u;
+    c = static_cast<char>(seed >> 16);
+  }
+  for (std::size_t offset = 0; offset < 9; ++offset) {
+    for (std::size_t length = 0; length + offset <= bytes.size(); length += 7) {
+      const char* data = bytes.data() + offset;
+      ASSERT_EQ(Extend(0, data, length), ExtendPortable(0, data, length))
+          << "offset " << offset << ", length " << length;
+      ASSERT_EQ(Extend(0xdeadbeefu, data, length), ExtendPortable(0xdeadbeefu, data, length));
+    }
+  }
+  RecordProperty("hardware_accelerated", HardwareAccelerated() ? "yes" : "no");
+}
+
 TEST(Crc32cTest, MaskIsReversibleAndChangesTheValue) {
   std::uint32_t crc = Value("foo", 3);
   EXPECT_NE(Mask(crc), crc);

@@ -160,8 +160,12 @@ std::string EncodeRedrive(std::string_view origin,
 Result<Record> Decode(std::string_view bytes) {
   Record record;
   try {
-    msgpack::object_handle handle = msgpack::unpack(bytes.data(), bytes.size());
-    const msgpack::object& root = handle.get();
+    // One zone per thread, emptied for each record: recovery decodes a record per message, and a
+    // fresh zone would allocate msgpack's default 8 KiB chunk each time. Every field is copied out
+    // into `record` before the next call.
+    thread_local msgpack::zone zone;
+    zone.clear();
+    const msgpack::object root = msgpack::unpack(zone, bytes.data(), bytes.size());
     if (root.type != msgpack::type::ARRAY || root.via.array.size == 0) {
       return Status::Corruption("journal record is not a non-empty array");
     }

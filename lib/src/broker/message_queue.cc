@@ -55,7 +55,7 @@ Result<std::uint64_t> MessageQueue::Publish(Envelope envelope, EnqueueOptions op
   next_number_ = std::max(next_number_, number + 1);
   Entry& entry = entries_[number];
   entry.envelope = std::move(envelope);
-  entry.reply_to = std::move(options.reply_to);
+  if (!options.reply_to.empty()) entry.mutable_extras().reply_to = std::move(options.reply_to);
   entry.bytes = bytes;
   entry.order = number;
   bytes_ += bytes;
@@ -124,7 +124,7 @@ std::optional<MessageQueue::Lease> MessageQueue::LeaseNext(std::uint64_t tag, Ti
     in_flight_.emplace(tag, number);
     deadlines_.emplace(entry.deadline, tag);
     ++counters_.delivered;
-    return Lease{tag, number, entry.envelope.Clone(), entry.reply_to, entry.deadline};
+    return Lease{tag, number, entry.envelope.Clone(), entry.reply_to(), entry.deadline};
   }
   return std::nullopt;
 }
@@ -146,8 +146,7 @@ MessageQueue::FailResult MessageQueue::Fail(std::uint64_t tag, FailureReason rea
   Entry& entry = entries_.at(number);
   in_flight_.erase(it);
   deadlines_.erase({entry.deadline, tag});
-  if (!entry.history.empty()) entry.history += ',';
-  entry.history += FailureReasonName(reason);
+  entry.AddFailure(FailureReasonName(reason));
   ++entry.failures;
   // Out of flight; until placed again below, it is "delayed" in no index, which Erase tolerates.
   entry.place = Place::kDelayed;
@@ -197,7 +196,7 @@ DeadLetter MessageQueue::Kill(std::uint64_t number, DeadLetterReason reason) {
   dead.envelope.headers[std::string(kHeaderOriginQueue)] = name_;
   dead.envelope.headers[std::string(kHeaderDeathReason)] = DeadLetterReasonName(reason);
   dead.envelope.headers[std::string(kHeaderAttempts)] = std::to_string(dead.envelope.attempt);
-  dead.envelope.headers[std::string(kHeaderAttemptHistory)] = entry.history;
+  dead.envelope.headers[std::string(kHeaderAttemptHistory)] = entry.history();
   Erase(number);
   ++counters_.dead_lettered;
   return dead;
@@ -276,8 +275,7 @@ bool MessageQueue::RestoreFailure(std::uint64_t number, std::uint32_t attempt,
   if (it == entries_.end()) return false;
   Entry& entry = it->second;
   entry.envelope.attempt = attempt;
-  if (!entry.history.empty()) entry.history += ',';
-  entry.history += FailureReasonName(reason);
+  entry.AddFailure(FailureReasonName(reason));
   ++entry.failures;
   ++counters_.requeued;
   return true;
@@ -308,7 +306,7 @@ std::vector<MessageQueue::MessageView> MessageQueue::Contents() const {
   auto view = [&](std::uint64_t number, std::string_view place) {
     const Entry& entry = entries_.at(number);
     contents.push_back({number, place, entry.envelope.priority, entry.envelope.attempt,
-                        entry.history, entry.envelope.headers,
+                        entry.history(), entry.envelope.headers,
                         std::string(entry.envelope.body_view())});
   };
   for (int priority = kMaxPriority; priority >= 0; --priority) {
@@ -327,12 +325,12 @@ std::vector<MessageQueue::SnapshotEntry> MessageQueue::SnapshotEntries() const {
   entries.reserve(entries_.size());
   for (const auto& [number, entry] : entries_) {
     const bool flying = entry.place == Place::kInFlight;
-    entries.push_back({number, &entry.envelope, &entry.reply_to,
+    entries.push_back({number, &entry.envelope, &entry.reply_to(),
                        entry.place == Place::kDelayed ? std::optional(entry.due) : std::nullopt,
                        entry.expires_at,
                        flying && entry.envelope.attempt > 0 ? entry.envelope.attempt - 1
                                                             : entry.envelope.attempt,
-                       &entry.history});
+                       &entry.history()});
   }
   std::sort(entries.begin(), entries.end(),
             [](const SnapshotEntry& a, const SnapshotEntry& b) { return a.number < b.number; });
@@ -344,7 +342,8 @@ bool MessageQueue::RestoreState(std::uint64_t number, std::uint32_t attempt,
   auto it = entries_.find(number);
   if (it == entries_.end()) return false;
   it->second.envelope.attempt = attempt;
-  it->second.history = history;
+  if (!history.empty()) it->second.mutable_extras().history = history;
+  else if (it->second.extras) it->second.extras->history.clear();
   it->second.failures = history.empty()
                             ? 0
                             : static_cast<std::uint32_t>(std::count(history.begin(), history.end(), ',') + 1);

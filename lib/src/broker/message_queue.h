@@ -183,11 +183,31 @@ class MessageQueue {
 
  private:
   enum class Place { kReady, kDelayed, kInFlight };
+  // What few messages carry, kept out of line: two empty strings inline would cost every queued
+  // message 64 bytes (docs/performance.md, memory).
+  struct Extras {
+    std::string reply_to;
+    std::string history;  // comma-separated FailureReasonName of each failed delivery
+  };
   struct Entry {
     Envelope envelope;
-    std::string reply_to;
+    std::unique_ptr<Extras> extras;
     std::optional<TimePoint> expires_at;
-    std::string history;        // comma-separated FailureReasonName of each failed delivery
+    const std::string& reply_to() const { return extras ? extras->reply_to : Empty(); }
+    const std::string& history() const { return extras ? extras->history : Empty(); }
+    Extras& mutable_extras() {
+      if (!extras) extras = std::make_unique<Extras>();
+      return *extras;
+    }
+    void AddFailure(std::string_view reason) {
+      std::string& text = mutable_extras().history;
+      if (!text.empty()) text += ',';
+      text += reason;
+    }
+    static const std::string& Empty() {
+      static const std::string empty;
+      return empty;
+    }
     std::uint32_t failures = 0;
     std::size_t bytes = 0;
     Place place = Place::kReady;

@@ -1,5 +1,5 @@
-// CRC32C (Castagnoli), as the journal format specifies, on Boost.CRC (header-only, installed with
-// libboost-dev, which msgpack-cxx already depends on).
+// CRC32C (Castagnoli), as the journal format specifies: the CPU's CRC32 instruction where there is
+// one, else Boost.CRC (header-only, installed with libboost-dev, which msgpack-cxx depends on).
 #ifndef ZMQKIT_SRC_STORAGE_CRC32C_H_
 #define ZMQKIT_SRC_STORAGE_CRC32C_H_
 
@@ -10,7 +10,11 @@ namespace zmqkit::internal::crc32c {
 
 // The CRC32C of data[0, n) continuing from `crc`, the CRC32C of some earlier bytes A, so that
 // Extend(Value(A), B) == Value(A + B).
+// Uses the CPU's CRC32 instruction where there is one (x86-64 with SSE 4.2).
 std::uint32_t Extend(std::uint32_t crc, const char* data, std::size_t n);
+// The same with Boost's table, on any CPU; tests check that both agree.
+std::uint32_t ExtendPortable(std::uint32_t crc, const char* data, std::size_t n);
+bool HardwareAccelerated();
 inline std::uint32_t Value(const char* data, std::size_t n) { return Extend(0, data, n); }
 
 // Stored CRCs are masked: a CRC computed over data that contains CRCs is weak (see LevelDB's
