@@ -162,6 +162,44 @@ TEST_F(BrokerClientTest, ALateConsumerGetsEverythingPublishedWhileNoneWasConnect
   EXPECT_EQ(got.size(), 20u);
 }
 
+// With a backlog the broker packs deliveries (up to the client's delivery_batch); Receive() still
+// hands them out one by one, in queue order, each with its own tag that settles exactly it.
+TEST_F(BrokerClientTest, PackedDeliveriesArriveInQueueOrderAndEachTagSettlesItsMessage) {
+  StartBroker();
+  auto producer = Client();
+  constexpr int kMessages = 500;
+  for (int i = 0; i < kMessages; ++i) ASSERT_TRUE(producer->Publish("packed", std::to_string(i)).ok());
+  ASSERT_TRUE(producer->WaitForConfirms(5s).ok());
+  auto consumer = Client();
+  ASSERT_TRUE(consumer->Consume("packed", 200).ok());
+  std::set<std::uint64_t> tags;
+  std::vector<std::uint64_t> to_ack;
+  for (int i = 0; i < kMessages; ++i) {
+    auto delivery = consumer->Receive(5s);
+    ASSERT_TRUE(delivery.ok()) << "delivery " << i << ": " << delivery.error().message();
+    ASSERT_EQ(delivery->envelope.body_view(), std::to_string(i));
+    EXPECT_EQ(delivery->queue, "packed");
+    EXPECT_EQ(delivery->envelope.attempt, 1u);
+    tags.insert(delivery->tag);
+    to_ack.push_back(delivery->tag);
+    if (to_ack.size() == 37) {  // acks that cut across the broker's batches
+      ASSERT_TRUE(consumer->Ack(to_ack).ok());
+      to_ack.clear();
+    }
+  }
+  ASSERT_TRUE(consumer->Ack(to_ack).ok());
+  EXPECT_EQ(tags.size(), static_cast<std::size_t>(kMessages));
+  ASSERT_TRUE(testing::WaitUntil([&] {
+    auto stats = producer->Stats("packed");
+    return stats.ok() && stats->front().values["acked"] == kMessages;
+  }, 5s));
+  auto stats = producer->Stats("packed");
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->front().values["in_flight"], 0u);
+  EXPECT_EQ(stats->front().values["ready"], 0u);
+  EXPECT_TRUE(consumer->TakeErrors().empty());
+}
+
 TEST_F(BrokerClientTest, ASigkilledConsumersMessageReachesTheOtherConsumer) {
   StartBroker();
   const std::string marker = (dir_.path() / "doomed-has-it").string();

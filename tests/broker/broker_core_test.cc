@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <map>
+#include <set>
 
 namespace zmqkit::internal {
 namespace {
@@ -155,6 +156,76 @@ TEST_F(BrokerCoreTest, PrefetchBoundsWhatAConsumerHolds) {
   auto second = Of(Take(), "c", p::kDeliver);
   ASSERT_EQ(second.size(), 1u);
   EXPECT_EQ(Body(second[0]), "2");
+}
+
+// A consumer that asks for batches gets what one batch of input made ready in few DELIVERs: at most
+// `batch` envelopes each, never past its credit, tags in the order of the envelopes.
+TEST_F(BrokerCoreTest, AConsumerThatAsksForBatchesGetsThemWithinItsCredit) {
+  auto body = [](int i) {  // append: g++ 12 warns wrongly (-Wrestrict) on "m" + to_string
+    std::string text = "m";
+    text += std::to_string(i);
+    return text;
+  };
+  Client("c", p::kConsume,
+         p::ArgsWriter(5).Uint("rid", 1).Str("queue", "q").Str("consumer", "c")
+             .Uint("prefetch", 12).Uint("batch", 10).Finish());
+  for (int i = 0; i < 25; ++i) Publish("p", i + 1, "q", body(i));
+  auto first = Of(Take(), "c", p::kDeliver);
+  ASSERT_EQ(first.size(), 2u) << "12 of credit: a batch of 10, then one of 2";
+  std::vector<std::uint64_t> held;
+  int next_body = 0;
+  for (const Out& deliver : first) {
+    EXPECT_FALSE(deliver.args->Has("tag"));
+    auto tags = deliver.args->UintList("tags");
+    ASSERT_TRUE(tags.ok());
+    ASSERT_EQ(deliver.frames.size(), 2 * tags->size());
+    for (std::size_t i = 0; i < tags->size(); ++i) {
+      EXPECT_EQ(deliver.frames[2 * i + 1], body(next_body++));
+      held.push_back((*tags)[i]);
+    }
+  }
+  EXPECT_EQ(held.size(), 12u);
+  EXPECT_EQ(std::set<std::uint64_t>(held.begin(), held.end()).size(), 12u) << "tags are unique";
+  EXPECT_EQ(*first[0].args->Str("consumer"), "c");
+  EXPECT_EQ(*first[0].args->Str("queue"), "q");
+
+  // Settling frees 12 of credit again: 10 + 2 more, from where the first ones stopped; the last
+  // of the 25 waits for credit.
+  Client("c", p::kAck, p::ArgsWriter(1).UintList("tags", held).Finish());
+  auto second = Of(Take(), "c", p::kDeliver);
+  ASSERT_EQ(second.size(), 2u);
+  EXPECT_EQ(second[0].frames.size(), 20u);
+  EXPECT_EQ(second[1].frames.size(), 4u);
+  EXPECT_EQ(second[0].frames[1], "m12");
+  EXPECT_EQ(second[1].frames[3], "m23");
+  EXPECT_EQ(core().FindQueue("q")->ready(), 1u);
+}
+
+// One message is sent in the single form ("tag"), which every client reads, even to a consumer
+// that asked for batches; one that did not ask gets one message per DELIVER however many wait.
+TEST_F(BrokerCoreTest, BatchesAreOnlyForConsumersThatAskAndOneMessageTravelsAlone) {
+  Client("b", p::kConsume,
+         p::ArgsWriter(5).Uint("rid", 1).Str("queue", "one").Str("consumer", "b")
+             .Uint("prefetch", 100).Uint("batch", 50).Finish());
+  Publish("p", 1, "one", "alone");
+  auto single = Of(Take(), "b", p::kDeliver);
+  ASSERT_EQ(single.size(), 1u);
+  EXPECT_TRUE(single[0].args->Has("tag"));
+  EXPECT_FALSE(single[0].args->Has("tags"));
+  EXPECT_EQ(Body(single[0]), "alone");
+
+  Consume("c", "many", 100);
+  for (int i = 0; i < 5; ++i) Publish("p", i + 2, "many", std::to_string(i));
+  auto plain = Of(Take(), "c", p::kDeliver);
+  ASSERT_EQ(plain.size(), 5u);
+  for (const Out& deliver : plain) EXPECT_EQ(deliver.frames.size(), 2u);
+
+  Client("z", p::kConsume,
+         p::ArgsWriter(5).Uint("rid", 2).Str("queue", "q").Str("consumer", "z")
+             .Uint("prefetch", 10).Uint("batch", 0).Finish());
+  auto refused = Of(Take(), "z", p::kError);
+  ASSERT_EQ(refused.size(), 1u);
+  EXPECT_EQ(*refused[0].args->Str("code"), p::kErrInvalidArgument);
 }
 
 // Deliveries go to the consumer that has waited longest for work, not blindly in turn.

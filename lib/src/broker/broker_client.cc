@@ -77,9 +77,10 @@ struct BrokerClient::Connection {
     }
   }
 
-  void Hold(std::uint64_t tag) {
+  void Hold(std::span<const std::uint64_t> tags) {
+    const auto now = Clock::now();
     std::lock_guard lock(mutex);
-    held.emplace(tag, Clock::now());
+    for (auto tag : tags) held.emplace(tag, now);
   }
   void Release(std::span<const std::uint64_t> tags) {
     std::lock_guard lock(mutex);
@@ -272,14 +273,38 @@ bool BrokerClient::ReadOne(std::chrono::milliseconds timeout) {
     rejections_.push_back(std::move(rejection));
     advance_settled();
   } else if (command == p::kDeliver) {
-    auto decoded = DecodeFrames(std::span(frames.data() + 3, count - 3), options_.limits);
-    if (!decoded.ok()) {
-      errors_.push_back("undecodable delivery: " + decoded.error().ToString());
+    // One delivery ("tag", [header][body]) or, to a consumer that asked for batches, several
+    // ("tags", then [header][body] for each in that order).
+    std::vector<std::uint64_t> tags;
+    if (args->Has("tags")) {
+      auto list = args->UintList("tags");
+      if (!list.ok()) {
+        errors_.push_back("malformed delivery: " + list.error().message());
+        return true;
+      }
+      tags = std::move(*list);
+    } else {
+      tags.push_back(uint("tag"));
+    }
+    if (count - 3 != 2 * tags.size()) {
+      errors_.push_back("malformed delivery: " + std::to_string(tags.size()) + " tags but " +
+                        std::to_string(count - 3) + " payload frames");
       return true;
     }
-    const std::uint64_t tag = uint("tag");
-    if (options_.auto_extend) connection_->Hold(tag);
-    deliveries_.push_back(Delivery{tag, str("consumer"), str("queue"), std::move(decoded).value()});
+    const std::string consumer = str("consumer");
+    const std::string queue = str("queue");
+    std::size_t taken = 0;  // tags[0, taken): the decodable ones, which this client now holds
+    for (std::size_t i = 0; i < tags.size(); ++i) {
+      auto decoded = DecodeFrames(std::span(frames.data() + 3 + 2 * i, 2), options_.limits);
+      if (!decoded.ok()) {
+        // Not held, so not extended: the broker takes it back when its lease runs out.
+        errors_.push_back("undecodable delivery: " + decoded.error().ToString());
+        continue;
+      }
+      tags[taken++] = tags[i];
+      deliveries_.push_back(Delivery{tags[i], consumer, queue, std::move(decoded).value()});
+    }
+    if (options_.auto_extend) connection_->Hold(std::span(tags.data(), taken));
   } else if (command == p::kOk) {
     replies_.insert_or_assign(uint("rid"), Result<std::string>(frames[2].to_string()));
   } else if (command == p::kHeartbeat) {
@@ -362,8 +387,9 @@ Status BrokerClient::Consume(const std::string& queue, std::uint32_t prefetch,
                              std::optional<std::chrono::milliseconds> ack_timeout) {
   const std::uint64_t rid = next_rid_++;
   std::string name = consumer.empty() ? "consumer-" + std::to_string(next_consumer_++) : consumer;
-  p::ArgsWriter args(ack_timeout ? 5 : 4);
-  args.Uint("rid", rid).Str("queue", queue).Str("consumer", name).Uint("prefetch", prefetch);
+  p::ArgsWriter args(ack_timeout ? 6 : 5);
+  args.Uint("rid", rid).Str("queue", queue).Str("consumer", name).Uint("prefetch", prefetch)
+      .Uint("batch", DeliveryBatch(prefetch));
   if (ack_timeout) args.Uint("ack_timeout_ms", static_cast<std::uint64_t>(ack_timeout->count()));
   auto reply = Call(p::kConsume, args.Finish(), rid);
   if (!reply.ok()) return reply.error();
@@ -371,11 +397,16 @@ Status BrokerClient::Consume(const std::string& queue, std::uint32_t prefetch,
   return Status::Ok();
 }
 
+std::uint32_t BrokerClient::DeliveryBatch(std::uint32_t prefetch) const {
+  return std::max<std::uint32_t>(1, std::min(prefetch, options_.delivery_batch));
+}
+
 void BrokerClient::Resubscribe() {
   // Fire and forget: answers (rid 0) are not waited for; a failure shows up in TakeErrors().
   for (const auto& [name, spec] : consumers_) {
-    p::ArgsWriter args(spec.ack_timeout ? 4 : 3);
-    args.Str("queue", spec.queue).Str("consumer", name).Uint("prefetch", spec.prefetch);
+    p::ArgsWriter args(spec.ack_timeout ? 5 : 4);
+    args.Str("queue", spec.queue).Str("consumer", name).Uint("prefetch", spec.prefetch)
+        .Uint("batch", DeliveryBatch(spec.prefetch));
     if (spec.ack_timeout) args.Uint("ack_timeout_ms", static_cast<std::uint64_t>(spec.ack_timeout->count()));
     if (Status sent = SendCommand(p::kConsume, args.Finish()); !sent.ok()) {
       errors_.push_back("consumer " + name + " could not be started again: " + sent.message());

@@ -315,15 +315,20 @@ void BrokerCore::HandleConsume(Session& session, const SessionKey& key, const p:
   auto queue = args.Str("queue");
   auto name = args.Str("consumer");
   auto prefetch = args.Uint("prefetch", 100);
+  auto batch = args.Uint("batch", 1);
   for (const Status* status : {queue.ok() ? nullptr : &queue.error(),
                                name.ok() ? nullptr : &name.error(),
-                               prefetch.ok() ? nullptr : &prefetch.error()}) {
+                               prefetch.ok() ? nullptr : &prefetch.error(),
+                               batch.ok() ? nullptr : &batch.error()}) {
     if (status) {
       return SendError(key.peer, p::kErrInvalidArgument, status->message(), p::kConsume);
     }
   }
   if (*prefetch == 0) {
     return SendError(key.peer, p::kErrInvalidArgument, "prefetch must be at least 1", p::kConsume);
+  }
+  if (*batch == 0) {
+    return SendError(key.peer, p::kErrInvalidArgument, "batch must be at least 1", p::kConsume);
   }
   if (*prefetch > options_.max_prefetch) {
     return SendError(key.peer, p::kErrLimit,
@@ -353,17 +358,19 @@ void BrokerCore::HandleConsume(Session& session, const SessionKey& key, const p:
     return SendError(key.peer, p::kErrInvalidArgument, "ack_timeout_ms must be a positive integer",
                      p::kConsume);
   }
+  // A batch above the broker's own bound is not an error: it says what the client can take.
   AddConsumer(key, session, *name, *slot, static_cast<std::uint32_t>(*prefetch),
-              Millis(*ack_timeout));
+              Millis(*ack_timeout),
+              static_cast<std::uint32_t>(std::min<std::uint64_t>(*batch, p::kMaxDeliverBatch)));
   SendOk(key);
   Dispatch(*slot, now);
 }
 
 std::uint64_t BrokerCore::AddConsumer(const SessionKey& key, Session& session, std::string name,
                                       QueueSlot& slot, std::uint32_t prefetch,
-                                      Duration ack_timeout) {
+                                      Duration ack_timeout, std::uint32_t batch) {
   std::uint64_t id = next_consumer_id_++;
-  consumers_.emplace(id, Consumer{key, std::move(name), &slot, prefetch, ack_timeout, {}, false, {}});
+  consumers_.emplace(id, Consumer{key, std::move(name), &slot, prefetch, ack_timeout, batch, {}, false, {}});
   session.consumers.insert(id);
   ++slot.consumers;
   MakeWaiting(id);
@@ -744,7 +751,7 @@ void BrokerCore::OnWorkerMessage(std::string_view peer, std::span<zmq::message_t
       Refusal refusal;
       QueueSlot* slot = GetOrCreateQueue(options_.request_queue, refusal);
       if (slot == nullptr) return;
-      AddConsumer(key, session, "ppp", *slot, 1, slot->queue.options().ack_timeout);
+      AddConsumer(key, session, "ppp", *slot, 1, slot->queue.options().ack_timeout, 1);
       Dispatch(*slot, now);
     }
     return;
@@ -906,11 +913,33 @@ std::uint64_t BrokerCore::PlaceDeadLetter(DeadLetter dead, TimePoint now,
 }
 
 void BrokerCore::Dispatch(QueueSlot& slot, TimePoint now) {
+  dispatch_time_ = std::max(dispatch_time_, now);
+  if (slot.dispatch_due) return;
+  slot.dispatch_due = true;
+  dispatch_due_.push_back(&slot);
+}
+
+void BrokerCore::DispatchDue() {
+  // Index, not iterator: a dispatch never schedules another, but stay safe if one ever does.
+  for (std::size_t i = 0; i < dispatch_due_.size(); ++i) {
+    QueueSlot& slot = *dispatch_due_[i];
+    slot.dispatch_due = false;
+    DispatchNow(slot, dispatch_time_);
+  }
+  dispatch_due_.clear();
+}
+
+void BrokerCore::DispatchNow(QueueSlot& slot, TimePoint now) {
   while (slot.queue.ready() > 0 && !slot.waiting.empty()) {
     const std::uint64_t consumer_id = slot.waiting.front();
     slot.waiting.pop_front();
     Consumer& consumer = consumers_.at(consumer_id);
     consumer.waiting = false;
+    if (consumer.session.side == Side::kClients) {
+      DeliverToClient(slot, consumer_id, now);
+      MakeWaiting(consumer_id);  // back of the line, if it has credit left
+      continue;
+    }
     const std::uint64_t tag = next_tag_++;
     auto lease = slot.queue.LeaseNext(tag, now, consumer.ack_timeout);
     if (!lease) {
@@ -919,29 +948,47 @@ void BrokerCore::Dispatch(QueueSlot& slot, TimePoint now) {
     }
     consumer.tags.insert(tag);
     deliveries_.emplace(tag, Delivery{consumer_id, &slot, lease->reply_to});
-    if (consumer.session.side == Side::kWorkers) {
-      std::vector<zmq::message_t> frames;
-      frames.push_back(TagAddress(tag));
-      frames.emplace_back();
-      frames.push_back(std::move(lease->envelope.body));
-      Send(Side::kWorkers, consumer.session.peer, std::move(frames));
-    } else {
-      std::string header;
-      EncodeHeader(lease->envelope, header);
-      std::vector<zmq::message_t> payload;
-      payload.emplace_back(header.data(), header.size());
-      payload.push_back(std::move(lease->envelope.body));
-      Send(Side::kClients, consumer.session.peer,
-           p::Frames(p::kDeliver,
-                     p::ArgsWriter(3)
-                         .Uint("tag", tag)
-                         .Str("consumer", consumer.name)
-                         .Str("queue", slot.queue.name())
-                         .Finish(),
-                     std::move(payload)));
-    }
-    MakeWaiting(consumer_id);  // back of the line, if it has credit left
+    std::vector<zmq::message_t> frames;
+    frames.push_back(TagAddress(tag));
+    frames.emplace_back();
+    frames.push_back(std::move(lease->envelope.body));
+    Send(Side::kWorkers, consumer.session.peer, std::move(frames));
+    MakeWaiting(consumer_id);
   }
+}
+
+void BrokerCore::DeliverToClient(QueueSlot& slot, std::uint64_t consumer_id, TimePoint now) {
+  Consumer& consumer = consumers_.at(consumer_id);
+  const std::size_t credit = consumer.prefetch - std::min<std::size_t>(consumer.prefetch, consumer.tags.size());
+  const std::size_t wanted = std::min<std::size_t>({credit, consumer.batch, slot.queue.ready()});
+  std::vector<std::uint64_t> tags;
+  tags.reserve(wanted);
+  std::vector<zmq::message_t> payload;
+  payload.reserve(2 * wanted);
+  std::string header;
+  while (tags.size() < wanted) {
+    const std::uint64_t tag = next_tag_++;
+    auto lease = slot.queue.LeaseNext(tag, now, consumer.ack_timeout);
+    if (!lease) break;
+    consumer.tags.insert(tag);
+    deliveries_.emplace(tag, Delivery{consumer_id, &slot, lease->reply_to});
+    tags.push_back(tag);
+    header.clear();
+    EncodeHeader(lease->envelope, header);
+    payload.emplace_back(header.data(), header.size());
+    payload.push_back(std::move(lease->envelope.body));
+  }
+  if (tags.empty()) return;
+  // One message: the single form every client understands. More (only for a consumer that asked
+  // for batches): "tags", in the order of the envelopes that follow.
+  p::ArgsWriter args(3);
+  if (tags.size() == 1) {
+    args.Uint("tag", tags.front());
+  } else {
+    args.UintList("tags", tags);
+  }
+  args.Str("consumer", consumer.name).Str("queue", slot.queue.name());
+  Send(Side::kClients, consumer.session.peer, p::Frames(p::kDeliver, args.Finish(), std::move(payload)));
 }
 
 // ---- Time ------------------------------------------------------------------------------------
@@ -968,7 +1015,11 @@ void BrokerCore::Tick(TimePoint now) {
     }
     Dispatch(slot, now);
   }
-  if (!next_housekeeping_ || now < *next_housekeeping_) return;
+  if (next_housekeeping_ && now >= *next_housekeeping_) Housekeeping(now);
+  DispatchDue();
+}
+
+void BrokerCore::Housekeeping(TimePoint now) {
   const auto silence_limit = options_.heartbeat_interval * options_.liveness;
   std::vector<SessionKey> dead;
   for (auto& [key, session] : sessions_) {
@@ -1018,6 +1069,7 @@ std::optional<TimePoint> BrokerCore::NextDeadline() const {
 }
 
 void BrokerCore::Flush() {
+  DispatchDue();
   for (const std::string& peer : owed_confirms_) {
     auto it = sessions_.find(SessionKey{Side::kClients, peer});
     if (it == sessions_.end() || !it->second.confirm_upto) continue;

@@ -68,8 +68,9 @@ class BrokerCore {
   void Tick(TimePoint now);
   // The earliest time Tick() has work to do.
   std::optional<TimePoint> NextDeadline() const;
-  // Queues the publisher confirms owed for what was handled since the last Flush(). Call once per
-  // batch of input: one CONFIRM covers every publish of a client in the batch.
+  // Queues the deliveries and the publisher confirms owed for what was handled since the last
+  // Flush(). Call once per batch of input: one CONFIRM covers every publish of a client in the
+  // batch, and a consumer that asked for batches gets the batch's messages in few DELIVERs.
   void Flush();
 
   std::vector<Outgoing>& outbox() { return outbox_; }
@@ -131,6 +132,7 @@ class BrokerCore {
     QueueSlot* slot;
     std::uint32_t prefetch;
     Duration ack_timeout;
+    std::uint32_t batch;           // most messages in one DELIVER (CONSUME's "batch")
     std::set<std::uint64_t> tags;  // deliveries held
     bool waiting = false;          // in slot->waiting (has credit)
     std::list<std::uint64_t>::iterator waiting_position;
@@ -142,6 +144,7 @@ class BrokerCore {
     // Consumers with free credit, the one that has waited longest first (LRU, not round robin).
     std::list<std::uint64_t> waiting;
     std::size_t consumers = 0;
+    bool dispatch_due = false;  // in dispatch_due_
   };
   // Why a request is refused: the error code, the text, and which limit it hit (if one did).
   struct Refusal {
@@ -183,13 +186,23 @@ class BrokerCore {
   void DropSession(const SessionKey& key, TimePoint now);
   void RemoveConsumer(std::uint64_t consumer_id, TimePoint now);
   std::uint64_t AddConsumer(const SessionKey& key, Session& session, std::string name,
-                            QueueSlot& slot, std::uint32_t prefetch, Duration ack_timeout);
+                            QueueSlot& slot, std::uint32_t prefetch, Duration ack_timeout,
+                            std::uint32_t batch);
 
   // The queue `name`, created if new; nullptr and `refusal` filled if the name is invalid or the
   // broker holds max_queues.
   QueueSlot* GetOrCreateQueue(std::string_view name, Refusal& refusal);
   std::optional<Refusal> CheckName(std::string_view what, std::string_view name) const;
+  // Marks `slot` for dispatch at the end of this batch of input (Flush) or of Tick. Deferring it
+  // lets one DELIVER carry what several publishes of the batch made ready.
   void Dispatch(QueueSlot& slot, TimePoint now);
+  void DispatchDue();
+  // Silent peers dropped, heartbeats sent: Tick's work every quarter heartbeat interval.
+  void Housekeeping(TimePoint now);
+  // Hands ready messages of `slot` to its waiting consumers, least recently served first.
+  void DispatchNow(QueueSlot& slot, TimePoint now);
+  // Leases up to the consumer's batch (within its credit) and sends them in one DELIVER.
+  void DeliverToClient(QueueSlot& slot, std::uint64_t consumer_id, TimePoint now);
   void MakeWaiting(std::uint64_t consumer_id);
   // Removes a delivery from the books after the queue settled or took it back.
   void ForgetDelivery(std::uint64_t tag);
@@ -236,6 +249,8 @@ class BrokerCore {
   std::unordered_map<std::uint64_t, Consumer> consumers_;
   std::unordered_map<std::uint64_t, Delivery> deliveries_;  // by delivery tag
   std::set<std::string> owed_confirms_;                     // client peers with confirm_upto set
+  std::vector<QueueSlot*> dispatch_due_;
+  TimePoint dispatch_time_{};  // the latest `now` a dispatch was asked for with
   // Clients dropped for silence, so that if one speaks again it is told its consumers are gone
   // (else it would wait for deliveries that never come). Oldest first; bounded.
   std::deque<std::string> expired_order_;

@@ -75,6 +75,8 @@ inline constexpr std::string_view kLimitConsumers = "max-consumers-per-client";
 inline constexpr std::string_view kLimitPrefetch = "max-prefetch";
 inline constexpr std::string_view kLimitClients = "max-clients";
 
+// The most messages one DELIVER carries, whatever a consumer's "batch" asks for.
+inline constexpr std::uint32_t kMaxDeliverBatch = 256;
 // Paranoid Pirate (RFC 6) one-byte commands on the worker endpoint.
 inline constexpr char kPppReady = '\x01';
 inline constexpr char kPppHeartbeat = '\x02';
