@@ -147,6 +147,81 @@ TEST_F(BrokerCoreTest, NegativeConfirmsCarryAReason) {
   EXPECT_EQ(core().counters().refused, 5u);
 }
 
+// A packed PUBLISH ("count" n, n [header][body] pairs) is n publishes with consecutive seqs: each is
+// admitted or refused on its own, and one CONFIRM covers the accepted ones.
+TEST_F(BrokerCoreTest, APackedPublishIsThatManyPublishesEachAdmittedOnItsOwn) {
+  options_.max_message_bytes = 100;
+  std::vector<zmq::message_t> payload;
+  auto add = [&](std::string_view header_body_of) {
+    std::string header;
+    EncodeHeader(Envelope::New(header_body_of), header);
+    payload.emplace_back(header.data(), header.size());
+    payload.emplace_back(header_body_of.data(), header_body_of.size());
+  };
+  add("first");
+  add(std::string(200, 'x'));  // seq 11: over max_message_bytes
+  payload.emplace_back(std::string_view("\xc1"));  // seq 12: not an envelope
+  payload.emplace_back(std::string_view("body"));
+  add("fourth");
+  Client("p", p::kPublish,
+         p::ArgsWriter(3).Uint("seq", 10).Uint("count", 4).Str("key", "q").Finish(),
+         std::move(payload));
+  auto out = Take();
+  std::map<std::uint64_t, std::string> codes;
+  for (const Out& rejected : Of(out, "p", p::kRejected)) {
+    codes[*rejected.args->Uint("seq")] = *rejected.args->Str("code");
+  }
+  EXPECT_EQ(codes, (std::map<std::uint64_t, std::string>{{11, "message-too-large"}, {12, "malformed"}}));
+  auto confirms = Of(out, "p", p::kConfirm);
+  ASSERT_EQ(confirms.size(), 1u);
+  EXPECT_EQ(*confirms[0].args->Uint("from"), 10u);
+  EXPECT_EQ(*confirms[0].args->Uint("upto"), 13u);
+  EXPECT_EQ(core().FindQueue("q")->ready(), 2u);
+
+  Consume("c", "q", 10);
+  auto delivered = Of(Take(), "c", p::kDeliver);
+  ASSERT_EQ(delivered.size(), 2u);
+  EXPECT_EQ(Body(delivered[0]), "first");
+  EXPECT_EQ(Body(delivered[1]), "fourth");
+}
+
+// A count that does not match the frames is malformed: every seq it claims is refused (so the client
+// waits for none of them), but never more than a message within max_frames could hold.
+TEST_F(BrokerCoreTest, APackedPublishWhoseCountDoesNotMatchItsFramesIsRefusedWhole) {
+  std::string header;
+  EncodeHeader(Envelope::New("x"), header);
+  std::vector<zmq::message_t> payload;
+  payload.emplace_back(header.data(), header.size());
+  payload.emplace_back(std::string_view("x"));
+  Client("p", p::kPublish, p::ArgsWriter(3).Uint("seq", 1).Uint("count", 3).Str("key", "q").Finish(),
+         std::move(payload));
+  std::set<std::uint64_t> refused;
+  for (const Out& rejected : Of(Take(), "p", p::kRejected)) {
+    EXPECT_EQ(*rejected.args->Str("code"), "malformed");
+    refused.insert(*rejected.args->Uint("seq"));
+  }
+  EXPECT_EQ(refused, (std::set<std::uint64_t>{1, 2, 3}));
+  EXPECT_EQ(core().FindQueue("q"), nullptr) << "nothing of it was queued";
+
+  std::vector<zmq::message_t> one;
+  one.emplace_back(header.data(), header.size());
+  one.emplace_back(std::string_view("x"));
+  Client("p", p::kPublish,
+         p::ArgsWriter(3).Uint("seq", 4).Uint("count", std::uint64_t{1} << 60).Str("key", "q").Finish(),
+         std::move(one));
+  EXPECT_EQ(Of(Take(), "p", p::kRejected).size(), options_.max_frames)
+      << "a count no message could carry is not believed";
+}
+
+// The greeting says how many messages one PUBLISH may carry under this broker's max_frames.
+TEST_F(BrokerCoreTest, TheGreetingSaysHowManyMessagesAPublishMayCarry) {
+  options_.max_frames = 25;
+  Client("c", p::kHeartbeat, p::NoArgs());
+  auto greeting = Of(Take(), "c", p::kHeartbeat);
+  ASSERT_EQ(greeting.size(), 1u);
+  EXPECT_EQ(*greeting[0].args->Uint("max_publish_batch"), 11u) << "3 + 2 * 11 frames <= 25";
+}
+
 TEST_F(BrokerCoreTest, PrefetchBoundsWhatAConsumerHolds) {
   for (int i = 0; i < 5; ++i) Publish("p", i + 1, "q", std::to_string(i));
   Consume("c", "q", 2);

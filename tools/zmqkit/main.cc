@@ -464,6 +464,10 @@ int main(int argc, char** argv) {
   bench->add_option("--backlog", bench_options.backlog, "messages queued for the backlog, memory and recovery runs")
       ->capture_default_str();
   bench->add_option("--latency-samples", bench_options.latency_samples)->capture_default_str();
+  bench->add_option("--publish-batch", bench_options.publish_batch,
+                    "envelopes per PublishBatch() call in the batched broker runs")
+      ->capture_default_str()
+      ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{100000}));
   bench->add_option("--data-dir", bench_options.data_dir, "where the disk and the durable broker are measured")
       ->capture_default_str();
   bench->add_option("--only", bench_options.only,

@@ -19,6 +19,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -110,6 +111,15 @@ class BrokerClient {
   Result<std::uint64_t> Publish(Envelope envelope, const PublishOptions& options);
   // Shorthand: to the queue `queue` through the default exchange.
   Result<std::uint64_t> Publish(const std::string& queue, std::string_view body);
+  // Publishes `envelopes` with the same options as consecutive sequence numbers, packed into as
+  // few messages as the broker takes (its greeting says how many; docs/protocol.md). Each is
+  // still confirmed or rejected on its own. Cheaper per message than Publish() in a loop, for the
+  // broker and both sides' libzmq. Returns how many were sent, from the front: all, or fewer if
+  // the broker stopped taking messages partway (the rest were not sent, took no sequence number,
+  // and still hold their bodies). kUnavailable if none was sent. The last one sent has
+  // last_seq().
+  Result<std::size_t> PublishBatch(std::span<Envelope> envelopes, const PublishOptions& options);
+  std::uint64_t last_seq() const { return last_sent_seq_; }
   // Waits until every publish so far is confirmed or rejected. kDeadlineExceeded if not within
   // `timeout`; kResourceExhausted (naming the first) if any was rejected since the last call —
   // see TakeRejections() for all of them.
@@ -153,6 +163,8 @@ class BrokerClient {
   // Reads one message from the actor and files it: confirms, rejections, errors, deliveries
   // (queued in `deliveries_`), replies (in `replies_`). False if nothing came within `timeout`.
   bool ReadOne(std::chrono::milliseconds timeout);
+  static zmq::message_t PublishArgs(std::uint64_t seq, std::size_t count,
+                                    const PublishOptions& options);
   // Sends a command with a fresh rid and waits for its OK or ERROR; returns the OK's raw args.
   Result<std::string> Call(std::string_view command, zmq::message_t args, std::uint64_t rid);
   // kUnavailable if the broker did not take it within one heartbeat interval. `publish_seq`: the
@@ -171,6 +183,8 @@ class BrokerClient {
   std::string scratch_;
   std::vector<zmq::message_t> frames_;  // reused by every read from the actor
   std::uint64_t last_sent_seq_ = 0;
+  // Messages one PUBLISH may carry, from the broker's greeting; 0 until it has been heard.
+  std::uint64_t max_publish_batch_ = 0;
   std::uint64_t last_settled_seq_ = 0;
   ConfirmLevel confirm_level_ = ConfirmLevel::kQueued;
   std::vector<Rejection> rejections_;

@@ -193,23 +193,58 @@ Status BrokerClient::SendCommand(std::string_view command, zmq::message_t args,
   return Status::Unavailable(std::move(message));
 }
 
-Result<std::uint64_t> BrokerClient::Publish(Envelope envelope, const PublishOptions& options) {
-  const std::uint64_t seq = last_sent_seq_ + 1;
-  std::uint32_t entries = 3 + (options.delay.count() > 0) + (options.ttl.count() > 0);
-  p::ArgsWriter args(entries);
+zmq::message_t BrokerClient::PublishArgs(std::uint64_t seq, std::size_t count,
+                                         const PublishOptions& options) {
+  const bool delay = options.delay.count() > 0;
+  const bool ttl = options.ttl.count() > 0;
+  p::ArgsWriter args(3 + (count > 1) + delay + ttl);
   args.Uint("seq", seq).Str("exchange", options.exchange).Str("key", options.key);
-  if (options.delay.count() > 0) args.Uint("delay_ms", static_cast<std::uint64_t>(options.delay.count()));
-  if (options.ttl.count() > 0) args.Uint("ttl_ms", static_cast<std::uint64_t>(options.ttl.count()));
-  scratch_.clear();
-  EncodeHeader(envelope, scratch_);
+  if (count > 1) args.Uint("count", count);
+  if (delay) args.Uint("delay_ms", static_cast<std::uint64_t>(options.delay.count()));
+  if (ttl) args.Uint("ttl_ms", static_cast<std::uint64_t>(options.ttl.count()));
+  return args.Finish();
+}
+
+Result<std::uint64_t> BrokerClient::Publish(Envelope envelope, const PublishOptions& options) {
+  auto sent = PublishBatch(std::span(&envelope, 1), options);
+  if (!sent.ok()) return sent.error();
+  return last_sent_seq_;
+}
+
+Result<std::size_t> BrokerClient::PublishBatch(std::span<Envelope> envelopes,
+                                               const PublishOptions& options) {
+  // Until the broker's greeting has said how many one PUBLISH may carry, each goes alone; the
+  // greeting answers the first message of a connection, so it is usually here after one.
+  if (max_publish_batch_ == 0 && envelopes.size() > 1) {
+    while (max_publish_batch_ == 0 && ReadOne(std::chrono::milliseconds(0))) {
+    }
+  }
+  const std::size_t per_message = std::max<std::uint64_t>(max_publish_batch_, 1);
+  std::size_t sent = 0;
   std::vector<zmq::message_t> payload;
-  payload.reserve(2);
-  payload.emplace_back(scratch_.data(), scratch_.size());
-  payload.push_back(std::move(envelope.body));
-  Status sent = SendCommand(p::kPublish, args.Finish(), std::move(payload), seq);
-  if (!sent.ok()) return sent;  // the sequence number stays free: nothing was sent
-  last_sent_seq_ = seq;
-  return seq;
+  while (sent < envelopes.size()) {
+    const std::size_t count = std::min(per_message, envelopes.size() - sent);
+    const std::uint64_t first_seq = last_sent_seq_ + 1;
+    payload.clear();
+    payload.reserve(2 * count);
+    for (std::size_t i = sent; i < sent + count; ++i) {
+      scratch_.clear();
+      EncodeHeader(envelopes[i], scratch_);
+      payload.emplace_back(scratch_.data(), scratch_.size());
+      // Shares the body (a reference count); the caller's envelope keeps it if this is not sent.
+      payload.emplace_back().copy(envelopes[i].body);
+    }
+    Status status = SendCommand(p::kPublish, PublishArgs(first_seq, count, options),
+                                std::move(payload), first_seq + count - 1);
+    if (!status.ok()) {
+      // Nothing of this message was sent: its seqs stay free.
+      if (sent == 0) return status;
+      return sent;
+    }
+    last_sent_seq_ = first_seq + count - 1;
+    sent += count;
+  }
+  return sent;
 }
 
 Result<std::uint64_t> BrokerClient::Publish(const std::string& queue, std::string_view body) {
@@ -308,6 +343,8 @@ bool BrokerClient::ReadOne(std::chrono::milliseconds timeout) {
   } else if (command == p::kOk) {
     replies_.insert_or_assign(uint("rid"), Result<std::string>(frames[2].to_string()));
   } else if (command == p::kHeartbeat) {
+    // Absent from a broker that takes one message per PUBLISH only.
+    max_publish_batch_ = std::max<std::uint64_t>(uint("max_publish_batch"), 1);
     // A different instance is a restarted broker: it has forgotten this client's consumers and
     // deliveries.
     std::string instance = str("instance");

@@ -224,75 +224,118 @@ void BrokerCore::HandlePublish(Session& session, const SessionKey& key, const p:
     return;
   }
   if (!session.first_seq) session.first_seq = *seq;
+  auto count = args.Uint("count", 1);
+  if (!count.ok() || *count == 0 || payload.size() != 2 * *count) {
+    ++counters_.malformed;
+    // Every seq the client may think it sent is answered. A count no message within max_frames
+    // could carry is a lie, and is not believed past that.
+    const std::uint64_t claimed = count.ok() ? std::max<std::uint64_t>(*count, 1) : 1;
+    const std::uint64_t answered = std::min<std::uint64_t>(claimed, options_.max_frames);
+    for (std::uint64_t i = 0; i < answered; ++i) {
+      SendRejected(key.peer, *seq + i, p::kErrMalformed,
+                   "PUBLISH carries [header][body] for each of its \"count\" messages (default 1) "
+                   "after its args");
+    }
+    return;
+  }
+  PublishRoute route;
   auto exchange = args.Str("exchange", "");
   auto routing_key = args.Str("key", "");
   auto delay_ms = args.Uint("delay_ms", 0);
   auto ttl_ms = args.Uint("ttl_ms", 0);
+  const Status* invalid = nullptr;
   for (const Status* status : {exchange.ok() ? nullptr : &exchange.error(),
                                routing_key.ok() ? nullptr : &routing_key.error(),
                                delay_ms.ok() ? nullptr : &delay_ms.error(),
                                ttl_ms.ok() ? nullptr : &ttl_ms.error()}) {
-    if (status) return SendRejected(key.peer, *seq, p::kErrInvalidArgument, status->message());
+    if (status && !invalid) invalid = status;
   }
-  if (payload.size() != 2) {
-    ++counters_.malformed;
-    return SendRejected(key.peer, *seq, p::kErrMalformed,
-                        "PUBLISH carries exactly [header][body] after its args");
+  if (!invalid) {
+    route.exchange = *exchange;
+    route.key = *routing_key;
+    route.delay_us = static_cast<std::int64_t>(*delay_ms) * 1000;
+    route.ttl_us = static_cast<std::int64_t>(*ttl_ms) * 1000;
+    if (*delay_ms > 0) route.enqueue.delay = Millis(*delay_ms);
+    if (*ttl_ms > 0) route.enqueue.ttl = Millis(*ttl_ms);
   }
-  if (publish_refusal_) return SendRejected(key.peer, *seq, p::kErrStorage, *publish_refusal_);
-  if (payload[0].size() + payload[1].size() > options_.max_message_bytes) {
+  std::vector<QueueSlot*> touched;
+  for (std::uint64_t i = 0; i < *count; ++i) {
+    const std::uint64_t message_seq = *seq + i;
+    if (invalid) {
+      SendRejected(key.peer, message_seq, p::kErrInvalidArgument, invalid->message());
+      continue;
+    }
+    if (PublishOne(key, message_seq, payload.subspan(2 * i, 2), route, now, touched)) {
+      session.confirm_upto = message_seq;
+      owed_confirms_.insert(key.peer);
+    }
+  }
+  for (QueueSlot* slot : touched) Dispatch(*slot, now);
+}
+
+bool BrokerCore::PublishOne(const SessionKey& key, std::uint64_t seq,
+                            std::span<zmq::message_t> message, const PublishRoute& route,
+                            TimePoint now, std::vector<QueueSlot*>& touched) {
+  if (publish_refusal_) {
+    SendRejected(key.peer, seq, p::kErrStorage, *publish_refusal_);
+    return false;
+  }
+  if (message[0].size() + message[1].size() > options_.max_message_bytes) {
     ++counters_.oversized_messages;
-    return SendRejected(key.peer, *seq, p::kErrTooLarge,
-                        "message is " + std::to_string(payload[0].size() + payload[1].size()) +
-                            " bytes, the limit is " + std::to_string(options_.max_message_bytes),
-                        p::kLimitMessageBytes);
+    SendRejected(key.peer, seq, p::kErrTooLarge,
+                 "message is " + std::to_string(message[0].size() + message[1].size()) +
+                     " bytes, the limit is " + std::to_string(options_.max_message_bytes),
+                 p::kLimitMessageBytes);
+    return false;
   }
-  auto envelope = DecodeFrames(payload, limits_);
+  auto envelope = DecodeFrames(message, limits_);
   if (!envelope.ok()) {
     const DecodeErrc errc = envelope.error().code;
     if (errc == DecodeErrc::kFrameTooLarge || errc == DecodeErrc::kTooManyHeaders) {
       // The body's size was checked above, so an oversized frame here is the header.
       ++counters_.oversized_messages;
-      return SendRejected(key.peer, *seq, p::kErrLimit, envelope.error().ToString(),
-                          errc == DecodeErrc::kTooManyHeaders ? p::kLimitHeaders
-                                                              : p::kLimitHeaderBytes);
+      SendRejected(key.peer, seq, p::kErrLimit, envelope.error().ToString(),
+                   errc == DecodeErrc::kTooManyHeaders ? p::kLimitHeaders : p::kLimitHeaderBytes);
+      return false;
     }
     ++counters_.malformed;
-    return SendRejected(key.peer, *seq, p::kErrMalformed, envelope.error().ToString());
+    SendRejected(key.peer, seq, p::kErrMalformed, envelope.error().ToString());
+    return false;
   }
   OwnSmallBody(envelope->body);
-  auto route = exchanges_.Route(*exchange, *routing_key);
-  if (!route.ok()) return SendRejected(key.peer, *seq, p::kErrNotFound, route.error().message());
-
-  EnqueueOptions publish;
-  if (*delay_ms > 0) publish.delay = Millis(*delay_ms);
-  if (*ttl_ms > 0) publish.ttl = Millis(*ttl_ms);
+  auto names = exchanges_.Route(route.exchange, route.key);
+  if (!names.ok()) {
+    SendRejected(key.peer, seq, p::kErrNotFound, names.error().message());
+    return false;
+  }
   std::vector<QueueSlot*> targets;
-  for (const std::string& name : *route) {
+  for (const std::string& name : *names) {
     Refusal refusal;
     QueueSlot* slot = GetOrCreateQueue(name, refusal);
-    if (slot == nullptr) return SendRejected(key.peer, *seq, refusal);
+    if (slot == nullptr) {
+      SendRejected(key.peer, seq, refusal);
+      return false;
+    }
     // All or nothing: a fanout publish is refused whole if any of its queues is full.
-    if (Status room = slot->queue.CheckRoom(*envelope, publish); !room.ok()) {
-      return SendRejected(key.peer, *seq, p::kErrQueueFull, room.message());
+    if (Status room = slot->queue.CheckRoom(*envelope, route.enqueue); !room.ok()) {
+      SendRejected(key.peer, seq, p::kErrQueueFull, room.message());
+      return false;
     }
     targets.push_back(slot);
   }
   if (targets.empty()) ++counters_.unroutable;
   std::vector<std::pair<std::string, std::uint64_t>> numbers;
   for (QueueSlot* slot : targets) {
-    auto number = slot->queue.Publish(envelope->Clone(), publish, now);  // room checked above
+    auto number = slot->queue.Publish(envelope->Clone(), route.enqueue, now);  // room checked above
     if (number.ok()) numbers.emplace_back(slot->queue.name(), *number);
     ++counters_.published;
+    if (std::find(touched.begin(), touched.end(), slot) == touched.end()) touched.push_back(slot);
   }
   if (!numbers.empty()) {
-    Emit([&] { return records::EncodePublish(numbers, View(payload[0]), envelope->body_view(), unix_micros_(),
-                                static_cast<std::int64_t>(*delay_ms) * 1000,
-                                static_cast<std::int64_t>(*ttl_ms) * 1000, ""); });
+    Emit([&] { return records::EncodePublish(numbers, View(message[0]), envelope->body_view(),
+                                             unix_micros_(), route.delay_us, route.ttl_us, ""); });
   }
-  session.confirm_upto = *seq;
-  owed_confirms_.insert(key.peer);
-  for (QueueSlot* slot : targets) Dispatch(*slot, now);
+  return true;
 }
 
 // A client's heartbeat may say how far its publishes go. Messages on one connection arrive in
@@ -784,7 +827,13 @@ void BrokerCore::OnWorkerMessage(std::string_view peer, std::span<zmq::message_t
 // ---- Sessions and consumers ------------------------------------------------------------------
 
 std::vector<zmq::message_t> BrokerCore::ClientHeartbeat() const {
-  return p::Frames(p::kHeartbeat, p::ArgsWriter(1).Str("instance", instance_).Finish());
+  // How many messages one PUBLISH may carry: as many [header][body] pairs as fit in max_frames
+  // beside the signature, the command and the args.
+  const std::uint64_t max_publish_batch = (options_.max_frames - 3) / 2;
+  return p::Frames(p::kHeartbeat, p::ArgsWriter(2)
+                                      .Str("instance", instance_)
+                                      .Uint("max_publish_batch", max_publish_batch)
+                                      .Finish());
 }
 
 BrokerCore::Session& BrokerCore::Touch(const SessionKey& key, TimePoint now) {

@@ -165,6 +165,19 @@ class BrokerCore {
   void HandleClientHeartbeat(Session& session, const SessionKey& key, const protocol::Args& args);
   void HandlePublish(Session& session, const SessionKey& key, const protocol::Args& args,
                      std::span<zmq::message_t> payload, TimePoint now);
+  // Where the messages of one PUBLISH go, and how (its args, shared by a packed publish's
+  // messages).
+  struct PublishRoute {
+    std::string exchange;
+    std::string key;
+    std::int64_t delay_us = 0;
+    std::int64_t ttl_us = 0;
+    EnqueueOptions enqueue;
+  };
+  // Admits one [header][body] as publish `seq`, or sends its REJECTED and returns false. Queues
+  // it went to are added to `touched`.
+  bool PublishOne(const SessionKey& key, std::uint64_t seq, std::span<zmq::message_t> message,
+                  const PublishRoute& route, TimePoint now, std::vector<QueueSlot*>& touched);
   void HandleConsume(Session& session, const SessionKey& key, const protocol::Args& args,
                      TimePoint now);
   void HandleCancel(Session& session, const SessionKey& key, const protocol::Args& args,
