@@ -2,7 +2,8 @@
 """A broker client in Python, written from docs/protocol.md alone (pyzmq + msgpack).
 
 Starts zmqkit-broker, then: consumes, publishes with confirms, acks, rejects to the DLQ, reads
-stats, redrives, triggers errors; and serves a plain REQ client with a Paranoid Pirate worker.
+stats, redrives, triggers errors; publishes and consumes in the packed forms; and serves a plain
+REQ client with a Paranoid Pirate worker.
     python_broker_client.py PATH_TO_ZMQKIT_BROKER
 """
 import os
@@ -73,6 +74,22 @@ class Client:
         self.send(b"PUBLISH", {"seq": self.seq, "key": key}, envelope(body))
         return self.seq
 
+    def publish_packed(self, key, bodies):
+        """One PUBLISH carrying len(bodies) messages; returns their seqs."""
+        first = self.seq + 1
+        self.seq += len(bodies)
+        frames = [frame for body in bodies for frame in envelope(body)]
+        self.send(b"PUBLISH", {"seq": first, "count": len(bodies), "key": key}, frames)
+        return list(range(first, self.seq + 1))
+
+    def deliveries(self):
+        """The next DELIVER, as a list of (tag, header, body): one, or several if packed."""
+        _, args, payload = self.expect("DELIVER")
+        tags = args["tags"] if "tags" in args else [args["tag"]]
+        assert len(payload) == 2 * len(tags), (tags, len(payload))
+        return [(tag, msgpack.unpackb(payload[2 * i], raw=False), payload[2 * i + 1])
+                for i, tag in enumerate(tags)]
+
 
 def main():
     broker_path = sys.argv[1]
@@ -133,6 +150,45 @@ def main():
             client.publish("", b"x")  # an empty queue name is not a name
             _, args, _ = client.expect("REJECTED")
             check(args["code"] == "invalid-argument", "bad queue name rejected")
+
+            # Packed forms: the greeting says how many one PUBLISH may carry; a consumer that
+            # asks for batches gets several deliveries per DELIVER.
+            packer = Client(context, clients)
+            packer.send(b"HEARTBEAT", {})
+            _, greeting, _ = packer.expect("HEARTBEAT")
+            most = greeting.get("max_publish_batch", 1)
+            check(most == 30, "the greeting announces 30 messages per PUBLISH (%r)" % greeting)
+            bodies = [b"packed %d" % i for i in range(most)]
+            packer.publish_packed("packed", bodies)
+            packer.publish_packed("packed", [b"x"] * (most + 1))  # more than allowed: dropped
+            _, args, _ = packer.expect("ERROR")
+            check(args["code"] == "limit-reached" and args.get("limit") == "max-frames",
+                  "a PUBLISH over max_frames is refused (%r)" % args)
+            packer.seq -= most + 1  # those seqs never reached the broker: used again below
+            seqs = packer.publish_packed("packed", [b"y"] * 3)
+            confirmed = 0
+            while confirmed < seqs[-1]:
+                _, args, _ = packer.expect("CONFIRM")
+                confirmed = args["upto"]
+            check(confirmed == most + 3, "every packed publish confirmed (upto %d)" % confirmed)
+            command, _, _ = packer.call("CONSUME", queue="packed", consumer="batcher",
+                                        prefetch=100, batch=16)
+            check(command == "OK", "CONSUME with batch answered OK")
+            got = []
+            packs = 0
+            while len(got) < most + 3:
+                pack = packer.deliveries()
+                packs += 1
+                check(len(pack) <= 16, "no DELIVER carries more than batch")
+                got.extend(pack)
+            check([body for _, _, body in got] == bodies + [b"y"] * 3,
+                  "packed deliveries in queue order")
+            check(packs < len(got), "deliveries were packed (%d DELIVERs for %d)" % (packs, len(got)))
+            packer.send(b"ACK", {"tags": [tag for tag, _, _ in got]})
+            command, args, _ = packer.call("STATS", queue="packed")
+            check(command == "OK" and args["queues"][0]["acked"] == most + 3,
+                  "every packed delivery acked (%r)" % args)
+            packer.send(b"BYE", {})
 
             # A plain REQ client served by a Paranoid Pirate worker, both in Python.
             worker = context.socket(zmq.DEALER)
