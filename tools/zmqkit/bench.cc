@@ -30,6 +30,7 @@
 #include "progress.h"
 #include "zmqkit/broker.h"
 #include "zmqkit/broker_client.h"
+#include "zmqkit/envelope_codec.h"
 #include "zmqkit/fanout.h"
 #include "zmqkit/work_queue.h"
 
@@ -85,14 +86,23 @@ std::string LoopbackAny() { return "tcp://127.0.0.1:*"; }
 
 // ---- limits --------------------------------------------------------------------------------
 
-// Raw PUSH->PULL: `frames` frames per message (a 24-byte header frame first when 2), no envelope.
-double RawPushPull(std::uint64_t n, std::size_t size, int frames) {
+// The size of a fresh envelope's header frame (v, a 16-byte id, a microsecond timestamp): 37 bytes,
+// over the 33 that libzmq carries inside a message without allocating.
+std::size_t EnvelopeHeaderBytes() {
+  std::string header;
+  EncodeHeader(Envelope::New(), header);
+  return header.size();
+}
+
+// Raw PUSH->PULL: `frames` frames per message (a header frame of `header_bytes` first when 2), no
+// envelope.
+double RawPushPull(std::uint64_t n, std::size_t size, int frames, std::size_t header_bytes = 24) {
   zmq::context_t context;
   zmq::socket_t pull(context, zmq::socket_type::pull);
   pull.bind(LoopbackAny());
   const std::string endpoint = pull.get(zmq::sockopt::last_endpoint);
   const std::string body(size, 'x');
-  const std::string header(24, 'h');
+  const std::string header(header_bytes, 'h');
   const auto started = Clock::now();
   std::thread sender([&] {
     zmq::socket_t push(context, zmq::socket_type::push);
@@ -111,8 +121,9 @@ double RawPushPull(std::uint64_t n, std::size_t size, int frames) {
   return static_cast<double>(n) / elapsed;
 }
 
-// Raw PUB->SUB with `subscribers`, HWM 0 so nothing is dropped; messages/s per subscriber.
-double RawPubSub(std::uint64_t n, std::size_t size, int subscribers) {
+// Raw PUB->SUB with `subscribers`, HWM 0 so nothing is dropped; messages/s per subscriber. With a
+// `header_bytes` header, each message is [empty topic][header][body], a fanout envelope's shape.
+double RawPubSub(std::uint64_t n, std::size_t size, int subscribers, std::size_t header_bytes = 0) {
   zmq::context_t context;
   zmq::socket_t pub(context, zmq::socket_type::xpub);
   pub.set(zmq::sockopt::sndhwm, 0);
@@ -129,14 +140,25 @@ double RawPubSub(std::uint64_t n, std::size_t size, int subscribers) {
       sub.connect(endpoint);
       ++ready;
       zmq::message_t message;
-      for (std::uint64_t i = 0; i < n; ++i) (void)sub.recv(message);
+      for (std::uint64_t i = 0; i < n; ++i) {
+        do {
+          (void)sub.recv(message);
+        } while (message.more());
+      }
     });
   }
   zmq::message_t notice;
   for (int s = 0; s < subscribers; ++s) (void)pub.recv(notice);  // each subscription has arrived
   const std::string body(size, 'x');
   const auto started = Clock::now();
-  for (std::uint64_t i = 0; i < n; ++i) pub.send(zmq::buffer(body), zmq::send_flags::none);
+  const std::string header(header_bytes, 'h');
+  for (std::uint64_t i = 0; i < n; ++i) {
+    if (header_bytes > 0) {
+      pub.send(zmq::const_buffer(), zmq::send_flags::sndmore);
+      pub.send(zmq::buffer(header), zmq::send_flags::sndmore);
+    }
+    pub.send(zmq::buffer(body), zmq::send_flags::none);
+  }
   for (auto& thread : threads) thread.join();
   return static_cast<double>(n) / Seconds(Clock::now() - started);
 }
@@ -564,7 +586,7 @@ int RunBench(BenchOptions options) {
 
   std::vector<Figure> figures;
   std::vector<std::string> failures;
-  double raw1 = 0, raw2 = 0, rawpub1 = 0, rawpub2 = 0;
+  double raw1 = 0, raw2 = 0, raw2_envelope = 0, rawpub1 = 0, rawpub1_envelope = 0, rawpub2 = 0;
 
   using Step = std::pair<std::string, std::function<void()>>;
   const std::string per_s = "msgs/s";
@@ -572,11 +594,22 @@ int RunBench(BenchOptions options) {
       {"limits", [&] {
          raw1 = RawPushPull(options.messages, size, 1);
          raw2 = RawPushPull(options.messages, size, 2);
+         // With a header frame the size of an envelope's: over libzmq's inline limit, it costs raw
+         // libzmq itself about a quarter of its rate (docs/performance.md).
+         const std::size_t header_bytes = EnvelopeHeaderBytes();
+         raw2_envelope = RawPushPull(options.messages, size, 2, header_bytes);
          figures.push_back({"limits", "raw libzmq PUSH->PULL tcp, 1 frame", raw1, per_s, ""});
          figures.push_back({"limits", "raw libzmq PUSH->PULL tcp, 2 frames", raw2, per_s, Ratio(raw2, raw1, "1 frame")});
+         figures.push_back({"limits", "raw libzmq PUSH->PULL tcp, 2 frames, " + std::to_string(header_bytes) +
+                                          "-byte header", raw2_envelope, per_s,
+                            Ratio(raw2_envelope, raw2, "24-byte header")});
          rawpub1 = RawPubSub(options.messages, size, 1);
          rawpub2 = RawPubSub(options.messages, size, 2);
+         rawpub1_envelope = RawPubSub(options.messages, size, 1, header_bytes);
          figures.push_back({"limits", "raw libzmq PUB->SUB tcp, 1 subscriber", rawpub1, per_s, ""});
+         figures.push_back({"limits", "raw libzmq PUB->SUB tcp, 1 subscriber, [topic][" +
+                                          std::to_string(header_bytes) + "-byte header][body]",
+                            rawpub1_envelope, per_s, Ratio(rawpub1_envelope, rawpub1, "1 frame")});
          figures.push_back({"limits", "raw libzmq PUB->SUB tcp, 2 subscribers (each)", rawpub2, per_s, ""});
        }},
       {"disk", [&] {
@@ -589,11 +622,14 @@ int RunBench(BenchOptions options) {
       {"brokerless", [&] {
          const double queue = LibraryWorkQueue(options.messages, size);
          figures.push_back({"brokerless", "work queue Producer->Worker", queue, per_s,
-                            raw2 > 0 ? Ratio(queue, raw2, "raw 2-frame") + ", " + Ratio(queue, raw1, "raw 1-frame")
+                            raw2 > 0 ? Ratio(queue, raw2, "raw 2-frame") + ", " +
+                                           Ratio(queue, raw2_envelope, "raw, envelope-sized header")
                                      : "run with limits for the ratio"});
          const double fan1 = LibraryFanout(options.messages, size, 1);
          const double fan2 = LibraryFanout(options.messages, size, 2);
-         figures.push_back({"brokerless", "fanout Publisher->1 Subscriber", fan1, per_s, Ratio(fan1, rawpub1, "raw PUB/SUB")});
+         figures.push_back({"brokerless", "fanout Publisher->1 Subscriber", fan1, per_s,
+                            Ratio(fan1, rawpub1, "raw PUB/SUB") + ", " +
+                                Ratio(fan1, rawpub1_envelope, "raw, envelope-shaped")});
          figures.push_back({"brokerless", "fanout Publisher->2 Subscribers (each)", fan2, per_s, Ratio(fan2, rawpub2, "raw PUB/SUB")});
        }},
       {"broker", [&] {
