@@ -303,6 +303,19 @@ TEST_F(BrokerCoreTest, BatchesAreOnlyForConsumersThatAskAndOneMessageTravelsAlon
   EXPECT_EQ(*refused[0].args->Str("code"), p::kErrInvalidArgument);
 }
 
+// Big messages are not piled into one DELIVER: packing stops once the bodies reach 1 MiB.
+TEST_F(BrokerCoreTest, APackedDeliverStopsGrowingAtOneMebibyteOfBodies) {
+  Client("c", p::kConsume,
+         p::ArgsWriter(5).Uint("rid", 1).Str("queue", "big").Str("consumer", "c")
+             .Uint("prefetch", 10).Uint("batch", 10).Finish());
+  const std::string body(600 * 1024, 'b');
+  for (int i = 0; i < 3; ++i) Publish("p", i + 1, "big", body);
+  auto delivered = Of(Take(), "c", p::kDeliver);
+  ASSERT_EQ(delivered.size(), 2u);
+  EXPECT_EQ(delivered[0].frames.size(), 4u) << "600 KiB, then 1.2 MiB: full";
+  EXPECT_EQ(delivered[1].frames.size(), 2u);
+}
+
 // Deliveries go to the consumer that has waited longest for work, not blindly in turn.
 TEST_F(BrokerCoreTest, DispatchIsLeastRecentlyUsedNotRoundRobin) {
   Consume("a", "q", 1);

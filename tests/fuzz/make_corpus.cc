@@ -103,6 +103,19 @@ int main(int argc, char** argv) {
     Write(root / "broker_command", "exchanges-delays", writer.bytes());
   }
   {
+    FuzzWriter writer;  // packed forms: a PUBLISH of two messages, a consumer taking batches
+    auto packed = Strs(p::Frames(p::kPublish, p::ArgsWriter(3).Uint("seq", 1).Uint("count", 2).Str("key", "jobs").Finish()));
+    for (std::string_view body : {"one", "two"}) {
+      packed.push_back(Header(body, 0, false));
+      packed.emplace_back(body);
+    }
+    writer.Byte(0).Frames(packed);
+    writer.Byte(1).Frames(Strs(p::Frames(p::kConsume, p::ArgsWriter(5).Uint("rid", 1).Str("queue", "jobs")
+                                                         .Str("consumer", "c").Uint("prefetch", 10).Uint("batch", 5).Finish())));
+    writer.Byte(1).Frames(Strs(p::Frames(p::kAck, p::ArgsWriter(1).UintList("tags", {1, 2}).Finish())));
+    Write(root / "broker_command", "packed-publish-and-deliver", writer.bytes());
+  }
+  {
     FuzzWriter writer;  // a plain REQ client served by a Paranoid Pirate worker
     writer.Byte(0).Frames({"", "what time is it?"});
     writer.Byte(4).Frames({std::string(1, p::kPppReady)});

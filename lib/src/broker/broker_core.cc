@@ -985,8 +985,9 @@ void BrokerCore::DispatchNow(QueueSlot& slot, TimePoint now) {
     Consumer& consumer = consumers_.at(consumer_id);
     consumer.waiting = false;
     if (consumer.session.side == Side::kClients) {
-      DeliverToClient(slot, consumer_id, now);
+      const bool delivered = DeliverToClient(slot, consumer_id, now);
       MakeWaiting(consumer_id);  // back of the line, if it has credit left
+      if (!delivered) return;
       continue;
     }
     const std::uint64_t tag = next_tag_++;
@@ -1006,7 +1007,7 @@ void BrokerCore::DispatchNow(QueueSlot& slot, TimePoint now) {
   }
 }
 
-void BrokerCore::DeliverToClient(QueueSlot& slot, std::uint64_t consumer_id, TimePoint now) {
+bool BrokerCore::DeliverToClient(QueueSlot& slot, std::uint64_t consumer_id, TimePoint now) {
   Consumer& consumer = consumers_.at(consumer_id);
   const std::size_t credit = consumer.prefetch - std::min<std::size_t>(consumer.prefetch, consumer.tags.size());
   const std::size_t wanted = std::min<std::size_t>({credit, consumer.batch, slot.queue.ready()});
@@ -1015,7 +1016,9 @@ void BrokerCore::DeliverToClient(QueueSlot& slot, std::uint64_t consumer_id, Tim
   std::vector<zmq::message_t> payload;
   payload.reserve(2 * wanted);
   std::string header;
-  while (tags.size() < wanted) {
+  std::size_t bytes = 0;
+  // Big messages go few at a time: a DELIVER stops growing past kMaxDeliverBytes of bodies.
+  while (tags.size() < wanted && bytes < p::kMaxDeliverBytes) {
     const std::uint64_t tag = next_tag_++;
     auto lease = slot.queue.LeaseNext(tag, now, consumer.ack_timeout);
     if (!lease) break;
@@ -1025,9 +1028,10 @@ void BrokerCore::DeliverToClient(QueueSlot& slot, std::uint64_t consumer_id, Tim
     header.clear();
     EncodeHeader(lease->envelope, header);
     payload.emplace_back(header.data(), header.size());
+    bytes += lease->envelope.body.size();
     payload.push_back(std::move(lease->envelope.body));
   }
-  if (tags.empty()) return;
+  if (tags.empty()) return false;
   // One message: the single form every client understands. More (only for a consumer that asked
   // for batches): "tags", in the order of the envelopes that follow.
   p::ArgsWriter args(3);
@@ -1038,6 +1042,7 @@ void BrokerCore::DeliverToClient(QueueSlot& slot, std::uint64_t consumer_id, Tim
   }
   args.Str("consumer", consumer.name).Str("queue", slot.queue.name());
   Send(Side::kClients, consumer.session.peer, p::Frames(p::kDeliver, args.Finish(), std::move(payload)));
+  return true;
 }
 
 // ---- Time ------------------------------------------------------------------------------------

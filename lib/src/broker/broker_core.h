@@ -214,8 +214,9 @@ class BrokerCore {
   void Housekeeping(TimePoint now);
   // Hands ready messages of `slot` to its waiting consumers, least recently served first.
   void DispatchNow(QueueSlot& slot, TimePoint now);
-  // Leases up to the consumer's batch (within its credit) and sends them in one DELIVER.
-  void DeliverToClient(QueueSlot& slot, std::uint64_t consumer_id, TimePoint now);
+  // Leases up to the consumer's batch (within its credit) and sends them in one DELIVER; false if
+  // nothing could be leased.
+  bool DeliverToClient(QueueSlot& slot, std::uint64_t consumer_id, TimePoint now);
   void MakeWaiting(std::uint64_t consumer_id);
   // Removes a delivery from the books after the queue settled or took it back.
   void ForgetDelivery(std::uint64_t tag);
