@@ -273,8 +273,27 @@ void BrokerCore::HandlePublish(Session& session, const SessionKey& key, const p:
   for (QueueSlot* slot : touched) Dispatch(*slot, now);
 }
 
+void BrokerCore::ResolveRoute(PublishRoute& route) {
+  route.resolved = true;
+  auto names = exchanges_.Route(route.exchange, route.key);
+  if (!names.ok()) {
+    route.refusal = Refusal{p::kErrNotFound, names.error().message(), {}};
+    return;
+  }
+  for (const std::string& name : *names) {
+    Refusal refusal;
+    QueueSlot* slot = GetOrCreateQueue(name, refusal);
+    if (slot == nullptr) {
+      route.refusal = std::move(refusal);
+      route.targets.clear();
+      return;
+    }
+    route.targets.push_back(slot);
+  }
+}
+
 bool BrokerCore::PublishOne(const SessionKey& key, std::uint64_t seq,
-                            std::span<zmq::message_t> message, const PublishRoute& route,
+                            std::span<zmq::message_t> message, PublishRoute& route,
                             TimePoint now, std::vector<QueueSlot*>& touched) {
   if (publish_refusal_) {
     SendRejected(key.peer, seq, p::kErrStorage, *publish_refusal_);
@@ -303,29 +322,21 @@ bool BrokerCore::PublishOne(const SessionKey& key, std::uint64_t seq,
     return false;
   }
   OwnSmallBody(envelope->body);
-  auto names = exchanges_.Route(route.exchange, route.key);
-  if (!names.ok()) {
-    SendRejected(key.peer, seq, p::kErrNotFound, names.error().message());
+  if (!route.resolved) ResolveRoute(route);
+  if (route.refusal) {
+    SendRejected(key.peer, seq, *route.refusal);
     return false;
   }
-  std::vector<QueueSlot*> targets;
-  for (const std::string& name : *names) {
-    Refusal refusal;
-    QueueSlot* slot = GetOrCreateQueue(name, refusal);
-    if (slot == nullptr) {
-      SendRejected(key.peer, seq, refusal);
-      return false;
-    }
-    // All or nothing: a fanout publish is refused whole if any of its queues is full.
+  // All or nothing: a fanout publish is refused whole if any of its queues is full.
+  for (QueueSlot* slot : route.targets) {
     if (Status room = slot->queue.CheckRoom(*envelope, route.enqueue); !room.ok()) {
       SendRejected(key.peer, seq, p::kErrQueueFull, room.message());
       return false;
     }
-    targets.push_back(slot);
   }
-  if (targets.empty()) ++counters_.unroutable;
+  if (route.targets.empty()) ++counters_.unroutable;
   std::vector<std::pair<std::string, std::uint64_t>> numbers;
-  for (QueueSlot* slot : targets) {
+  for (QueueSlot* slot : route.targets) {
     auto number = slot->queue.Publish(envelope->Clone(), route.enqueue, now);  // room checked above
     if (number.ok()) numbers.emplace_back(slot->queue.name(), *number);
     ++counters_.published;

@@ -173,11 +173,17 @@ class BrokerCore {
     std::int64_t delay_us = 0;
     std::int64_t ttl_us = 0;
     EnqueueOptions enqueue;
+    // Resolved for the first message that decodes, then shared by the rest of a packed PUBLISH:
+    // the target queues, or why there are none.
+    bool resolved = false;
+    std::vector<QueueSlot*> targets;
+    std::optional<Refusal> refusal;
   };
   // Admits one [header][body] as publish `seq`, or sends its REJECTED and returns false. Queues
   // it went to are added to `touched`.
   bool PublishOne(const SessionKey& key, std::uint64_t seq, std::span<zmq::message_t> message,
-                  const PublishRoute& route, TimePoint now, std::vector<QueueSlot*>& touched);
+                  PublishRoute& route, TimePoint now, std::vector<QueueSlot*>& touched);
+  void ResolveRoute(PublishRoute& route);
   void HandleConsume(Session& session, const SessionKey& key, const protocol::Args& args,
                      TimePoint now);
   void HandleCancel(Session& session, const SessionKey& key, const protocol::Args& args,
