@@ -258,19 +258,22 @@ void BrokerCore::HandlePublish(Session& session, const SessionKey& key, const p:
     if (*delay_ms > 0) route.enqueue.delay = Millis(*delay_ms);
     if (*ttl_ms > 0) route.enqueue.ttl = Millis(*ttl_ms);
   }
-  std::vector<QueueSlot*> touched;
+  bool accepted = false;
   for (std::uint64_t i = 0; i < *count; ++i) {
     const std::uint64_t message_seq = *seq + i;
     if (invalid) {
       SendRejected(key.peer, message_seq, p::kErrInvalidArgument, invalid->message());
       continue;
     }
-    if (PublishOne(key, message_seq, payload.subspan(2 * i, 2), route, now, touched)) {
+    if (PublishOne(key, message_seq, payload.subspan(2 * i, 2), route, now)) {
+      accepted = true;
       session.confirm_upto = message_seq;
       owed_confirms_.insert(key.peer);
     }
   }
-  for (QueueSlot* slot : touched) Dispatch(*slot, now);
+  if (accepted) {
+    for (QueueSlot* slot : route.targets) Dispatch(*slot, now);
+  }
 }
 
 void BrokerCore::ResolveRoute(PublishRoute& route) {
@@ -294,7 +297,7 @@ void BrokerCore::ResolveRoute(PublishRoute& route) {
 
 bool BrokerCore::PublishOne(const SessionKey& key, std::uint64_t seq,
                             std::span<zmq::message_t> message, PublishRoute& route,
-                            TimePoint now, std::vector<QueueSlot*>& touched) {
+                            TimePoint now) {
   if (publish_refusal_) {
     SendRejected(key.peer, seq, p::kErrStorage, *publish_refusal_);
     return false;
@@ -340,7 +343,6 @@ bool BrokerCore::PublishOne(const SessionKey& key, std::uint64_t seq,
     auto number = slot->queue.Publish(envelope->Clone(), route.enqueue, now);  // room checked above
     if (number.ok()) numbers.emplace_back(slot->queue.name(), *number);
     ++counters_.published;
-    if (std::find(touched.begin(), touched.end(), slot) == touched.end()) touched.push_back(slot);
   }
   if (!numbers.empty()) {
     Emit([&] { return records::EncodePublish(numbers, View(message[0]), envelope->body_view(),

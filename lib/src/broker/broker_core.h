@@ -179,10 +179,10 @@ class BrokerCore {
     std::vector<QueueSlot*> targets;
     std::optional<Refusal> refusal;
   };
-  // Admits one [header][body] as publish `seq`, or sends its REJECTED and returns false. Queues
-  // it went to are added to `touched`.
+  // Admits one [header][body] as publish `seq` into route.targets, or sends its REJECTED and
+  // returns false.
   bool PublishOne(const SessionKey& key, std::uint64_t seq, std::span<zmq::message_t> message,
-                  PublishRoute& route, TimePoint now, std::vector<QueueSlot*>& touched);
+                  PublishRoute& route, TimePoint now);
   void ResolveRoute(PublishRoute& route);
   void HandleConsume(Session& session, const SessionKey& key, const protocol::Args& args,
                      TimePoint now);
