@@ -301,5 +301,119 @@ TEST_F(MessageQueueTest, NextDeadlineIsTheEarliestOfLeasesDelaysAndExpiries) {
   EXPECT_EQ(queue().NextDeadline(), clock_.Now() + 30s);
 }
 
+TEST_F(MessageQueueTest, EveryFieldOfAStoredMessageComesBackAndABigBodyIsShared) {
+  Envelope small = Envelope::New("small body");
+  small.priority = 3;
+  small.created_us = 1234567;
+  small.seq = 42;
+  small.stream = "orders-eu";
+  small.headers = {{"trace", "abc"}, {"kind", "order"}};
+  const MessageId small_id = small.id;
+  EnqueueOptions reply;
+  reply.reply_to = "peer-7";
+  ASSERT_TRUE(queue().Publish(std::move(small), reply, clock_.Now()).ok());
+  Envelope big = Envelope::New(std::string(100 * 1024, 'x'));
+  const void* big_bytes = big.body.data();
+  ASSERT_TRUE(queue().Publish(std::move(big), {}, clock_.Now()).ok());
+  EXPECT_EQ(queue().bytes(), 10u + 9 + 6 + 5 + 3 + 4 + 5 + 100 * 1024);
+
+  auto first = queue().LeaseNext(1, clock_.Now(), 30s);
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->envelope.id, small_id);
+  EXPECT_EQ(first->envelope.body_view(), "small body");
+  EXPECT_EQ(first->envelope.priority, 3);
+  EXPECT_EQ(first->envelope.created_us, 1234567);
+  EXPECT_EQ(first->envelope.seq, 42u);
+  EXPECT_EQ(first->envelope.stream, "orders-eu");
+  EXPECT_EQ(first->envelope.headers, (Headers{{"kind", "order"}, {"trace", "abc"}}));
+  EXPECT_EQ(first->envelope.attempt, 1u);
+  EXPECT_EQ(first->reply_to, "peer-7");
+  auto second = queue().LeaseNext(2, clock_.Now(), 30s);
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->envelope.body.size(), 100u * 1024);
+  EXPECT_EQ(second->envelope.body.data(), big_bytes);  // the received bytes, not a copy
+}
+
+TEST_F(MessageQueueTest, MessagesRemovedFromTheMiddleOfTheLineAreSkipped) {
+  for (const char* body : {"1", "2", "3", "4", "5"}) Publish(body);
+  EXPECT_TRUE(queue().Remove(2));
+  EXPECT_TRUE(queue().Settle(4));
+  EXPECT_FALSE(queue().Remove(4));
+  EXPECT_EQ(queue().ready(), 3u);
+  std::vector<std::string> listed;
+  for (const auto& view : queue().Contents()) listed.push_back(view.body);
+  EXPECT_EQ(listed, (std::vector<std::string>{"1", "3", "5"}));
+  EXPECT_EQ(queue().Contents(2).size(), 2u);
+  EXPECT_EQ(Next(), "1");
+  EXPECT_EQ(Next(), "3");
+  EXPECT_EQ(Next(), "5");
+  EXPECT_EQ(Next(), "");
+  EXPECT_EQ(queue().ready(), 0u);
+}
+
+TEST_F(MessageQueueTest, ARestoredOlderNumberGoesAheadAndANumberInUseIsRefused) {
+  for (std::uint64_t number : {10, 11, 12, 5}) {
+    EnqueueOptions restore;
+    restore.number = number;
+    ASSERT_TRUE(queue().Publish(Envelope::New("m" + std::to_string(number)), restore, clock_.Now()).ok());
+  }
+  EnqueueOptions again;
+  again.number = 11;
+  EXPECT_FALSE(queue().Publish(Envelope::New("impostor"), again, clock_.Now()).ok());
+  EXPECT_EQ(queue().size(), 4u);
+  auto taken = queue().Take(5);
+  ASSERT_TRUE(taken);
+  EXPECT_EQ(taken->body_view(), "m5");
+  again.number = 5;
+  ASSERT_TRUE(queue().Publish(Envelope::New("m5"), again, clock_.Now()).ok());
+  EXPECT_EQ(Next(), "m5");
+  EXPECT_EQ(Next(), "m10");
+  EXPECT_EQ(Next(), "m11");
+  EXPECT_EQ(Next(), "m12");
+  EXPECT_EQ(queue().next_number(), 13u);
+}
+
+// A message that stays (a stuck lease, a long delay) must not make every message that passes it
+// cost memory: the storage stays proportional to what the queue holds.
+TEST_F(MessageQueueTest, AMessageThatStaysDoesNotMakeThePassingOnesCostStorage) {
+  Publish("stuck");
+  std::uint64_t stuck_tag = 0;
+  ASSERT_EQ(Next(&stuck_tag), "stuck");
+  Publish("later", 0, Delayed(1h));
+  constexpr int kPassing = 50'000;
+  for (int i = 0; i < kPassing; ++i) {
+    Publish("passing");
+    std::uint64_t tag = 0;
+    ASSERT_EQ(Next(&tag), "passing");
+    ASSERT_TRUE(queue().Ack(tag));
+  }
+  const auto storage = queue().storage();
+  EXPECT_LT(storage.index_slots, 5'000u);
+  EXPECT_EQ(storage.outliers, 2u);
+  EXPECT_LE(storage.records, 16u);
+  EXPECT_EQ(queue().size(), 2u);
+  // Both are still found by number and tag.
+  auto contents = queue().Contents();
+  ASSERT_EQ(contents.size(), 2u);
+  EXPECT_EQ(contents[0].body, "later");
+  EXPECT_EQ(contents[1].body, "stuck");
+  EXPECT_TRUE(queue().Ack(stuck_tag));
+  clock_.Advance(1h);
+  queue().Tick(clock_.Now());
+  EXPECT_EQ(Next(), "later");
+}
+
+TEST_F(MessageQueueTest, AnEmptiedDeepQueueGivesItsStorageBack) {
+  constexpr int kDeep = 20'000;
+  for (int i = 0; i < kDeep; ++i) Publish("m");
+  EXPECT_GE(queue().storage().records, static_cast<std::size_t>(kDeep));
+  EXPECT_EQ(queue().TakeReady(kDeep).size(), static_cast<std::size_t>(kDeep));
+  EXPECT_EQ(queue().size(), 0u);
+  EXPECT_EQ(queue().storage().records, 0u);
+  EXPECT_EQ(queue().storage().index_slots, 0u);
+  Publish("again");
+  EXPECT_EQ(Next(), "again");
+}
+
 }  // namespace
 }  // namespace zmqkit::internal

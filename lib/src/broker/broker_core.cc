@@ -203,18 +203,6 @@ void BrokerCore::HandleNative(Session& session, const SessionKey& key, std::stri
   Log("unknown command from a client");
 }
 
-// A small body received from the network points into libzmq's 8 KiB receive buffer, which stays
-// allocated while any message in it is referenced. A queue holding messages for long would pin a
-// buffer (plus libzmq's per-message counters beside it, about 18 KiB in all) per few dozen
-// messages: about 450 bytes per queued 100-byte message. A copy the size of the body is cheaper
-// than that for anything that buffer holds several of.
-void BrokerCore::OwnSmallBody(zmq::message_t& body) {
-  constexpr std::size_t kSharedBufferBytes = 8192;
-  if (body.size() > kSharedBufferBytes / 2) return;
-  zmq::message_t own(body.data(), body.size());
-  body.swap(own);
-}
-
 void BrokerCore::HandlePublish(Session& session, const SessionKey& key, const p::Args& args,
                                std::span<zmq::message_t> payload, TimePoint now) {
   auto seq = args.Uint("seq");
@@ -324,7 +312,6 @@ bool BrokerCore::PublishOne(const SessionKey& key, std::uint64_t seq,
     SendRejected(key.peer, seq, p::kErrMalformed, envelope.error().ToString());
     return false;
   }
-  OwnSmallBody(envelope->body);
   if (!route.resolved) ResolveRoute(route);
   if (route.refusal) {
     SendRejected(key.peer, seq, *route.refusal);
@@ -694,8 +681,8 @@ void BrokerCore::HandleRedrive(const SessionKey& key, const p::Args& args, TimeP
   std::uint64_t moved = 0;
   std::vector<std::pair<std::uint64_t, std::uint64_t>> moves;
   while (moved < *limit) {
-    const Envelope* next = dlq->second.queue.PeekReady();
-    if (next == nullptr || !origin->second.queue.CheckRoom(*next, {}).ok()) break;
+    auto next_bytes = dlq->second.queue.ReadyFrontBytes();
+    if (!next_bytes || !origin->second.queue.CheckRoom(*next_bytes).ok()) break;
     auto taken = dlq->second.queue.TakeReady(1);
     auto& [dlq_number, message] = taken.front();
     PrepareRedrive(message);
@@ -718,8 +705,8 @@ void BrokerCore::HandlePeek(const SessionKey& key, const p::Args& args) {
   }
   auto it = queues_.find(*name);
   if (it == queues_.end()) return SendError(key.peer, p::kErrNotFound, "no queue \"" + *name + "\"", p::kPeek);
-  auto contents = it->second.queue.Contents();
-  if (contents.size() > *limit) contents.resize(static_cast<std::size_t>(*limit));
+  auto contents = it->second.queue.Contents(
+      static_cast<std::size_t>(std::min<std::uint64_t>(*limit, SIZE_MAX)));
   p::ArgsWriter writer(2);
   writer.Uint("rid", current_rid_);
   writer.Key("messages");
@@ -769,7 +756,6 @@ void BrokerCore::HandleRequest(std::string_view peer, std::span<zmq::message_t> 
   if (slot == nullptr) return reply_error("zmqkit-broker: " + refusal.message);
   Envelope request = Envelope::New();
   request.body = std::move(frames[0]);
-  OwnSmallBody(request.body);
   EnqueueOptions publish;
   publish.reply_to = std::string(peer);
   std::string header;
@@ -1225,19 +1211,19 @@ std::vector<std::string> BrokerCore::SnapshotRecords(TimePoint now) const {
   }
   std::string header;
   for (const auto& [name, slot] : queues_) {
-    for (const auto& entry : slot.queue.SnapshotEntries()) {
+    slot.queue.VisitSnapshot([&](const MessageQueue::SnapshotEntry& entry) {
       header.clear();
-      EncodeHeader(*entry.envelope, header);
+      EncodeHeader(entry.envelope, header);
       // A delay or TTL is written as what is left of it, from now.
       const std::int64_t delay_us = entry.due ? std::max<std::int64_t>(1, micros_until(*entry.due)) : 0;
       const std::int64_t ttl_us = entry.expires_at ? std::max<std::int64_t>(1, micros_until(*entry.expires_at)) : -1;
       snapshot.push_back(records::EncodePublish({{name, entry.number}}, header,
-                                                entry.envelope->body_view(), now_unix, delay_us,
-                                                ttl_us, *entry.reply_to));
-      if (entry.attempt > 0 || !entry.history->empty()) {
-        snapshot.push_back(records::EncodeRestore(name, entry.number, entry.attempt, *entry.history));
+                                                entry.envelope.body_view(), now_unix, delay_us,
+                                                ttl_us, entry.reply_to));
+      if (entry.attempt > 0 || !entry.history.empty()) {
+        snapshot.push_back(records::EncodeRestore(name, entry.number, entry.attempt, entry.history));
       }
-    }
+    });
   }
   return snapshot;
 }

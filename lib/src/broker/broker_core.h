@@ -161,7 +161,6 @@ class BrokerCore {
   // Native commands.
   void HandleNative(Session& session, const SessionKey& key, std::string_view command,
                     const protocol::Args& args, std::span<zmq::message_t> payload, TimePoint now);
-  static void OwnSmallBody(zmq::message_t& body);
   void HandleClientHeartbeat(Session& session, const SessionKey& key, const protocol::Args& args);
   void HandlePublish(Session& session, const SessionKey& key, const protocol::Args& args,
                      std::span<zmq::message_t> payload, TimePoint now);

@@ -1,15 +1,23 @@
 #include "broker/message_queue.h"
 
 #include <algorithm>
+#include <cstring>
 
 namespace zmqkit::internal {
 namespace {
 
-std::size_t MessageBytes(const Envelope& envelope, const std::string& reply_to) {
+std::size_t MessageBytes(const Envelope& envelope, std::string_view reply_to) {
   std::size_t bytes = envelope.body.size() + envelope.stream.size() + reply_to.size();
   for (const auto& [key, value] : envelope.headers) bytes += key.size() + value.size();
   return bytes;
 }
+
+// Pool blocks double from this size up to the cap, so a queue holding a few messages costs a few
+// records and a deep one a block allocation per thousands of messages.
+constexpr std::size_t kFirstBlockRecords = 8;
+constexpr std::size_t kMaxBlockRecords = 4096;
+// The index is compacted when it holds this many slots more than twice the messages in it.
+constexpr std::size_t kIndexSlack = 4096;
 
 }  // namespace
 
@@ -34,99 +42,305 @@ std::string_view DeadLetterReasonName(DeadLetterReason reason) {
 MessageQueue::MessageQueue(std::string name, const QueueOptions& options)
     : name_(std::move(name)), options_(options) {}
 
-Status MessageQueue::CheckRoom(const Envelope& envelope, const EnqueueOptions& options) const {
-  const std::size_t bytes = MessageBytes(envelope, options.reply_to);
-  if (entries_.size() >= options_.max_length || bytes_ + bytes > options_.max_bytes) {
-    return Status::ResourceExhausted("queue \"" + name_ + "\" is full (" +
-                                     std::to_string(entries_.size()) + " messages, " +
-                                     std::to_string(bytes_) + " bytes)");
+// --- storage ---------------------------------------------------------------------------------
+
+MessageQueue::Record* MessageQueue::RecordPool::Allocate() {
+  if (!free_.empty()) {
+    Record* record = free_.back();
+    free_.pop_back();
+    return record;
+  }
+  if (used_in_last_ == last_block_size_) {
+    last_block_size_ = std::clamp(last_block_size_ * 2, kFirstBlockRecords, kMaxBlockRecords);
+    blocks_.push_back(std::make_unique<Record[]>(last_block_size_));
+    capacity_ += last_block_size_;
+    used_in_last_ = 0;
+  }
+  return &blocks_.back()[used_in_last_++];
+}
+
+void MessageQueue::RecordPool::Release(Record* record) {
+  *record = Record{};  // frees its body and extras now, not when the slot is reused
+  free_.push_back(record);
+}
+
+void MessageQueue::RecordPool::ReleaseAll() {
+  blocks_.clear();
+  free_ = {};
+  last_block_size_ = 0;
+  used_in_last_ = 0;
+  capacity_ = 0;
+}
+
+MessageQueue::Record* MessageQueue::Find(std::uint64_t number) const {
+  if (number < base_) {
+    auto it = outliers_.find(number);
+    return it == outliers_.end() ? nullptr : it->second;
+  }
+  const std::uint64_t slot = number - base_;
+  return slot < index_.size() ? index_[slot] : nullptr;
+}
+
+MessageQueue::Record& MessageQueue::Insert(std::uint64_t number) {
+  Record* record = pool_.Allocate();
+  ++live_;
+  if (index_.empty() && (outliers_.empty() || number > outliers_.rbegin()->first)) base_ = number;
+  if (number < base_) {
+    // Only a restore names a number this old; it lives with the outliers.
+    outliers_.emplace(number, record);
+  } else {
+    const std::uint64_t slot = number - base_;
+    if (slot >= index_.size()) index_.resize(slot + 1, nullptr);
+    index_[slot] = record;
+  }
+  return *record;
+}
+
+void MessageQueue::CompactIndex() {
+  std::size_t in_index = live_ - outliers_.size();
+  while (index_.size() > 2 * in_index + kIndexSlack) {
+    if (Record* record = index_.front()) {
+      outliers_.emplace(base_, record);
+      --in_index;
+    }
+    index_.pop_front();
+    ++base_;
+  }
+}
+
+template <typename Fn>
+void MessageQueue::ForEachByNumber(Fn&& fn) const {
+  for (const auto& [number, record] : outliers_) fn(number, *record);
+  for (std::size_t slot = 0; slot < index_.size(); ++slot) {
+    if (index_[slot] != nullptr) fn(base_ + slot, *index_[slot]);
+  }
+}
+
+void MessageQueue::Erase(std::uint64_t number) {
+  Record* record = Find(number);
+  switch (record->place) {
+    case Place::kReady: {
+      Lane& lane = LaneOf(*record);
+      // A fresh one stays in the FIFO until it reaches the front, where LaneFront drops it.
+      if (record->returned) lane.returned.erase({record->order, number});
+      --ready_count_;
+      if (--lane.count == 0) lane.fresh.clear();
+      break;
+    }
+    case Place::kDelayed:
+      delayed_.erase({record->when, number});
+      break;
+    case Place::kInFlight:
+      in_flight_.erase(record->tag);
+      deadlines_.erase({record->when, record->tag});
+      break;
+  }
+  if (record->expires()) expiries_.erase({record->expires_at, number});
+  bytes_ -= Bytes(*record);
+  pool_.Release(record);
+  --live_;
+  if (number < base_) {
+    outliers_.erase(number);
+  } else {
+    index_[number - base_] = nullptr;
+    while (!index_.empty() && index_.front() == nullptr) {
+      index_.pop_front();
+      ++base_;
+    }
+    CompactIndex();
+  }
+  // An emptied deep queue gives its memory back; a shallow one keeps its few records for the next
+  // message rather than allocating them anew each time it empties.
+  if (live_ == 0 && pool_.capacity() > kMaxBlockRecords) {
+    pool_.ReleaseAll();
+    index_.shrink_to_fit();
+  }
+}
+
+std::size_t MessageQueue::Bytes(const Record& record) {
+  std::size_t bytes = record.body_bytes();
+  if (record.extras) {
+    const Extras& extras = *record.extras;
+    bytes += extras.stream.size() + extras.reply_to.size();
+    for (const auto& [key, value] : extras.headers) bytes += key.size() + value.size();
+  }
+  return bytes;
+}
+
+Envelope MessageQueue::EnvelopeWithoutExtras(const Record& record) {
+  Envelope envelope;
+  envelope.id = record.id;
+  envelope.created_us = record.created_us;
+  envelope.priority = record.priority;
+  envelope.attempt = record.attempt;
+  envelope.seq = record.seq;
+  if (record.extras && record.extras->big_body.size() > 0) {
+    // zmq_msg_copy shares the bytes (a reference count), but its source parameter is not const.
+    envelope.body.copy(const_cast<zmq::message_t&>(record.extras->big_body));
+  } else if (record.body_size > 0) {
+    envelope.body.rebuild(record.body.get(), record.body_size);
+  }
+  return envelope;
+}
+
+Envelope MessageQueue::CopyEnvelope(const Record& record) {
+  Envelope envelope = EnvelopeWithoutExtras(record);
+  if (record.extras) {
+    envelope.stream = record.extras->stream;
+    envelope.headers = record.extras->headers;
+  }
+  return envelope;
+}
+
+Envelope MessageQueue::MoveEnvelope(Record& record) {
+  Envelope envelope = EnvelopeWithoutExtras(record);
+  if (record.extras) {
+    envelope.stream = std::move(record.extras->stream);
+    envelope.headers = std::move(record.extras->headers);
+  }
+  return envelope;
+}
+
+// --- the ready order -------------------------------------------------------------------------
+
+MessageQueue::Lane& MessageQueue::LaneOf(const Record& record) {
+  auto& lane = lanes_[std::min(record.priority, kMaxPriority)];
+  if (!lane) lane = std::make_unique<Lane>();
+  return *lane;
+}
+
+std::optional<std::pair<std::uint64_t, std::uint64_t>> MessageQueue::LaneFront(Lane& lane) const {
+  while (!lane.fresh.empty()) {
+    const Record* record = Find(lane.fresh.front());
+    if (record != nullptr && record->place == Place::kReady && !record->returned) break;
+    lane.fresh.pop_front();
+  }
+  std::optional<std::pair<std::uint64_t, std::uint64_t>> front;
+  if (!lane.fresh.empty()) front.emplace(Find(lane.fresh.front())->order, lane.fresh.front());
+  if (!lane.returned.empty() && (!front || *lane.returned.begin() < *front)) {
+    front = *lane.returned.begin();
+  }
+  return front;
+}
+
+std::optional<std::uint64_t> MessageQueue::PopReady() {
+  for (int priority = kMaxPriority; priority >= 0; --priority) {
+    Lane* lane = lanes_[priority].get();
+    if (lane == nullptr || lane->count == 0) continue;
+    auto front = LaneFront(*lane);
+    const std::uint64_t number = front->second;
+    Record* record = Find(number);
+    if (record->returned) {
+      lane->returned.erase(lane->returned.begin());
+      record->returned = false;
+    } else {
+      lane->fresh.pop_front();
+    }
+    --ready_count_;
+    if (--lane->count == 0) lane->fresh.clear();
+    return number;
+  }
+  return std::nullopt;
+}
+
+void MessageQueue::MakeReady(std::uint64_t number, Record& record) {
+  Lane& lane = LaneOf(record);
+  record.place = Place::kReady;
+  // The FIFO stays in ready order; anything that belongs before its back goes in the set.
+  if (record.order >= lane.last_fresh_order) {
+    lane.fresh.push_back(number);
+    lane.last_fresh_order = record.order;
+    record.returned = false;
+  } else {
+    lane.returned.emplace(record.order, number);
+    record.returned = true;
+  }
+  ++lane.count;
+  ++ready_count_;
+}
+
+void MessageQueue::MakeDelayed(std::uint64_t number, Record& record, TimePoint due) {
+  record.place = Place::kDelayed;
+  record.when = due;
+  delayed_.emplace(due, number);
+}
+
+// --- operations ------------------------------------------------------------------------------
+
+Status MessageQueue::CheckRoom(std::size_t bytes) const {
+  if (live_ >= options_.max_length || bytes_ + bytes > options_.max_bytes) {
+    std::string message = "queue \"";
+    message.append(name_).append("\" is full (").append(std::to_string(live_));
+    message.append(" messages, ").append(std::to_string(bytes_)).append(" bytes)");
+    return Status::ResourceExhausted(std::move(message));
   }
   return Status::Ok();
 }
 
+Status MessageQueue::CheckRoom(const Envelope& envelope, const EnqueueOptions& options) const {
+  return CheckRoom(MessageBytes(envelope, options.reply_to));
+}
+
 Result<std::uint64_t> MessageQueue::Publish(Envelope envelope, EnqueueOptions options,
                                             TimePoint now) {
-  if (Status room = CheckRoom(envelope, options); !room.ok() && !options.ignore_limits) {
+  const std::size_t bytes = MessageBytes(envelope, options.reply_to);
+  if (Status room = CheckRoom(bytes); !room.ok() && !options.ignore_limits) {
     ++counters_.refused_full;
     return room;
   }
-  const std::size_t bytes = MessageBytes(envelope, options.reply_to);
   const std::uint64_t number = options.number.value_or(next_number_);
+  if (Find(number) != nullptr) {
+    return Status::InvalidArgument("queue \"" + name_ + "\" already holds message " +
+                                   std::to_string(number));
+  }
   next_number_ = std::max(next_number_, number + 1);
-  Entry& entry = entries_[number];
-  entry.envelope = std::move(envelope);
-  if (!options.reply_to.empty()) entry.mutable_extras().reply_to = std::move(options.reply_to);
-  entry.bytes = bytes;
-  entry.order = number;
+  Record& record = Insert(number);
+  record.id = envelope.id;
+  record.created_us = envelope.created_us;
+  record.seq = envelope.seq;
+  record.priority = envelope.priority;
+  record.attempt = envelope.attempt;
+  record.order = number;
+  if (envelope.body.size() > kOwnedBodyLimit) {
+    record.mutable_extras().big_body = std::move(envelope.body);
+  } else if (envelope.body.size() > 0) {
+    record.body_size = static_cast<std::uint32_t>(envelope.body.size());
+    record.body = std::make_unique_for_overwrite<char[]>(record.body_size);
+    std::memcpy(record.body.get(), envelope.body.data(), record.body_size);
+  }
+  if (!envelope.stream.empty()) record.mutable_extras().stream = std::move(envelope.stream);
+  if (!envelope.headers.empty()) record.mutable_extras().headers = std::move(envelope.headers);
+  if (!options.reply_to.empty()) record.mutable_extras().reply_to = std::move(options.reply_to);
   bytes_ += bytes;
   std::optional<Duration> ttl = options.ttl;
   if (!ttl && options_.message_ttl.count() > 0) ttl = options_.message_ttl;
   if (ttl) {
-    entry.expires_at = now + *ttl;
-    expiries_.emplace(*entry.expires_at, number);
+    record.expires_at = now + *ttl;
+    expiries_.emplace(record.expires_at, number);
   }
   ++counters_.published;
   if (options.delay && options.delay->count() > 0) {
-    MakeDelayed(number, entry, now + *options.delay);
+    MakeDelayed(number, record, now + *options.delay);
   } else {
-    MakeReady(number, entry);
+    MakeReady(number, record);
   }
   return number;
 }
 
-void MessageQueue::MakeReady(std::uint64_t number, Entry& entry) {
-  entry.place = Place::kReady;
-  ready_[entry.envelope.priority].emplace(entry.order, number);
-  ++ready_count_;
-}
-
-void MessageQueue::MakeDelayed(std::uint64_t number, Entry& entry, TimePoint due) {
-  entry.place = Place::kDelayed;
-  entry.due = due;
-  delayed_.emplace(due, number);
-}
-
-void MessageQueue::Erase(std::uint64_t number) {
-  auto it = entries_.find(number);
-  Entry& entry = it->second;
-  switch (entry.place) {
-    case Place::kReady:
-      ready_[entry.envelope.priority].erase({entry.order, number});
-      --ready_count_;
-      break;
-    case Place::kDelayed:
-      delayed_.erase({entry.due, number});
-      break;
-    case Place::kInFlight:
-      in_flight_.erase(entry.tag);
-      deadlines_.erase({entry.deadline, entry.tag});
-      break;
-  }
-  if (entry.expires_at) expiries_.erase({*entry.expires_at, number});
-  bytes_ -= entry.bytes;
-  entries_.erase(it);
-}
-
 std::optional<MessageQueue::Lease> MessageQueue::LeaseNext(std::uint64_t tag, TimePoint now,
                                                            Duration ack_timeout) {
-  for (int priority = kMaxPriority; priority >= 0; --priority) {
-    auto& ready = ready_[priority];
-    if (ready.empty()) continue;
-    const std::uint64_t number = ready.begin()->second;
-    ready.erase(ready.begin());
-    --ready_count_;
-    Entry& entry = entries_.at(number);
-    if (entry.expires_at) expiries_.erase({*entry.expires_at, number});
-    entry.place = Place::kInFlight;
-    entry.tag = tag;
-    entry.deadline = now + ack_timeout;
-    ++entry.envelope.attempt;
-    in_flight_.emplace(tag, number);
-    deadlines_.emplace(entry.deadline, tag);
-    ++counters_.delivered;
-    return Lease{tag, number, entry.envelope.Clone(), entry.reply_to(), entry.deadline};
-  }
-  return std::nullopt;
+  auto number = PopReady();
+  if (!number) return std::nullopt;
+  Record& record = *Find(*number);
+  if (record.expires()) expiries_.erase({record.expires_at, *number});
+  record.place = Place::kInFlight;
+  record.tag = tag;
+  record.when = now + ack_timeout;
+  ++record.attempt;
+  in_flight_.emplace(tag, *number);
+  deadlines_.emplace(record.when, tag);
+  ++counters_.delivered;
+  return Lease{tag, *number, CopyEnvelope(record), std::string(record.reply_to()), record.when};
 }
 
 std::optional<std::uint64_t> MessageQueue::Ack(std::uint64_t tag) {
@@ -143,41 +357,43 @@ MessageQueue::FailResult MessageQueue::Fail(std::uint64_t tag, FailureReason rea
   auto it = in_flight_.find(tag);
   if (it == in_flight_.end()) return {};
   const std::uint64_t number = it->second;
-  Entry& entry = entries_.at(number);
+  Record& record = *Find(number);
   in_flight_.erase(it);
-  deadlines_.erase({entry.deadline, tag});
-  entry.AddFailure(FailureReasonName(reason));
-  ++entry.failures;
+  deadlines_.erase({record.when, tag});
+  std::string& history = record.mutable_extras().history;
+  if (!history.empty()) history += ',';
+  history += FailureReasonName(reason);
+  ++record.failures;
   // Out of flight; until placed again below, it is "delayed" in no index, which Erase tolerates.
-  entry.place = Place::kDelayed;
-  entry.due = TimePoint::min();
-  const std::uint32_t attempt = entry.envelope.attempt;
+  record.place = Place::kDelayed;
+  record.when = TimePoint::min();
+  const std::uint32_t attempt = record.attempt;
   if (!requeue) return {true, number, attempt, Kill(number, DeadLetterReason::kRejected)};
   return {true, number, attempt, Requeue(number, reason, now)};
 }
 
 std::optional<DeadLetter> MessageQueue::Requeue(std::uint64_t number, FailureReason reason,
                                                 TimePoint now) {
-  Entry& entry = entries_.at(number);
-  if (options_.max_attempts != 0 && entry.envelope.attempt >= options_.max_attempts) {
+  Record& record = *Find(number);
+  if (options_.max_attempts != 0 && record.attempt >= options_.max_attempts) {
     return Kill(number, DeadLetterReason::kMaxAttempts);
   }
-  if (entry.expires_at && *entry.expires_at <= now) {
+  if (record.expires() && record.expires_at <= now) {
     ++counters_.expired;
     return Kill(number, DeadLetterReason::kExpired);
   }
   ++counters_.requeued;
-  if (entry.expires_at) expiries_.emplace(*entry.expires_at, number);
+  if (record.expires()) expiries_.emplace(record.expires_at, number);
   // Only a NACK backs off: the consumer said the message failed, and retrying at once would likely
   // fail again. A lost consumer or an expired lease says nothing about the message, and the ack
   // timeout was already the wait (as SQS redelivers at the visibility timeout, not after it).
   const Duration delay =
-      reason == FailureReason::kRejected ? RetryDelay(entry.failures) : Duration::zero();
+      reason == FailureReason::kRejected ? RetryDelay(record.failures) : Duration::zero();
   if (delay > Duration::zero()) {
-    entry.requeued = true;
-    MakeDelayed(number, entry, now + delay);
+    record.requeued = true;
+    MakeDelayed(number, record, now + delay);
   } else {
-    MakeReady(number, entry);
+    MakeReady(number, record);
   }
   return std::nullopt;
 }
@@ -191,12 +407,12 @@ Duration MessageQueue::RetryDelay(std::uint32_t failures) const {
 }
 
 DeadLetter MessageQueue::Kill(std::uint64_t number, DeadLetterReason reason) {
-  Entry& entry = entries_.at(number);
-  DeadLetter dead{std::move(entry.envelope), reason, number};
+  Record& record = *Find(number);
+  DeadLetter dead{MoveEnvelope(record), reason, number};
   dead.envelope.headers[std::string(kHeaderOriginQueue)] = name_;
   dead.envelope.headers[std::string(kHeaderDeathReason)] = DeadLetterReasonName(reason);
   dead.envelope.headers[std::string(kHeaderAttempts)] = std::to_string(dead.envelope.attempt);
-  dead.envelope.headers[std::string(kHeaderAttemptHistory)] = entry.history();
+  dead.envelope.headers[std::string(kHeaderAttemptHistory)] = record.history();
   Erase(number);
   ++counters_.dead_lettered;
   return dead;
@@ -205,9 +421,9 @@ DeadLetter MessageQueue::Kill(std::uint64_t number, DeadLetterReason reason) {
 bool MessageQueue::Extend(std::uint64_t tag, TimePoint deadline) {
   auto it = in_flight_.find(tag);
   if (it == in_flight_.end()) return false;
-  Entry& entry = entries_.at(it->second);
-  deadlines_.erase({entry.deadline, tag});
-  entry.deadline = deadline;
+  Record& record = *Find(it->second);
+  deadlines_.erase({record.when, tag});
+  record.when = deadline;
   deadlines_.emplace(deadline, tag);
   return true;
 }
@@ -227,10 +443,10 @@ MessageQueue::TickResult MessageQueue::Tick(TimePoint now) {
   while (!delayed_.empty() && delayed_.begin()->first <= now) {
     const std::uint64_t number = delayed_.begin()->second;
     delayed_.erase(delayed_.begin());
-    Entry& entry = entries_.at(number);
-    if (!entry.requeued) entry.order = next_number_++;
-    entry.requeued = false;
-    MakeReady(number, entry);
+    Record& record = *Find(number);
+    if (!record.requeued) record.order = next_number_++;
+    record.requeued = false;
+    MakeReady(number, record);
   }
   return result;
 }
@@ -248,10 +464,9 @@ std::optional<TimePoint> MessageQueue::NextDeadline() const {
 
 std::vector<std::uint64_t> MessageQueue::Purge() {
   std::vector<std::uint64_t> doomed;
-  for (const auto& [number, entry] : entries_) {
-    if (entry.place != Place::kInFlight) doomed.push_back(number);
-  }
-  std::sort(doomed.begin(), doomed.end());
+  ForEachByNumber([&](std::uint64_t number, const Record& record) {
+    if (record.place != Place::kInFlight) doomed.push_back(number);
+  });
   for (std::uint64_t number : doomed) Erase(number);
   counters_.purged += doomed.size();
   return doomed;
@@ -259,110 +474,141 @@ std::vector<std::uint64_t> MessageQueue::Purge() {
 
 std::vector<std::pair<std::uint64_t, Envelope>> MessageQueue::TakeReady(std::size_t limit) {
   std::vector<std::pair<std::uint64_t, Envelope>> taken;
-  for (int priority = kMaxPriority; priority >= 0 && taken.size() < limit; --priority) {
-    while (!ready_[priority].empty() && taken.size() < limit) {
-      const std::uint64_t number = ready_[priority].begin()->second;
-      taken.emplace_back(number, std::move(entries_.at(number).envelope));
-      Erase(number);
-    }
+  while (taken.size() < limit) {
+    auto number = PopReady();
+    if (!number) break;
+    Record& record = *Find(*number);
+    // Out of the ready order already; Erase must not count it out of a lane again.
+    record.place = Place::kDelayed;
+    record.when = TimePoint::min();
+    taken.emplace_back(*number, MoveEnvelope(record));
+    Erase(*number);
   }
   return taken;
 }
 
+std::optional<std::size_t> MessageQueue::ReadyFrontBytes() const {
+  for (int priority = kMaxPriority; priority >= 0; --priority) {
+    Lane* lane = lanes_[priority].get();
+    if (lane == nullptr || lane->count == 0) continue;
+    return Bytes(*Find(LaneFront(*lane)->second));
+  }
+  return std::nullopt;
+}
+
 bool MessageQueue::RestoreFailure(std::uint64_t number, std::uint32_t attempt,
                                   FailureReason reason) {
-  auto it = entries_.find(number);
-  if (it == entries_.end()) return false;
-  Entry& entry = it->second;
-  entry.envelope.attempt = attempt;
-  entry.AddFailure(FailureReasonName(reason));
-  ++entry.failures;
+  Record* record = Find(number);
+  if (record == nullptr) return false;
+  record->attempt = attempt;
+  std::string& history = record->mutable_extras().history;
+  if (!history.empty()) history += ',';
+  history += FailureReasonName(reason);
+  ++record->failures;
   ++counters_.requeued;
   return true;
 }
 
 std::optional<DeadLetter> MessageQueue::KillNumber(std::uint64_t number, DeadLetterReason reason) {
-  if (!entries_.contains(number)) return std::nullopt;
+  if (Find(number) == nullptr) return std::nullopt;
   if (reason == DeadLetterReason::kExpired) ++counters_.expired;
   return Kill(number, reason);
 }
 
 bool MessageQueue::Remove(std::uint64_t number) {
-  if (!entries_.contains(number)) return false;
+  if (Find(number) == nullptr) return false;
   Erase(number);
   ++counters_.purged;
   return true;
 }
 
 bool MessageQueue::Settle(std::uint64_t number) {
-  if (!entries_.contains(number)) return false;
+  if (Find(number) == nullptr) return false;
   Erase(number);
   ++counters_.acked;
   return true;
 }
 
-std::vector<MessageQueue::MessageView> MessageQueue::Contents() const {
+std::optional<Envelope> MessageQueue::Take(std::uint64_t number) {
+  Record* record = Find(number);
+  if (record == nullptr) return std::nullopt;
+  Envelope envelope = MoveEnvelope(*record);
+  Erase(number);
+  return envelope;
+}
+
+// --- inspection ------------------------------------------------------------------------------
+
+std::vector<MessageQueue::MessageView> MessageQueue::Contents(std::size_t limit) const {
   std::vector<MessageView> contents;
   auto view = [&](std::uint64_t number, std::string_view place) {
-    const Entry& entry = entries_.at(number);
-    contents.push_back({number, place, entry.envelope.priority, entry.envelope.attempt,
-                        entry.history(), entry.envelope.headers,
-                        std::string(entry.envelope.body_view())});
+    const Record& record = *Find(number);
+    Envelope envelope = CopyEnvelope(record);
+    contents.push_back({number, place, record.priority, record.attempt,
+                        std::string(record.history()), std::move(envelope.headers),
+                        std::string(envelope.body_view())});
+    return contents.size() < limit;
   };
+  // The ready order of each lane, merged from its FIFO and its set without changing either.
   for (int priority = kMaxPriority; priority >= 0; --priority) {
-    for (const auto& [order, number] : ready_[priority]) view(number, "ready");
+    const Lane* lane = lanes_[priority].get();
+    if (lane == nullptr) continue;
+    auto fresh = lane->fresh.begin();
+    auto returned = lane->returned.begin();
+    while (true) {
+      while (fresh != lane->fresh.end()) {
+        const Record* record = Find(*fresh);
+        if (record != nullptr && record->place == Place::kReady && !record->returned) break;
+        ++fresh;
+      }
+      const bool has_fresh = fresh != lane->fresh.end();
+      const bool has_returned = returned != lane->returned.end();
+      if (!has_fresh && !has_returned) break;
+      std::uint64_t number;
+      if (has_returned && (!has_fresh || returned->first < Find(*fresh)->order)) {
+        number = (returned++)->second;
+      } else {
+        number = *fresh++;
+      }
+      if (!view(number, "ready")) return contents;
+    }
   }
-  for (const auto& [due, number] : delayed_) view(number, "delayed");
+  for (const auto& [due, number] : delayed_) {
+    if (!view(number, "delayed")) return contents;
+  }
   std::vector<std::uint64_t> flying;
-  for (const auto& [tag, number] : in_flight_) flying.push_back(number);
-  std::sort(flying.begin(), flying.end());
-  for (std::uint64_t number : flying) view(number, "in-flight");
+  ForEachByNumber([&](std::uint64_t number, const Record& record) {
+    if (record.place == Place::kInFlight) flying.push_back(number);
+  });
+  for (std::uint64_t number : flying) {
+    if (!view(number, "in-flight")) return contents;
+  }
   return contents;
 }
 
-std::vector<MessageQueue::SnapshotEntry> MessageQueue::SnapshotEntries() const {
-  std::vector<SnapshotEntry> entries;
-  entries.reserve(entries_.size());
-  for (const auto& [number, entry] : entries_) {
-    const bool flying = entry.place == Place::kInFlight;
-    entries.push_back({number, &entry.envelope, &entry.reply_to(),
-                       entry.place == Place::kDelayed ? std::optional(entry.due) : std::nullopt,
-                       entry.expires_at,
-                       flying && entry.envelope.attempt > 0 ? entry.envelope.attempt - 1
-                                                            : entry.envelope.attempt,
-                       &entry.history()});
-  }
-  std::sort(entries.begin(), entries.end(),
-            [](const SnapshotEntry& a, const SnapshotEntry& b) { return a.number < b.number; });
-  return entries;
+void MessageQueue::VisitSnapshot(const std::function<void(const SnapshotEntry&)>& visit) const {
+  ForEachByNumber([&](std::uint64_t number, const Record& record) {
+    const bool flying = record.place == Place::kInFlight;
+    const bool delayed = record.place == Place::kDelayed;
+    visit(SnapshotEntry{number, CopyEnvelope(record), record.reply_to(),
+                        delayed ? std::optional(record.when) : std::nullopt,
+                        record.expires() ? std::optional(record.expires_at) : std::nullopt,
+                        flying && record.attempt > 0 ? record.attempt - 1 : record.attempt,
+                        record.history()});
+  });
 }
 
 bool MessageQueue::RestoreState(std::uint64_t number, std::uint32_t attempt,
                                 const std::string& history) {
-  auto it = entries_.find(number);
-  if (it == entries_.end()) return false;
-  it->second.envelope.attempt = attempt;
-  if (!history.empty()) it->second.mutable_extras().history = history;
-  else if (it->second.extras) it->second.extras->history.clear();
-  it->second.failures = history.empty()
-                            ? 0
-                            : static_cast<std::uint32_t>(std::count(history.begin(), history.end(), ',') + 1);
+  Record* record = Find(number);
+  if (record == nullptr) return false;
+  record->attempt = attempt;
+  if (!history.empty()) record->mutable_extras().history = history;
+  else if (record->extras) record->extras->history.clear();
+  record->failures = history.empty()
+                         ? 0
+                         : static_cast<std::uint32_t>(std::count(history.begin(), history.end(), ',') + 1);
   return true;
-}
-
-const Envelope* MessageQueue::PeekReady() const {
-  for (int priority = kMaxPriority; priority >= 0; --priority) {
-    if (!ready_[priority].empty()) return &entries_.at(ready_[priority].begin()->second).envelope;
-  }
-  return nullptr;
-}
-
-std::optional<Envelope> MessageQueue::Take(std::uint64_t number) {
-  auto it = entries_.find(number);
-  if (it == entries_.end()) return std::nullopt;
-  Envelope envelope = std::move(it->second.envelope);
-  Erase(number);
-  return envelope;
 }
 
 }  // namespace zmqkit::internal

@@ -11,12 +11,22 @@
 //
 // Which consumer gets a lease, and what a tag means to a session, is the broker core's business;
 // this class only needs tags to be unique while in flight.
+//
+// Storage is built for deep queues (docs/performance.md, memory): a message is one fixed-size
+// Record from a pool, found by number through a dense index, with its body in one exact-sized
+// buffer; fields few messages carry (headers, stream, reply_to, failure history, a big body kept
+// by reference) live out of line. The ready order is a FIFO of numbers per priority, plus a small
+// ordered set for taken-back messages, which return ahead of newer ones. So queuing a message
+// allocates its body and nothing else; only a TTL, a delay or a lease adds an index node.
 #ifndef ZMQKIT_SRC_BROKER_MESSAGE_QUEUE_H_
 #define ZMQKIT_SRC_BROKER_MESSAGE_QUEUE_H_
 
 #include <array>
 #include <cstdint>
 #include <deque>
+#include <functional>
+#include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -108,6 +118,8 @@ class MessageQueue {
   Result<std::uint64_t> Publish(Envelope envelope, EnqueueOptions options, TimePoint now);
   // Whether Publish would accept this message now (for all-or-nothing fanout).
   Status CheckRoom(const Envelope& envelope, const EnqueueOptions& options) const;
+  // The same, for a message counting `bytes` against max_bytes (see ReadyFrontBytes).
+  Status CheckRoom(std::size_t bytes) const;
   // Hands the next ready message out under `tag` until now + ack_timeout; nullopt if none is ready.
   // REQUIRES: `tag` is not in flight in this queue.
   std::optional<Lease> LeaseNext(std::uint64_t tag, TimePoint now, Duration ack_timeout);
@@ -137,11 +149,11 @@ class MessageQueue {
   bool Remove(std::uint64_t number);
   bool Settle(std::uint64_t number);  // as Remove, counted as acked
   std::optional<Envelope> Take(std::uint64_t number);
-  // The message TakeReady(1) would take, or null.
-  const Envelope* PeekReady() const;
+  // What the message TakeReady(1) would take counts against max_bytes; nullopt if none is ready.
+  std::optional<std::size_t> ReadyFrontBytes() const;
 
   // What the queue holds, for inspection and tests: ready messages in delivery order, then delayed
-  // ones by due time, then in-flight ones by number.
+  // ones by due time, then in-flight ones by number; the first `limit` of them.
   struct MessageView {
     std::uint64_t number;
     std::string_view place;  // "ready", "delayed", "in-flight"
@@ -152,20 +164,21 @@ class MessageQueue {
     std::string body;
     friend bool operator==(const MessageView&, const MessageView&) = default;
   };
-  std::vector<MessageView> Contents() const;
+  std::vector<MessageView> Contents(std::size_t limit = SIZE_MAX) const;
 
   // Compaction: everything needed to write the queue's messages anew, by number. `attempt` is the
   // count a restart would restore (an in-flight delivery is not counted, as in the journal).
   struct SnapshotEntry {
     std::uint64_t number;
-    const Envelope* envelope;
-    const std::string* reply_to;
+    Envelope envelope;  // made for the visit: a big body is shared, a small one copied
+    std::string_view reply_to;
     std::optional<TimePoint> due;         // delayed (a publish delay or a back-off)
     std::optional<TimePoint> expires_at;
     std::uint32_t attempt;
-    const std::string* history;
+    std::string_view history;
   };
-  std::vector<SnapshotEntry> SnapshotEntries() const;
+  // Calls `visit` for every message, by number, one at a time (no copy of the whole queue).
+  void VisitSnapshot(const std::function<void(const SnapshotEntry&)>& visit) const;
   std::uint64_t next_number() const { return next_number_; }
   void set_next_number(std::uint64_t number) { next_number_ = std::max(next_number_, number); }
   // Replay of a snapshot: sets a message's attempt count and failure history.
@@ -177,55 +190,111 @@ class MessageQueue {
   std::size_t ready() const { return ready_count_; }
   std::size_t delayed() const { return delayed_.size(); }
   std::size_t in_flight() const { return in_flight_.size(); }
-  std::size_t size() const { return entries_.size(); }
+  std::size_t size() const { return live_; }
   std::size_t bytes() const { return bytes_; }
   const QueueCounters& counters() const { return counters_; }
+  // What the storage holds, to check that it stays proportional to the messages in the queue.
+  struct StorageStats {
+    std::size_t records = 0;        // record slots allocated, in use or free
+    std::size_t index_slots = 0;    // number-indexed slots, in use or holes
+    std::size_t outliers = 0;       // messages kept out of the index (see CompactIndex)
+  };
+  StorageStats storage() const { return {pool_.capacity(), index_.size(), outliers_.size()}; }
 
  private:
-  enum class Place { kReady, kDelayed, kInFlight };
-  // What few messages carry, kept out of line: two empty strings inline would cost every queued
-  // message 64 bytes (docs/performance.md, memory).
+  enum class Place : std::uint8_t { kReady, kDelayed, kInFlight };
+  // A body bigger than this is kept as the zmq::message_t it arrived in (shared, not copied). A
+  // smaller one is copied into a buffer of its own: received, it points into libzmq's 8 KiB
+  // receive buffer, which stays allocated (with libzmq's per-message counters beside it, about
+  // 18 KiB in all) while any message in it is referenced, about 450 bytes per queued 100-byte
+  // message.
+  static constexpr std::size_t kOwnedBodyLimit = 4096;
+  // What few messages carry, kept out of line: inline, these would cost every queued message
+  // about 200 bytes (docs/performance.md, memory).
   struct Extras {
+    std::string stream;
+    Headers headers;
     std::string reply_to;
-    std::string history;  // comma-separated FailureReasonName of each failed delivery
+    std::string history;      // comma-separated FailureReasonName of each failed delivery
+    zmq::message_t big_body;  // a body over kOwnedBodyLimit
   };
-  struct Entry {
-    Envelope envelope;
-    std::unique_ptr<Extras> extras;
-    std::optional<TimePoint> expires_at;
-    const std::string& reply_to() const { return extras ? extras->reply_to : Empty(); }
-    const std::string& history() const { return extras ? extras->history : Empty(); }
-    Extras& mutable_extras() {
-      if (!extras) extras = std::make_unique<Extras>();
-      return *extras;
-    }
-    void AddFailure(std::string_view reason) {
-      std::string& text = mutable_extras().history;
-      if (!text.empty()) text += ',';
-      text += reason;
-    }
-    static const std::string& Empty() {
-      static const std::string empty;
-      return empty;
-    }
-    std::uint32_t failures = 0;
-    std::size_t bytes = 0;
-    Place place = Place::kReady;
+  struct Record {
+    MessageId id;
+    std::int64_t created_us = 0;
+    std::uint64_t seq = 0;
     // Position in the ready order. Set at publish, kept across requeues (so a taken-back message
     // returns to where it was: ahead of newer ones, in its original order), and renewed when a
     // publish delay ends (a delayed message joins the back of the line when it becomes due).
     std::uint64_t order = 0;
-    bool requeued = false;      // kDelayed because of a back-off: keep `order` when it is due
-    TimePoint due{};            // kDelayed
-    std::uint64_t tag = 0;      // kInFlight
-    TimePoint deadline{};       // kInFlight
-  };
-  using Key = std::pair<std::uint64_t, std::uint64_t>;
+    TimePoint expires_at = TimePoint::max();  // max: no TTL
+    TimePoint when{};                         // kDelayed: when due; kInFlight: the lease's deadline
+    std::uint64_t tag = 0;                    // kInFlight
+    std::unique_ptr<char[]> body;             // a body of at most kOwnedBodyLimit bytes
+    std::unique_ptr<Extras> extras;
+    std::uint32_t body_size = 0;              // of `body`
+    std::uint32_t attempt = 0;
+    std::uint32_t failures = 0;
+    std::uint8_t priority = 0;
+    Place place = Place::kReady;
+    bool requeued = false;  // kDelayed because of a back-off: keep `order` when it is due
+    bool returned = false;  // kReady in its lane's `returned` set rather than its FIFO
 
-  void MakeReady(std::uint64_t number, Entry& entry);
-  void MakeDelayed(std::uint64_t number, Entry& entry, TimePoint due);
-  // Removes the entry from entries_ and every index that holds it.
+    bool expires() const { return expires_at != TimePoint::max(); }
+    Extras& mutable_extras() {
+      if (!extras) extras = std::make_unique<Extras>();
+      return *extras;
+    }
+    std::string_view reply_to() const { return extras ? std::string_view(extras->reply_to) : ""; }
+    std::string_view history() const { return extras ? std::string_view(extras->history) : ""; }
+    std::size_t body_bytes() const { return extras && extras->big_body.size() > 0 ? extras->big_body.size() : body_size; }
+  };
+  // Records come from here in blocks (growing to a few thousand) and go back to a free list; a
+  // queue that empties gives all its blocks back.
+  class RecordPool {
+   public:
+    Record* Allocate();
+    void Release(Record* record);
+    void ReleaseAll();
+    std::size_t capacity() const { return capacity_; }
+
+   private:
+    std::vector<std::unique_ptr<Record[]>> blocks_;
+    std::size_t last_block_size_ = 0;
+    std::size_t used_in_last_ = 0;
+    std::size_t capacity_ = 0;
+    std::vector<Record*> free_;
+  };
+  // One priority's ready messages. Fresh ones are in a FIFO of numbers in ready order (numbers of
+  // messages erased since are skipped when they reach the front); taken-back ones, few, in a set.
+  struct Lane {
+    std::deque<std::uint64_t> fresh;
+    std::uint64_t last_fresh_order = 0;
+    std::set<std::pair<std::uint64_t, std::uint64_t>> returned;  // (order, number)
+    std::size_t count = 0;
+  };
+
+  Record* Find(std::uint64_t number) const;
+  Record& Insert(std::uint64_t number);
+  // Moves the records that keep the index from shrinking into `outliers_`, once the index is
+  // mostly holes: a message that stays (a long delay, a stuck lease) must not make every message
+  // that passes it cost an index slot.
+  void CompactIndex();
+  // Calls fn(number, record) for every message, by number.
+  template <typename Fn> void ForEachByNumber(Fn&& fn) const;
+  Lane& LaneOf(const Record& record);
+  // The next ready message of a lane: (order, number), dropping erased numbers off its FIFO.
+  std::optional<std::pair<std::uint64_t, std::uint64_t>> LaneFront(Lane& lane) const;
+  // Removes the next ready message from the ready order and returns its number.
+  std::optional<std::uint64_t> PopReady();
+  void MakeReady(std::uint64_t number, Record& record);
+  void MakeDelayed(std::uint64_t number, Record& record, TimePoint due);
+  // Removes the record from every index that holds it and frees it.
   void Erase(std::uint64_t number);
+  // An envelope of the message: a copy (sharing a big body), or its fields moved out.
+  static Envelope EnvelopeWithoutExtras(const Record& record);
+  static Envelope CopyEnvelope(const Record& record);
+  static Envelope MoveEnvelope(Record& record);
+  static std::size_t Bytes(const Record& record);
   DeadLetter Kill(std::uint64_t number, DeadLetterReason reason);
   // After a failed delivery: ready again (maybe after a back-off) or dead-lettered.
   std::optional<DeadLetter> Requeue(std::uint64_t number, FailureReason reason, TimePoint now);
@@ -234,8 +303,12 @@ class MessageQueue {
   std::string name_;
   QueueOptions options_;
   std::uint64_t next_number_ = 1;
-  std::unordered_map<std::uint64_t, Entry> entries_;
-  std::array<std::set<Key>, kMaxPriority + 1> ready_;  // per priority: (order, number)
+  RecordPool pool_;
+  std::size_t live_ = 0;
+  std::uint64_t base_ = 0;                // the number index_[0] stands for
+  std::deque<Record*> index_;             // by number - base_; null where none
+  std::map<std::uint64_t, Record*> outliers_;  // numbers below base_ still held
+  std::array<std::unique_ptr<Lane>, kMaxPriority + 1> lanes_;
   std::size_t ready_count_ = 0;
   std::set<std::pair<TimePoint, std::uint64_t>> delayed_;     // (due, number)
   std::set<std::pair<TimePoint, std::uint64_t>> expiries_;   // (expires_at, number), not in flight
