@@ -391,6 +391,34 @@ TEST_F(BrokerCoreTest, ASilentConsumerLosesEverythingItHeldAtOnce) {
   EXPECT_EQ(core().sessions(), 1u);
 }
 
+// What a consumer holds is tracked without a node per delivery: settled tags are dropped in bulk
+// later. Whatever that bookkeeping does, a lost consumer gives back exactly what it still held.
+TEST_F(BrokerCoreTest, ALostConsumerGivesBackWhatItHeldAndNothingItSettled) {
+  Consume("c", "q", 3);
+  Publish("p", 1, "q", "kept");
+  auto first = Of(Take(), "c", p::kDeliver);
+  ASSERT_EQ(first.size(), 1u);
+  constexpr int kSettled = 300;  // several compactions of the consumer's list
+  for (int i = 0; i < kSettled; ++i) {
+    Publish("p", i + 2, "q", "settled");
+    auto out = Of(Take(), "c", p::kDeliver);
+    ASSERT_EQ(out.size(), 1u);
+    if (i % 2 == 0) {
+      Ack("c", Tag(out[0]));
+    } else {
+      Nack("c", Tag(out[0]), /*requeue=*/false);  // settled too: to the dead-letter queue
+    }
+  }
+  Client("c", p::kBye, p::NoArgs());
+  Consume("d", "q", 10);
+  auto redelivered = Of(Take(), "d", p::kDeliver);
+  ASSERT_EQ(redelivered.size(), 1u);
+  EXPECT_EQ(Body(redelivered[0]), "kept");
+  EXPECT_EQ(core().counters().deliveries_taken_back, 1u);
+  ASSERT_NE(core().FindQueue("q"), nullptr);
+  EXPECT_EQ(core().FindQueue("q")->size(), 1u);
+}
+
 TEST_F(BrokerCoreTest, HeartbeatsGoToEveryPeerEachInterval) {
   Client("c", p::kHeartbeat, p::NoArgs());
   Worker("w", {"\x01"});

@@ -413,7 +413,7 @@ std::uint64_t BrokerCore::AddConsumer(const SessionKey& key, Session& session, s
                                       QueueSlot& slot, std::uint32_t prefetch,
                                       Duration ack_timeout, std::uint32_t batch) {
   std::uint64_t id = next_consumer_id_++;
-  consumers_.emplace(id, Consumer{key, std::move(name), &slot, prefetch, ack_timeout, batch, {}, false, {}});
+  consumers_.emplace(id, Consumer{key, std::move(name), &slot, prefetch, ack_timeout, batch, {}, 0, false, {}});
   session.consumers.insert(id);
   ++slot.consumers;
   MakeWaiting(id);
@@ -859,7 +859,8 @@ void BrokerCore::RemoveConsumer(std::uint64_t consumer_id, TimePoint now) {
   Consumer& consumer = consumers_.at(consumer_id);
   QueueSlot& slot = *consumer.slot;
   if (consumer.waiting) slot.waiting.erase(consumer.waiting_position);
-  for (std::uint64_t tag : consumer.tags) {
+  for (std::uint64_t tag : consumer.given) {
+    if (!deliveries_.contains(tag)) continue;  // settled since
     auto failed = slot.queue.Fail(tag, FailureReason::kConsumerLost, /*requeue=*/true, now);
     ++counters_.deliveries_taken_back;
     deliveries_.erase(tag);
@@ -872,7 +873,7 @@ void BrokerCore::RemoveConsumer(std::uint64_t consumer_id, TimePoint now) {
 
 void BrokerCore::MakeWaiting(std::uint64_t consumer_id) {
   Consumer& consumer = consumers_.at(consumer_id);
-  if (consumer.waiting || consumer.tags.size() >= consumer.prefetch) return;
+  if (consumer.waiting || consumer.held >= consumer.prefetch) return;
   consumer.waiting = true;
   consumer.waiting_position = consumer.slot->waiting.insert(consumer.slot->waiting.end(), consumer_id);
 }
@@ -884,7 +885,12 @@ void BrokerCore::ForgetDelivery(std::uint64_t tag) {
   deliveries_.erase(it);
   auto consumer = consumers_.find(consumer_id);
   if (consumer == consumers_.end()) return;
-  consumer->second.tags.erase(tag);
+  Consumer& holder = consumer->second;
+  --holder.held;
+  // Tags are unique for the broker's life, so one no longer in deliveries_ is settled for good.
+  if (holder.given.size() > 2 * holder.held + 64) {
+    std::erase_if(holder.given, [this](std::uint64_t given) { return !deliveries_.contains(given); });
+  }
   MakeWaiting(consumer_id);
 }
 
@@ -995,7 +1001,8 @@ void BrokerCore::DispatchNow(QueueSlot& slot, TimePoint now) {
       MakeWaiting(consumer_id);
       return;
     }
-    consumer.tags.insert(tag);
+    consumer.given.push_back(tag);
+    ++consumer.held;
     deliveries_.emplace(tag, Delivery{consumer_id, &slot, lease->reply_to});
     std::vector<zmq::message_t> frames;
     frames.push_back(TagAddress(tag));
@@ -1008,7 +1015,7 @@ void BrokerCore::DispatchNow(QueueSlot& slot, TimePoint now) {
 
 bool BrokerCore::DeliverToClient(QueueSlot& slot, std::uint64_t consumer_id, TimePoint now) {
   Consumer& consumer = consumers_.at(consumer_id);
-  const std::size_t credit = consumer.prefetch - std::min<std::size_t>(consumer.prefetch, consumer.tags.size());
+  const std::size_t credit = consumer.prefetch - std::min<std::size_t>(consumer.prefetch, consumer.held);
   const std::size_t wanted = std::min<std::size_t>({credit, consumer.batch, slot.queue.ready()});
   std::vector<std::uint64_t> tags;
   tags.reserve(wanted);
@@ -1021,7 +1028,8 @@ bool BrokerCore::DeliverToClient(QueueSlot& slot, std::uint64_t consumer_id, Tim
     const std::uint64_t tag = next_tag_++;
     auto lease = slot.queue.LeaseNext(tag, now, consumer.ack_timeout);
     if (!lease) break;
-    consumer.tags.insert(tag);
+    consumer.given.push_back(tag);
+    ++consumer.held;
     deliveries_.emplace(tag, Delivery{consumer_id, &slot, lease->reply_to});
     tags.push_back(tag);
     header.clear();

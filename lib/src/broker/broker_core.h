@@ -133,7 +133,10 @@ class BrokerCore {
     std::uint32_t prefetch;
     Duration ack_timeout;
     std::uint32_t batch;           // most messages in one DELIVER (CONSUME's "batch")
-    std::set<std::uint64_t> tags;  // deliveries held
+    // Delivery tags given, in order; a settled one stays until the next compaction, so settling
+    // costs no tree node. `held` counts the ones still in deliveries_.
+    std::vector<std::uint64_t> given;
+    std::size_t held = 0;
     bool waiting = false;          // in slot->waiting (has credit)
     std::list<std::uint64_t>::iterator waiting_position;
   };

@@ -13,6 +13,21 @@ Status Missing(std::string_view key) {
   return Status::InvalidArgument("args key \"" + std::string(key) + "\" is required");
 }
 
+// A zone for the next Args parsed on this thread: the last one, cleared, unless an Args still
+// holds it. Commands are parsed one after another, so this is nearly always the same zone, and a
+// zone of its own would cost each command two allocations. The first chunk fits the objects of
+// any ordinary command; a bigger frame grows the zone, and clear() gives the growth back.
+std::shared_ptr<msgpack::zone> ZoneForArgs() {
+  constexpr std::size_t kFirstChunk = 2048;
+  thread_local std::shared_ptr<msgpack::zone> last;
+  if (last && last.use_count() == 1) {
+    last->clear();
+  } else {
+    last = std::make_shared<msgpack::zone>(kFirstChunk);
+  }
+  return last;
+}
+
 }  // namespace
 
 Result<Args> Args::Parse(std::string_view bytes) {
@@ -22,8 +37,7 @@ Result<Args> Args::Parse(std::string_view bytes) {
     // Bounded by the frame: no container can declare more entries than there are bytes.
     const std::size_t bound = bytes.size();
     const msgpack::unpack_limit limits(bound, bound, bound, bound, bound, 32);
-    // Room for the objects of a small map in one chunk; a larger frame grows the zone as needed.
-    args.zone_ = std::make_shared<msgpack::zone>(std::min<std::size_t>(4 * bytes.size() + 256, 8192));
+    args.zone_ = ZoneForArgs();
     std::size_t offset = 0;
     root = msgpack::unpack(*args.zone_, bytes.data(), bytes.size(), offset, nullptr, nullptr, limits);
     if (offset != bytes.size()) return Status::InvalidArgument("bytes after the args map");

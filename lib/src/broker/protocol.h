@@ -103,9 +103,10 @@ class Args {
  private:
   const msgpack::object* Find(std::string_view key) const;
 
-  // The unpacked map lives in `zone_`, sized to the frame: msgpack's default zone would allocate
-  // 8 KiB for every message, which was the broker's largest single cost per message. Keys are
-  // views into the zone; a map this small is searched faster in a line than in a tree.
+  // The unpacked map lives in `zone_`, reused from one command to the next (ZoneForArgs):
+  // msgpack's default zone would allocate 8 KiB for every message, which was once the broker's
+  // largest single cost per message. Keys are views into the zone; a map this small is searched
+  // faster in a line than in a tree.
   std::shared_ptr<msgpack::zone> zone_;
   std::vector<std::pair<std::string_view, msgpack::object>> values_;
 };
