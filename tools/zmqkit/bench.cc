@@ -666,6 +666,25 @@ int RunBench(BenchOptions options) {
          }
          std::filesystem::remove_all(broker_dir);
        }},
+      {"scaling", [&] {
+         // Costs must grow linearly with depth: the same publish-then-drain at 1K to 1M messages
+         // queued, as time per message, against the smallest depth's (no O(n) work per message
+         // hidden in a queue or an index).
+         double smallest_us = 0;
+         for (std::uint64_t depth = 1'000; depth <= options.backlog; depth *= 10) {
+           auto run = Backlog(Storage::kMemory, broker_dir, depth, size, options.publish_batch);
+           const std::string what = "publish then drain, " + Human(static_cast<double>(depth)) + " queued, in memory";
+           if (run.drain_per_s == 0) {
+             failures.push_back("scaling " + what);
+             continue;
+           }
+           const double per_message_us = 1e6 / run.publish_per_s + 1e6 / run.drain_per_s;
+           if (smallest_us == 0) smallest_us = per_message_us;
+           figures.push_back({"scaling", what, per_message_us, "us/msg",
+                              Ratio(per_message_us, smallest_us, "the 1K cost")});
+         }
+         std::filesystem::remove_all(broker_dir);
+       }},
       {"latency", [&] {
          auto raw = RawRoundTrip(options.latency_samples, size);
          figures.push_back({"latency", "raw libzmq REQ/REP round trip p50", raw.p50, "us", "p99 " + Human(raw.p99) + ", p999 " + Human(raw.p999)});
@@ -698,7 +717,7 @@ int RunBench(BenchOptions options) {
   }
   if (chosen.empty()) {
     std::cerr << "zmqkit bench: no step named " << options.only
-              << " (steps: limits disk brokerless broker backlog latency recovery)\n";
+              << " (steps: limits disk brokerless broker backlog scaling latency recovery)\n";
     return 2;
   }
 
