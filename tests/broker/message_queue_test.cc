@@ -13,6 +13,13 @@ EnqueueOptions Delayed(Duration delay) {
   return options;
 }
 
+// "m<number>"; appended, as g++ 12 warns wrongly (-Wrestrict) on "m" + std::to_string.
+std::string Named(std::uint64_t number) {
+  std::string name = "m";
+  name.append(std::to_string(number));
+  return name;
+}
+
 EnqueueOptions WithTtl(Duration ttl) {
   EnqueueOptions options;
   options.ttl = ttl;
@@ -355,7 +362,7 @@ TEST_F(MessageQueueTest, ARestoredOlderNumberGoesAheadAndANumberInUseIsRefused) 
   for (std::uint64_t number : {10, 11, 12, 5}) {
     EnqueueOptions restore;
     restore.number = number;
-    ASSERT_TRUE(queue().Publish(Envelope::New("m" + std::to_string(number)), restore, clock_.Now()).ok());
+    ASSERT_TRUE(queue().Publish(Envelope::New(Named(number)), restore, clock_.Now()).ok());
   }
   EnqueueOptions again;
   again.number = 11;
@@ -371,6 +378,22 @@ TEST_F(MessageQueueTest, ARestoredOlderNumberGoesAheadAndANumberInUseIsRefused) 
   EXPECT_EQ(Next(), "m11");
   EXPECT_EQ(Next(), "m12");
   EXPECT_EQ(queue().next_number(), 13u);
+}
+
+// A restore after a long gap (one old message kept, the next one millions of numbers later) must
+// not turn the gap into storage.
+TEST_F(MessageQueueTest, ARestoreFarPastTheRestCostsNoStorageForTheGap) {
+  for (std::uint64_t number : {7, 9'000'000, 9'000'001}) {
+    EnqueueOptions restore;
+    restore.number = number;
+    ASSERT_TRUE(queue().Publish(Envelope::New(Named(number)), restore, clock_.Now()).ok());
+  }
+  EXPECT_LT(queue().storage().index_slots, 10u);
+  EXPECT_EQ(Next(), "m7");
+  EXPECT_EQ(Next(), "m9000000");
+  EXPECT_EQ(Next(), "m9000001");
+  EXPECT_TRUE(queue().Take(7));
+  EXPECT_EQ(queue().size(), 2u);
 }
 
 // A message that stays (a stuck lease, a long delay) must not make every message that passes it

@@ -89,7 +89,18 @@ MessageQueue::Record& MessageQueue::Insert(std::uint64_t number) {
     // Only a restore names a number this old; it lives with the outliers.
     outliers_.emplace(number, record);
   } else {
-    const std::uint64_t slot = number - base_;
+    std::uint64_t slot = number - base_;
+    const std::size_t in_index = live_ - 1 - outliers_.size();
+    if (slot >= index_.size() && slot + 1 > 2 * (in_index + 1) + kIndexSlack) {
+      // Far past the rest (a restore after a long gap): the index starts anew at this number, and
+      // what it held becomes outliers, rather than the gap becoming holes.
+      for (std::size_t i = 0; i < index_.size(); ++i) {
+        if (index_[i] != nullptr) outliers_.emplace(base_ + i, index_[i]);
+      }
+      index_.clear();
+      base_ = number;
+      slot = 0;
+    }
     if (slot >= index_.size()) index_.resize(slot + 1, nullptr);
     index_[slot] = record;
   }
