@@ -19,13 +19,16 @@ def main():
     report = json.loads(run.stdout)
     assert report["failures"] == [], report["failures"]
     sections = {figure["section"] for figure in report["figures"]}
-    expected = {"limits", "brokerless", "broker", "backlog", "memory", "latency", "recovery"}
+    expected = {"limits", "brokerless", "broker", "backlog", "memory", "scaling", "latency", "recovery"}
     assert sections == expected, sections
     for figure in report["figures"]:
         assert figure["value"] > 0, figure
     names = " | ".join(figure["name"] for figure in report["figures"])
     for storage in ("in memory", "fsync never", "fsync batch", "fsync always"):
         assert "1 consumer, " + storage in names, storage
+    # --quick caps the backlog at 20,000: depths 1K and 10K.
+    scaling = [figure for figure in report["figures"] if figure["section"] == "scaling"]
+    assert len(scaling) == 2, scaling
     print(f"bench smoke OK: {len(report['figures'])} figures")
 
 
