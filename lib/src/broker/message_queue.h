@@ -282,7 +282,8 @@ class MessageQueue {
   // Calls fn(number, record) for every message, by number.
   template <typename Fn> void ForEachByNumber(Fn&& fn) const;
   Lane& LaneOf(const Record& record);
-  // The next ready message of a lane: (order, number), dropping erased numbers off its FIFO.
+  // The next ready message of a lane: (order, number), dropping erased numbers off its FIFO (const:
+  // that changes nothing any caller can observe).
   std::optional<std::pair<std::uint64_t, std::uint64_t>> LaneFront(Lane& lane) const;
   // Removes the next ready message from the ready order and returns its number.
   std::optional<std::uint64_t> PopReady();
