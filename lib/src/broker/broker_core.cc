@@ -1218,8 +1218,10 @@ std::vector<std::string> BrokerCore::SnapshotRecords(TimePoint now) const {
     }
   }
   std::string header;
-  for (const auto& [name, slot] : queues_) {
-    slot.queue.VisitSnapshot([&](const MessageQueue::SnapshotEntry& entry) {
+  for (const auto& named_slot : queues_) {
+    // Not a structured binding: clang 14 (the fuzz build) cannot capture one in a lambda.
+    const std::string& name = named_slot.first;
+    named_slot.second.queue.VisitSnapshot([&](const MessageQueue::SnapshotEntry& entry) {
       header.clear();
       EncodeHeader(entry.envelope, header);
       // A delay or TTL is written as what is left of it, from now.
