@@ -1,6 +1,12 @@
 // The header is decoded with msgpack-c's visitor parser straight into Envelope fields: no
 // msgpack::object tree, no zone, so a header without custom headers costs one small allocation (the
 // parser's stack) and no copies. See docs/performance.md for why this matters.
+//
+// Two forms are read (docs/wire-format.md): version 2, an array with the frequent fields by position
+// and a map of the rest, which is what EncodeHeader writes; and version 1, a map of every field by
+// name, which journals and older peers still hold. The array form exists for its size: a plain
+// message's header is 29 bytes, within the 33 bytes libzmq carries inside a message without a heap
+// allocation, where version 1 needs 37.
 #include "zmqkit/envelope_codec.h"
 
 #include <limits>
@@ -20,6 +26,7 @@ enum class Field : std::uint8_t {
   kSeq,
   kStream,
   kHeaders,
+  kExtension,  // version 2's map of the fields not given a position
 };
 
 constexpr std::uint16_t Bit(Field field) {
@@ -48,9 +55,32 @@ std::string_view FieldKey(Field field) {
     case Field::kSeq: return wire::kKeySeq;
     case Field::kStream: return wire::kKeyStream;
     case Field::kHeaders: return wire::kKeyHeaders;
+    case Field::kExtension: return "extension map";
     case Field::kUnknown: break;
   }
   return "?";
+}
+
+// Version 2's positions. Elements past the extension map are skipped, so a later minor revision
+// can append fields that older readers ignore.
+Field FieldAtPosition(std::uint32_t position) {
+  switch (position) {
+    case 0: return Field::kVersion;
+    case 1: return Field::kId;
+    case 2: return Field::kCreated;
+    case 3: return Field::kPriority;
+    case 4: return Field::kAttempt;
+    case 5: return Field::kExtension;
+    default: return Field::kUnknown;
+  }
+}
+
+// In version 2's extension map only the fields without a position are known; the others' names
+// there are unknown keys, ignored like any other.
+Field ExtensionFieldFromKey(std::string_view key) {
+  const Field field = FieldFromKey(key);
+  return field == Field::kSeq || field == Field::kStream || field == Field::kHeaders ? field
+                                                                                      : Field::kUnknown;
 }
 
 constexpr std::size_t kMaxStreamIdBytes = 255;
@@ -58,9 +88,12 @@ constexpr std::size_t kMaxStreamIdBytes = 255;
 // Receives msgpack-c's parse events for one header frame and writes the fields it recognises into an
 // Envelope. Returning false from an event stops the parse; the reason is kept in error_.
 //
-// Position is tracked with three pieces of state: depth_ (containers open), in_key_ (whether the
-// innermost map we care about is reading a key), and ignore_depth_ (non-zero while inside a container
-// that is the value of an unknown key, which is skipped whatever it holds).
+// Position is tracked with a few pieces of state: form_ (array or map, from the outermost
+// container), depth_ (containers open), fields_depth_ (the depth of the map whose keys name fields:
+// 1 for version 1's header map, 2 inside version 2's extension map, 0 elsewhere), in_key_ (whether
+// that map is reading a key), position_ (the next element of version 2's array), and ignore_depth_
+// (non-zero while inside a container that is the value of an unknown key, which is skipped whatever
+// it holds).
 class HeaderVisitor : public msgpack::null_visitor {
  public:
   HeaderVisitor(const DecodeLimits& limits, Envelope& out, DecodeError& error)
@@ -88,6 +121,13 @@ class HeaderVisitor : public msgpack::null_visitor {
 
   bool start_array(std::uint32_t) { return OpenContainer(/*is_map=*/false, 0); }
   bool end_array() { return CloseContainer(); }
+  bool start_array_item() {
+    if (form_ == Form::kArray && depth_ == 1) {
+      field_ = FieldAtPosition(position_++);
+      if (field_ != Field::kUnknown) seen_ |= Bit(field_);
+    }
+    return true;
+  }
   bool start_map(std::uint32_t entries) { return OpenContainer(/*is_map=*/true, entries); }
   bool end_map() { return CloseContainer(); }
 
@@ -98,7 +138,7 @@ class HeaderVisitor : public msgpack::null_visitor {
   bool end_map_key() {
     if (ignore_depth_ != 0) return true;
     in_key_ = false;
-    if (depth_ == 1 && field_ != Field::kUnknown) {
+    if (depth_ == fields_depth_ && field_ != Field::kUnknown) {
       if (seen_ & Bit(field_)) {
         return Fail(DecodeErrc::kDuplicateField, "key \"" + std::string(FieldKey(field_)) + "\"");
       }
@@ -115,6 +155,7 @@ class HeaderVisitor : public msgpack::null_visitor {
 
  private:
   enum class Kind : std::uint8_t { kUint, kNegativeInt, kStr, kBin, kOther };
+  enum class Form : std::uint8_t { kNone, kArray, kMap };
   struct Scalar {
     Kind kind;
     std::uint64_t uint_value = 0;
@@ -138,32 +179,46 @@ class HeaderVisitor : public msgpack::null_visitor {
       return true;
     }
     if (depth_ == 0) {
-      if (!is_map) return Fail(DecodeErrc::kHeaderNotMap, "header frame is an array, not a map");
+      form_ = is_map ? Form::kMap : Form::kArray;
       depth_ = 1;
+      fields_depth_ = is_map ? 1 : 0;
       return true;
     }
-    if (depth_ == 1 && !in_key_ && field_ == Field::kHeaders) {
-      if (!is_map) return WrongType("a map of str to str");
+    const bool at_field_value = (depth_ == fields_depth_ && !in_key_) ||
+                                (form_ == Form::kArray && depth_ == 1);
+    if (at_field_value && field_ == Field::kExtension) {
+      if (!is_map) return WrongType(ExpectedType());
+      depth_ = 2;
+      fields_depth_ = 2;
+      return true;
+    }
+    if (at_field_value && field_ == Field::kHeaders) {
+      if (!is_map) return WrongType(ExpectedType());
       if (entries > limits_.max_headers) {
         return Fail(DecodeErrc::kTooManyHeaders, std::to_string(entries) + " headers, limit is " +
                                                      std::to_string(limits_.max_headers));
       }
-      depth_ = 2;
+      ++depth_;
       in_headers_ = true;
       return true;
     }
     if (in_headers_) return Fail(DecodeErrc::kWrongType, "header keys and values must be str");
-    if (depth_ == 1 && !in_key_ && field_ != Field::kUnknown) return WrongType(ExpectedType());
-    // A container as a map key, or as the value of an unknown key: skip it entirely.
-    if (depth_ == 1 && in_key_) field_ = Field::kUnknown;
+    if (at_field_value && field_ != Field::kUnknown) return WrongType(ExpectedType());
+    // A container as a map key, or as the value of an unknown key or position: skip it entirely.
+    if (depth_ == fields_depth_ && in_key_) field_ = Field::kUnknown;
     ++depth_;
     ignore_depth_ = depth_;
     return true;
   }
 
   bool CloseContainer() {
-    if (ignore_depth_ == depth_) ignore_depth_ = 0;
-    if (in_headers_ && depth_ == 2) in_headers_ = false;
+    if (ignore_depth_ == depth_) {
+      ignore_depth_ = 0;
+    } else if (in_headers_ && depth_ == fields_depth_ + 1) {
+      in_headers_ = false;
+    } else if (form_ == Form::kArray && depth_ == 2) {
+      fields_depth_ = 0;  // the extension map has ended; the array's elements follow
+    }
     --depth_;
     return true;
   }
@@ -173,16 +228,23 @@ class HeaderVisitor : public msgpack::null_visitor {
       case Field::kId: return "bin (16 bytes)";
       case Field::kStream: return "str";
       case Field::kHeaders: return "a map of str to str";
+      case Field::kExtension: return "a map";
       default: return "a non-negative integer";
     }
   }
 
   bool OnScalar(const Scalar& value) {
     if (ignore_depth_ != 0) return true;
-    if (depth_ == 0) return Fail(DecodeErrc::kHeaderNotMap, "header frame is not a msgpack map");
+    if (depth_ == 0) {
+      return Fail(DecodeErrc::kHeaderNotArrayOrMap, "header frame is neither a msgpack array nor a map");
+    }
     if (in_headers_) return OnHeaderEntry(value);
     if (in_key_) {
-      field_ = value.kind == Kind::kStr ? FieldFromKey(value.bytes) : Field::kUnknown;
+      if (value.kind != Kind::kStr) {
+        field_ = Field::kUnknown;
+      } else {
+        field_ = form_ == Form::kMap ? FieldFromKey(value.bytes) : ExtensionFieldFromKey(value.bytes);
+      }
       return true;
     }
     return AssignField(value);
@@ -219,15 +281,19 @@ class HeaderVisitor : public msgpack::null_visitor {
     switch (field_) {
       case Field::kUnknown:
         return true;
-      case Field::kVersion:
+      case Field::kVersion: {
         if (value.kind != Kind::kUint && value.kind != Kind::kNegativeInt) {
           return WrongType("a non-negative integer");
         }
-        if (value.kind == Kind::kNegativeInt || value.uint_value != wire::kVersion) {
+        const std::uint64_t expected = form_ == Form::kArray ? wire::kVersion : wire::kVersionMap;
+        if (value.kind == Kind::kNegativeInt || value.uint_value != expected) {
           return Fail(DecodeErrc::kUnsupportedVersion,
-                      "this reader speaks version " + std::to_string(wire::kVersion));
+                      form_ == Form::kArray
+                          ? "an array header must be version " + std::to_string(wire::kVersion)
+                          : "a map header must be version " + std::to_string(wire::kVersionMap));
         }
         return true;
+      }
       case Field::kId: {
         if (value.kind != Kind::kBin) return WrongType(ExpectedType());
         auto id = MessageId::FromBytes(value.bytes);
@@ -260,6 +326,7 @@ class HeaderVisitor : public msgpack::null_visitor {
         out_.stream.assign(value.bytes);
         return true;
       case Field::kHeaders:
+      case Field::kExtension:
         return WrongType(ExpectedType());
     }
     return true;
@@ -271,8 +338,11 @@ class HeaderVisitor : public msgpack::null_visitor {
   bool failed_ = false;
   bool truncated_ = false;
   std::size_t error_offset_ = 0;
+  Form form_ = Form::kNone;
   int depth_ = 0;
+  int fields_depth_ = 0;
   int ignore_depth_ = 0;
+  std::uint32_t position_ = 0;
   bool in_key_ = false;
   bool in_headers_ = false;
   Field field_ = Field::kUnknown;
@@ -299,7 +369,7 @@ std::string_view DecodeErrcName(DecodeErrc code) {
     case DecodeErrc::kExtraFrames: return "extra frames";
     case DecodeErrc::kFrameTooLarge: return "frame too large";
     case DecodeErrc::kMalformedHeader: return "malformed header";
-    case DecodeErrc::kHeaderNotMap: return "header not a map";
+    case DecodeErrc::kHeaderNotArrayOrMap: return "header not an array or map";
     case DecodeErrc::kWrongType: return "wrong type";
     case DecodeErrc::kMissingField: return "missing field";
     case DecodeErrc::kValueOutOfRange: return "value out of range";
@@ -322,26 +392,22 @@ std::string DecodeError::ToString() const {
 void EncodeHeader(const Envelope& envelope, std::string& out) {
   StringSink sink{out};
   msgpack::packer<StringSink> packer(sink);
-  const bool has_priority = envelope.priority != 0;
-  const bool has_attempt = envelope.attempt != 0;
   const bool has_seq = envelope.seq != 0;
   const bool has_headers = !envelope.headers.empty();
-  packer.pack_map(3 + has_priority + has_attempt + 2 * has_seq + has_headers);
-  PackStr(packer, wire::kKeyVersion);
+  const std::uint32_t extension_entries = 2 * has_seq + has_headers;
+  const std::uint32_t elements = extension_entries != 0 ? 6
+                                 : envelope.attempt != 0 ? 5
+                                 : envelope.priority != 0 ? 4
+                                                          : 3;
+  packer.pack_array(elements);
   packer.pack_uint64(wire::kVersion);
-  PackStr(packer, wire::kKeyId);
   packer.pack_bin(MessageId::kSize);
   packer.pack_bin_body(envelope.id.AsBytes().data(), MessageId::kSize);
-  PackStr(packer, wire::kKeyCreated);
   packer.pack_uint64(static_cast<std::uint64_t>(envelope.created_us < 0 ? 0 : envelope.created_us));
-  if (has_priority) {
-    PackStr(packer, wire::kKeyPriority);
-    packer.pack_uint64(envelope.priority);
-  }
-  if (has_attempt) {
-    PackStr(packer, wire::kKeyAttempt);
-    packer.pack_uint64(envelope.attempt);
-  }
+  if (elements >= 4) packer.pack_uint64(envelope.priority);
+  if (elements >= 5) packer.pack_uint64(envelope.attempt);
+  if (elements < 6) return;
+  packer.pack_map(extension_entries);
   if (has_seq) {
     PackStr(packer, wire::kKeySeq);
     packer.pack_uint64(envelope.seq);
@@ -391,7 +457,7 @@ bool DecodeHeader(std::string_view frame, const DecodeLimits& limits, Envelope& 
   }
   if (offset != frame.size()) {
     error = {DecodeErrc::kMalformedHeader, std::to_string(frame.size() - offset) +
-                                               " bytes after the header map"};
+                                               " bytes after the header"};
     return false;
   }
   for (Field required : {Field::kVersion, Field::kId, Field::kCreated}) {

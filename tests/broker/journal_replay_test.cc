@@ -3,6 +3,9 @@
 // in the same order with the same attempts, histories and headers.
 #include <gtest/gtest.h>
 
+#include <map>
+#include <msgpack.hpp>
+
 #include "broker/broker_core.h"
 #include "broker/core_driver.h"
 #include "broker/journal_records.h"
@@ -187,6 +190,45 @@ TEST_F(JournalReplayTest, ASnapshotRebuildsTheSameState) {
   // Time goes on the same way in both: the delay ends and the TTL expires at the same moments.
   EXPECT_EQ(rebuilt.NextDeadline().has_value(), true);
   EXPECT_EQ(rebuilt.FindQueue("a")->NextDeadline(), core().FindQueue("a")->NextDeadline());
+}
+
+// Journals written before wire format version 2 hold version 1's map headers. They replay, and the
+// message goes out in version 2's form with its id, priority and headers.
+TEST_F(JournalReplayTest, AJournaledVersion1HeaderReplaysAndIsDeliveredAsVersion2) {
+  const MessageId id = MessageId::Generate();
+  msgpack::sbuffer v1;
+  msgpack::packer<msgpack::sbuffer> packer(v1);
+  packer.pack_map(5);
+  packer.pack(std::string("v"));
+  packer.pack(1);
+  packer.pack(std::string("id"));
+  packer.pack_bin(16);
+  packer.pack_bin_body(reinterpret_cast<const char*>(id.AsBytes().data()), 16);
+  packer.pack(std::string("ts"));
+  packer.pack(std::uint64_t{1'700'000'000'000'000});
+  packer.pack(std::string("pri"));
+  packer.pack(4);
+  packer.pack(std::string("h"));
+  packer.pack(std::map<std::string, std::string>{{"tenant", "acme"}});
+  const std::string record = records::EncodePublish({{"old", 1}}, std::string_view(v1.data(), v1.size()),
+                                                    "from before", WallNow(), 0, -1, "");
+  Status status = core().Replay(record, clock_.Now());
+  ASSERT_TRUE(status.ok()) << status.ToString();
+
+  Consume("c", "old", 1);
+  auto delivered = Of(Take(), "c", p::kDeliver);
+  ASSERT_EQ(delivered.size(), 1u);
+  const std::string& header = delivered[0].frames.at(0);
+  EXPECT_EQ(static_cast<std::uint8_t>(header[0]), 0x96) << "an array of 6: version 2";
+  zmq::message_t frames[] = {zmq::message_t(header), zmq::message_t(delivered[0].frames.at(1))};
+  auto envelope = DecodeFrames(frames, {});
+  ASSERT_TRUE(envelope.ok()) << envelope.error().ToString();
+  EXPECT_EQ(envelope->id, id);
+  EXPECT_EQ(envelope->created_us, 1'700'000'000'000'000);
+  EXPECT_EQ(envelope->priority, 4);
+  EXPECT_EQ(envelope->attempt, 1u);
+  EXPECT_EQ(envelope->headers.at("tenant"), "acme");
+  EXPECT_EQ(Body(delivered[0]), "from before");
 }
 
 TEST_F(JournalReplayTest, RecordsThatDoNotFitAreCorruptionNotACrash) {

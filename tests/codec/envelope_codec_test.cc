@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <functional>
+#include <limits>
 #include <msgpack.hpp>
 #include <random>
 #include <vector>
@@ -27,7 +28,8 @@ std::string Pack(const std::function<void(Packer&)>& write) {
 
 const std::string kId16(16, '\x11');
 
-// The three required keys; `extra` entries are appended and counted in the map size.
+// A version 1 header (the map form): the three required keys; `extra` entries are appended and
+// counted in the map size.
 std::string RequiredPlus(uint32_t extra_entries, const std::function<void(Packer&)>& extra = {}) {
   return Pack([&](Packer& p) {
     p.pack_map(3 + extra_entries);
@@ -37,6 +39,19 @@ std::string RequiredPlus(uint32_t extra_entries, const std::function<void(Packer
     p.pack_bin(16);
     p.pack_bin_body(kId16.data(), 16);
     Str(p, "ts");
+    p.pack_uint64(1700000000000000);
+    if (extra) extra(p);
+  });
+}
+
+// A version 2 header (the array form), written by hand: version, id and ts, then `extra_elements`
+// more elements written by `extra`.
+std::string ArrayPlus(uint32_t extra_elements, const std::function<void(Packer&)>& extra = {}) {
+  return Pack([&](Packer& p) {
+    p.pack_array(3 + extra_elements);
+    p.pack_uint64(2);
+    p.pack_bin(16);
+    p.pack_bin_body(kId16.data(), 16);
     p.pack_uint64(1700000000000000);
     if (extra) extra(p);
   });
@@ -100,8 +115,46 @@ TEST(EnvelopeCodecTest, FullRoundTripWithBinaryBody) {
 
 TEST(EnvelopeCodecTest, DefaultsAreLeftOutOfTheHeader) {
   Envelope envelope = Envelope::New();
-  // map of 3: v, id, ts — nothing else.
-  EXPECT_EQ(static_cast<uint8_t>(Encode(envelope)[0]), 0x83);
+  // An array of 3: version, id, ts; nothing else.
+  std::string plain = Encode(envelope);
+  EXPECT_EQ(static_cast<uint8_t>(plain[0]), 0x93);
+  EXPECT_EQ(plain.size(), 29u);
+  envelope.attempt = 1;  // a priority of 0 is still written, as attempt comes after it
+  EXPECT_EQ(static_cast<uint8_t>(Encode(envelope)[0]), 0x95);
+  envelope.attempt = 0;
+  envelope.priority = 3;
+  EXPECT_EQ(static_cast<uint8_t>(Encode(envelope)[0]), 0x94);
+}
+
+// The reason for version 2: libzmq carries a frame of at most 33 bytes inside the message itself,
+// and a longer one costs an allocation on the sending thread and a free on its I/O thread. A fresh
+// message and a broker's delivery (an attempt count and a priority) both fit, for attempt counts
+// up to 65535 (a uint16); past that the frame is 35 bytes, which costs speed, not correctness.
+TEST(EnvelopeCodecTest, PlainAndDeliveredHeadersFitLibzmqsInlineLimit) {
+  constexpr std::size_t kLibzmqInlineBytes = 33;
+  Envelope envelope = Envelope::New();
+  envelope.created_us = std::numeric_limits<std::int64_t>::max();  // the widest timestamp
+  EXPECT_LE(Encode(envelope).size(), kLibzmqInlineBytes);
+  envelope.priority = kMaxPriority;
+  envelope.attempt = 65535;
+  EXPECT_LE(Encode(envelope).size(), kLibzmqInlineBytes);
+  envelope.attempt = 65536;
+  EXPECT_EQ(Encode(envelope).size(), kLibzmqInlineBytes + 2);
+}
+
+// The example in docs/wire-format.md section 3, byte for byte.
+TEST(EnvelopeCodecTest, WorkedExampleFromTheSpec) {
+  Envelope envelope;
+  envelope.id = *MessageId::FromString("01936c8e-7b1a-7c3e-9f00-3a4b5c6d7e8f");
+  envelope.created_us = 1732320000000000;
+  envelope.priority = 5;
+  envelope.headers = {{"type", "ORDER_CREATED"}};
+  constexpr char kExpected[] =
+      "\x96\x02\xc4\x10\x01\x93\x6c\x8e\x7b\x1a\x7c\x3e\x9f\x00\x3a\x4b\x5c\x6d\x7e\x8f"
+      "\xcf\x00\x06\x27\x89\x2e\x3c\xc0\x00\x05\x00"
+      "\x81\xa1h\x81\xa4type\xadORDER_CREATED";
+  EXPECT_EQ(Encode(envelope), std::string(kExpected, sizeof kExpected - 1));
+  EXPECT_EQ(sizeof kExpected - 1, 54u);
 }
 
 TEST(EnvelopeCodecTest, UnknownKeysAreIgnoredWhateverTheyHold) {
@@ -199,10 +252,10 @@ TEST(EnvelopeCodecTest, MalformedHeader) {
   EXPECT_NE(error.detail.find("ends inside"), std::string::npos) << error.detail;
 }
 
-TEST(EnvelopeCodecTest, HeaderNotMap) {
-  EXPECT_EQ(ErrorOf(Pack([](Packer& p) { p.pack_array(0); })), DecodeErrc::kHeaderNotMap);
-  EXPECT_EQ(ErrorOf(Pack([](Packer& p) { p.pack_uint64(1); })), DecodeErrc::kHeaderNotMap);
-  EXPECT_EQ(ErrorOf(Pack([](Packer& p) { Str(p, "v"); })), DecodeErrc::kHeaderNotMap);
+TEST(EnvelopeCodecTest, HeaderNeitherArrayNorMap) {
+  EXPECT_EQ(ErrorOf(Pack([](Packer& p) { p.pack_uint64(2); })), DecodeErrc::kHeaderNotArrayOrMap);
+  EXPECT_EQ(ErrorOf(Pack([](Packer& p) { Str(p, "v"); })), DecodeErrc::kHeaderNotArrayOrMap);
+  EXPECT_EQ(ErrorOf(Pack([](Packer& p) { p.pack_nil(); })), DecodeErrc::kHeaderNotArrayOrMap);
 }
 
 TEST(EnvelopeCodecTest, WrongTypeForEachKnownKey) {
@@ -302,13 +355,240 @@ TEST(EnvelopeCodecTest, ValuesOutOfRange) {
   EXPECT_EQ(ErrorOf(negative_time), DecodeErrc::kValueOutOfRange);
 }
 
+// Each form has its own version: the map is version 1, the array version 2.
 TEST(EnvelopeCodecTest, UnsupportedVersion) {
-  std::string header = Pack([](Packer& p) {
+  std::string map_as_version_2 = Pack([](Packer& p) {
     p.pack_map(1);
     Str(p, "v");
     p.pack_uint64(2);
   });
-  EXPECT_EQ(ErrorOf(header), DecodeErrc::kUnsupportedVersion);
+  EXPECT_EQ(ErrorOf(map_as_version_2), DecodeErrc::kUnsupportedVersion);
+  for (uint64_t version : {0, 1, 3}) {
+    std::string array = Pack([&](Packer& p) {
+      p.pack_array(3);
+      p.pack_uint64(version);
+      p.pack_bin(16);
+      p.pack_bin_body(kId16.data(), 16);
+      p.pack_uint64(1);
+    });
+    EXPECT_EQ(ErrorOf(array), DecodeErrc::kUnsupportedVersion) << version;
+  }
+}
+
+// ---- Version 2, the array form, as a foreign writer would produce it ----
+
+TEST(EnvelopeCodecTest, ArrayFormReadsEveryPosition) {
+  std::string header = ArrayPlus(3, [](Packer& p) {
+    p.pack_uint64(7);         // pri
+    p.pack_uint64(3);         // att
+    p.pack_map(3);            // the extension map
+    Str(p, "h");
+    p.pack_map(1);
+    Str(p, "type");
+    Str(p, "ORDER_CREATED");
+    Str(p, "seq");
+    p.pack_uint64(41);
+    Str(p, "src");
+    Str(p, "stream-1");
+  });
+  auto got = Decode(header);
+  ASSERT_TRUE(got.ok()) << got.error().ToString();
+  EXPECT_EQ(got->id.AsBytes()[0], 0x11);
+  EXPECT_EQ(got->created_us, 1700000000000000);
+  EXPECT_EQ(got->priority, 7);
+  EXPECT_EQ(got->attempt, 3u);
+  EXPECT_EQ(got->seq, 41u);
+  EXPECT_EQ(got->stream, "stream-1");
+  EXPECT_EQ(got->headers, (Headers{{"type", "ORDER_CREATED"}}));
+}
+
+TEST(EnvelopeCodecTest, ArrayFormLeavesOutTrailingDefaults) {
+  auto got = Decode(ArrayPlus(0));
+  ASSERT_TRUE(got.ok()) << got.error().ToString();
+  EXPECT_EQ(got->priority, 0);
+  EXPECT_EQ(got->attempt, 0u);
+  auto with_priority = Decode(ArrayPlus(1, [](Packer& p) { p.pack_uint64(4); }));
+  ASSERT_TRUE(with_priority.ok()) << with_priority.error().ToString();
+  EXPECT_EQ(with_priority->priority, 4);
+  auto empty_extension = Decode(ArrayPlus(3, [](Packer& p) {
+    p.pack_uint64(0);
+    p.pack_uint64(0);
+    p.pack_map(0);
+  }));
+  EXPECT_TRUE(empty_extension.ok()) << empty_extension.error().ToString();
+}
+
+// Elements after the extension map are for later revisions: skipped, whatever they hold. In the
+// extension map, unknown keys are ignored, and so are the names of positional fields: a priority
+// is read from its position only.
+TEST(EnvelopeCodecTest, ArrayFormIgnoresLaterElementsAndUnknownExtensionKeys) {
+  std::string header = ArrayPlus(6, [](Packer& p) {
+    p.pack_uint64(2);  // pri
+    p.pack_uint64(0);  // att
+    p.pack_map(3);
+    Str(p, "pri");
+    p.pack_uint64(99);  // not a field here
+    Str(p, "future");
+    p.pack_array(1);
+    p.pack_map(0);
+    p.pack_uint64(5);  // a non-string key
+    Str(p, "x");
+    p.pack_map(1);  // element 6
+    Str(p, "h");
+    p.pack_uint64(1);
+    p.pack_double(2.5);  // element 7
+    p.pack_array(2);     // element 8
+    p.pack_nil();
+    p.pack_array(0);
+  });
+  auto got = Decode(header);
+  ASSERT_TRUE(got.ok()) << got.error().ToString();
+  EXPECT_EQ(got->priority, 2);
+  EXPECT_TRUE(got->headers.empty());
+}
+
+TEST(EnvelopeCodecTest, ArrayFormWrongTypes) {
+  auto with = [](uint32_t extra, const std::function<void(Packer&)>& write) {
+    return ArrayPlus(extra, write);
+  };
+  std::string id_as_str = Pack([](Packer& p) {
+    p.pack_array(3);
+    p.pack_uint64(2);
+    Str(p, kId16);
+    p.pack_uint64(1);
+  });
+  EXPECT_EQ(ErrorOf(id_as_str), DecodeErrc::kWrongType);
+  std::string version_as_str = Pack([](Packer& p) {
+    p.pack_array(1);
+    Str(p, "2");
+  });
+  EXPECT_EQ(ErrorOf(version_as_str), DecodeErrc::kWrongType);
+  EXPECT_EQ(ErrorOf(with(1, [](Packer& p) { p.pack_map(0); })), DecodeErrc::kWrongType);  // pri
+  EXPECT_EQ(ErrorOf(with(2, [](Packer& p) {
+              p.pack_uint64(0);
+              p.pack_nil();  // att
+            })),
+            DecodeErrc::kWrongType);
+  EXPECT_EQ(ErrorOf(with(3, [](Packer& p) {
+              p.pack_uint64(0);
+              p.pack_uint64(0);
+              p.pack_array(0);  // the extension must be a map
+            })),
+            DecodeErrc::kWrongType);
+  EXPECT_EQ(ErrorOf(with(3, [](Packer& p) {
+              p.pack_uint64(0);
+              p.pack_uint64(0);
+              Str(p, "seq");  // ... not a scalar either
+            })),
+            DecodeErrc::kWrongType);
+  EXPECT_EQ(ErrorOf(with(3, [](Packer& p) {
+              p.pack_uint64(0);
+              p.pack_uint64(0);
+              p.pack_map(1);
+              Str(p, "h");
+              p.pack_map(1);
+              Str(p, "k");
+              p.pack_uint64(1);  // header values are str
+            })),
+            DecodeErrc::kWrongType);
+}
+
+TEST(EnvelopeCodecTest, ArrayFormMissingFields) {
+  EXPECT_EQ(ErrorOf(Pack([](Packer& p) { p.pack_array(0); })), DecodeErrc::kMissingField);
+  auto two = Decode(Pack([](Packer& p) {
+                      p.pack_array(2);
+                      p.pack_uint64(2);
+                      p.pack_bin(16);
+                      p.pack_bin_body(kId16.data(), 16);
+                    })).error();
+  EXPECT_EQ(two.code, DecodeErrc::kMissingField);
+  EXPECT_NE(two.detail.find("ts"), std::string::npos) << two.detail;
+  EXPECT_EQ(ErrorOf(ArrayPlus(3, [](Packer& p) {
+              p.pack_uint64(0);
+              p.pack_uint64(0);
+              p.pack_map(1);
+              Str(p, "seq");
+              p.pack_uint64(3);  // without "src"
+            })),
+            DecodeErrc::kMissingField);
+}
+
+TEST(EnvelopeCodecTest, ArrayFormRangesDuplicatesAndLimits) {
+  EXPECT_EQ(ErrorOf(ArrayPlus(1, [](Packer& p) { p.pack_uint64(10); })), DecodeErrc::kValueOutOfRange);
+  EXPECT_EQ(ErrorOf(ArrayPlus(2, [](Packer& p) {
+              p.pack_uint64(0);
+              p.pack_uint64(1ull << 32);
+            })),
+            DecodeErrc::kValueOutOfRange);
+  std::string short_id = Pack([](Packer& p) {
+    p.pack_array(3);
+    p.pack_uint64(2);
+    p.pack_bin(15);
+    p.pack_bin_body(kId16.data(), 15);
+    p.pack_uint64(1);
+  });
+  EXPECT_EQ(ErrorOf(short_id), DecodeErrc::kValueOutOfRange);
+  auto extension = [](const std::function<void(Packer&)>& entries) {
+    return ArrayPlus(3, [&](Packer& p) {
+      p.pack_uint64(0);
+      p.pack_uint64(0);
+      entries(p);
+    });
+  };
+  EXPECT_EQ(ErrorOf(extension([](Packer& p) {
+              p.pack_map(2);
+              Str(p, "src");
+              Str(p, "a");
+              Str(p, "src");
+              Str(p, "b");
+            })),
+            DecodeErrc::kDuplicateField);
+  DecodeLimits limits;
+  limits.max_headers = 1;
+  EXPECT_EQ(ErrorOf(extension([](Packer& p) {
+                      p.pack_map(1);
+                      Str(p, "h");
+                      p.pack_map(2);
+                      Str(p, "a");
+                      Str(p, "1");
+                      Str(p, "b");
+                      Str(p, "2");
+                    }),
+                    limits),
+            DecodeErrc::kTooManyHeaders);
+  std::string valid = ArrayPlus(0);
+  EXPECT_EQ(ErrorOf(valid + "\x01"), DecodeErrc::kMalformedHeader);  // bytes after the array
+}
+
+// A reader of both forms: version 1's map still decodes to the same envelope as version 2's array.
+TEST(EnvelopeCodecTest, BothFormsDecodeToTheSameEnvelope) {
+  std::string map_form = RequiredPlus(2, [](Packer& p) {
+    Str(p, "pri");
+    p.pack_uint64(6);
+    Str(p, "h");
+    p.pack_map(1);
+    Str(p, "k");
+    Str(p, "v");
+  });
+  std::string array_form = ArrayPlus(3, [](Packer& p) {
+    p.pack_uint64(6);
+    p.pack_uint64(0);
+    p.pack_map(1);
+    Str(p, "h");
+    p.pack_map(1);
+    Str(p, "k");
+    Str(p, "v");
+  });
+  auto from_map = Decode(map_form);
+  auto from_array = Decode(array_form);
+  ASSERT_TRUE(from_map.ok()) << from_map.error().ToString();
+  ASSERT_TRUE(from_array.ok()) << from_array.error().ToString();
+  EXPECT_EQ(from_map->id, from_array->id);
+  EXPECT_EQ(from_map->created_us, from_array->created_us);
+  EXPECT_EQ(from_map->priority, from_array->priority);
+  EXPECT_EQ(from_map->headers, from_array->headers);
+  // And re-encoding either gives the array form.
+  EXPECT_EQ(Encode(*from_map), Encode(*from_array));
 }
 
 TEST(EnvelopeCodecTest, DuplicateKeys) {

@@ -19,9 +19,25 @@ import zmq
 SIG = b"ZKB1"
 
 
-def envelope(body):
-    header = {"v": 1, "id": uuid.uuid4().bytes, "ts": time.time_ns() // 1000}
+def envelope(body, version=2):
+    """An envelope as wire-format.md section 2 writes it: version 2's array [2, id, ts] by default,
+    or version 1's map, which the broker still accepts."""
+    if version == 1:
+        header = {"v": 1, "id": uuid.uuid4().bytes, "ts": time.time_ns() // 1000}
+    else:
+        header = [2, uuid.uuid4().bytes, time.time_ns() // 1000]
     return [msgpack.packb(header, use_bin_type=True), body]
+
+
+def read_header(frame):
+    """The header's fields by name, from either form (wire-format.md section 2)."""
+    header = msgpack.unpackb(frame, raw=False)
+    if isinstance(header, dict):
+        return header
+    fields = dict(zip(("v", "id", "ts", "pri", "att"), header))
+    if len(header) > 5:
+        fields.update((k, v) for k, v in header[5].items() if k in ("seq", "src", "h"))
+    return fields
 
 
 class Client:
@@ -69,9 +85,9 @@ class Client:
             if got[0] != "HEARTBEAT":
                 self.inbox.append(got)
 
-    def publish(self, key, body):
+    def publish(self, key, body, version=2):
         self.seq += 1
-        self.send(b"PUBLISH", {"seq": self.seq, "key": key}, envelope(body))
+        self.send(b"PUBLISH", {"seq": self.seq, "key": key}, envelope(body, version))
         return self.seq
 
     def publish_packed(self, key, bodies):
@@ -87,7 +103,7 @@ class Client:
         _, args, payload = self.expect("DELIVER")
         tags = args["tags"] if "tags" in args else [args["tag"]]
         assert len(payload) == 2 * len(tags), (tags, len(payload))
-        return [(tag, msgpack.unpackb(payload[2 * i], raw=False), payload[2 * i + 1])
+        return [(tag, read_header(payload[2 * i]), payload[2 * i + 1])
                 for i, tag in enumerate(tags)]
 
 
@@ -113,8 +129,8 @@ def main():
             command, args, _ = client.call("CONSUME", queue="jobs", consumer="py", prefetch=10)
             check(command == "OK", "CONSUME answered OK")
 
-            for i in range(3):
-                client.publish("jobs", b"job %d" % i)
+            for i in range(3):  # the first in version 1's form, which the broker still reads
+                client.publish("jobs", b"job %d" % i, version=1 if i == 0 else 2)
             upto = 0
             while upto < 3:
                 _, args, _ = client.expect("CONFIRM")
@@ -123,9 +139,10 @@ def main():
             tags = []
             for i in range(3):
                 _, args, payload = client.expect("DELIVER")
-                header = msgpack.unpackb(payload[0], raw=False)
+                header = read_header(payload[0])
                 check(payload[1] == b"job %d" % i, "delivered in order")
                 check(header["att"] == 1 and args["queue"] == "jobs", "attempt 1 from jobs")
+                check(isinstance(msgpack.unpackb(payload[0]), list), "delivered in version 2's form")
                 tags.append(args["tag"])
             client.send(b"ACK", {"tags": tags[:2]})
             client.send(b"NACK", {"tag": tags[2], "requeue": False})  # straight to jobs.dlq
@@ -137,7 +154,7 @@ def main():
             command, args, _ = client.call("REDRIVE", queue="jobs")
             check(command == "OK" and args["moved"] == 1, "redrive moved 1")
             _, args, payload = client.expect("DELIVER")
-            header = msgpack.unpackb(payload[0], raw=False)
+            header = read_header(payload[0])
             check(payload[1] == b"job 2" and header["h"]["x-redriven"] == "rejected",
                   "the redriven message comes back")
             client.send(b"ACK", {"tags": [args["tag"]]})

@@ -16,6 +16,9 @@ import msgpack
 import zmq
 
 REQUIRED = ("v", "id", "ts")
+POSITIONS = ("v", "id", "ts", "pri", "att")  # version 2's array, then its extension map
+EXTENSION_KEYS = ("seq", "src", "h")
+MAP_KEYS = POSITIONS + EXTENSION_KEYS
 
 
 class Rejected(Exception):
@@ -30,8 +33,34 @@ def _is_uint(value, maximum):
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= maximum
 
 
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+CHECKS = {
+    "v": _is_int,
+    "id": lambda v: isinstance(v, bytes),
+    "ts": _is_int,
+    "pri": _is_int,
+    "att": _is_int,
+    "seq": _is_int,
+    "src": lambda v: isinstance(v, str),
+    "h": lambda v: isinstance(v, Pairs) and all(isinstance(k, str) and isinstance(x, str) for k, x in v),
+}
+
+
+def _named_fields(pairs, known_keys, known):
+    """Adds the known keys of a map (its list of pairs) to `known`; unknown keys are ignored."""
+    for key, value in pairs:
+        if not isinstance(key, str) or key not in known_keys:
+            continue
+        if key in known:
+            raise Rejected("duplicate field")
+        known[key] = value
+
+
 def decode(frames):
-    """Section 2's reader rules, in order."""
+    """Section 2's reader rules, for both forms of the header."""
     if len(frames) < 2:
         raise Rejected("missing frames")
     if len(frames) > 2:
@@ -40,30 +69,23 @@ def decode(frames):
         header = msgpack.unpackb(frames[0], raw=False, object_pairs_hook=Pairs)
     except Exception as error:  # noqa: BLE001 - any failure to parse is the same verdict
         raise Rejected("malformed header") from error
-    if not isinstance(header, Pairs):
-        raise Rejected("header not a map")
     known = {}
-    for key, value in header:
-        if not isinstance(key, str) or key not in ("v", "id", "ts", "pri", "att", "seq", "src", "h"):
-            continue  # unknown keys are ignored
-        if key in known:
-            raise Rejected("duplicate field")
-        known[key] = value
-    checks = {
-        "v": lambda v: _is_uint(v, 2**64 - 1),
-        "id": lambda v: isinstance(v, bytes),
-        "ts": lambda v: isinstance(v, int) and not isinstance(v, bool),
-        "pri": lambda v: isinstance(v, int) and not isinstance(v, bool),
-        "att": lambda v: isinstance(v, int) and not isinstance(v, bool),
-        "seq": lambda v: isinstance(v, int) and not isinstance(v, bool),
-        "src": lambda v: isinstance(v, str),
-        "h": lambda v: isinstance(v, Pairs)
-        and all(isinstance(k, str) and isinstance(x, str) for k, x in v),
-    }
+    if isinstance(header, Pairs):  # version 1: a map (Pairs is a list too, so this test comes first)
+        version = 1
+        _named_fields(header, MAP_KEYS, known)
+    elif isinstance(header, list):  # version 2: an array
+        version = 2
+        known.update(zip(POSITIONS, header))
+        if len(header) > 5:
+            if not isinstance(header[5], Pairs):
+                raise Rejected("wrong type")
+            _named_fields(header[5], EXTENSION_KEYS, known)
+    else:
+        raise Rejected("header not an array or map")
     for key, value in known.items():
-        if not checks[key](value):
+        if not CHECKS[key](value):
             raise Rejected("wrong type")
-    if "v" in known and known["v"] != 1:
+    if "v" in known and known["v"] != version:
         raise Rejected("unsupported version")
     for key in REQUIRED:
         if key not in known:
@@ -74,23 +96,39 @@ def decode(frames):
         raise Rejected("value out of range")
     if not _is_uint(known.get("seq", 0), 2**64 - 1):
         raise Rejected("value out of range")
+    if "src" in known and not 1 <= len(known["src"].encode()) <= 255:
+        raise Rejected("value out of range")
     if known.get("seq", 0) != 0 and "src" not in known:
         raise Rejected("missing field")
     headers = dict(known.get("h", []))
     if len(headers) != len(known.get("h", [])):
         raise Rejected("duplicate field")
     known["h"] = headers
+    known["form"] = version
     return known, frames[1]
 
 
-def header_bytes(fields):
-    return msgpack.packb(fields, use_bin_type=True)
-
-
 def fresh(**extra):
-    fields = {"v": 1, "id": uuid.uuid4().bytes, "ts": time.time_ns() // 1000}
+    fields = {"id": uuid.uuid4().bytes, "ts": time.time_ns() // 1000}
     fields.update(extra)
     return fields
+
+
+def map_header(fields):
+    """Version 1: every field by name in one map."""
+    return msgpack.packb({"v": 1, **fields}, use_bin_type=True)
+
+
+def array_header(fields, later=()):
+    """Version 2: [v, id, ts, pri, att, {seq, src, h, ...}], trailing defaults left out. Keys that are
+    not positions go into the extension map; `later` elements go after it."""
+    fields = dict(fields)
+    array = [fields.pop("v", 2), fields.pop("id"), fields.pop("ts"),
+             fields.pop("pri", 0), fields.pop("att", 0), fields]
+    if not later:
+        while len(array) > 3 and array[-1] in (0, {}):
+            array.pop()
+    return msgpack.packb(array + list(later), use_bin_type=True)
 
 
 def main():
@@ -118,26 +156,36 @@ def main():
                 push.send_multipart(frames)
                 return decode(pull.recv_multipart())
 
-            # 1. A message using every field, plus an unknown key the reader must ignore.
-            sent = fresh(pri=7, att=2, seq=41, src="py-stream",
-                         h={"type": "ORDER_CREATED", "lang": "python"},
-                         future={"nested": [1, 2.5, None]})
+            # 1. A message using every field, plus unknown keys the reader must ignore, in both
+            #    forms. The C++ side always answers in version 2's form.
             body = b"\x00binary\xffbody"
-            got, got_body = round_trip([header_bytes(sent), body])
-            expect(got["id"] == sent["id"], "id survives")
-            expect(got["ts"] == sent["ts"], "ts survives")
-            expect(got["pri"] == 7, "priority survives")
-            expect(got["att"] == 3, "attempt incremented by the relay")
-            expect(got["seq"] == 41 and got["src"] == "py-stream", "seq and src survive")
-            expect(got["h"] == {"type": "ORDER_CREATED", "lang": "python", "relayed": "c++"},
-                   "headers survive and the relay's header is added")
-            expect(got_body == body, "binary body survives")
+            for form, header_bytes in ((1, map_header), (2, array_header)):
+                sent = fresh(pri=7, att=2, seq=41, src="py-stream",
+                             h={"type": "ORDER_CREATED", "lang": "python"},
+                             future={"nested": [1, 2.5, None]})
+                got, got_body = round_trip([header_bytes(sent), body])
+                expect(got["form"] == 2, f"form {form}: answered in version 2")
+                expect(got["id"] == sent["id"], f"form {form}: id survives")
+                expect(got["ts"] == sent["ts"], f"form {form}: ts survives")
+                expect(got["pri"] == 7, f"form {form}: priority survives")
+                expect(got["att"] == 3, f"form {form}: attempt incremented by the relay")
+                expect(got["seq"] == 41 and got["src"] == "py-stream", f"form {form}: seq and src survive")
+                expect(got["h"] == {"type": "ORDER_CREATED", "lang": "python", "relayed": "c++"},
+                       f"form {form}: headers survive and the relay's header is added")
+                expect(got_body == body, f"form {form}: binary body survives")
 
-            # 2. The minimal message: C++ leaves defaults out, and they read back as defaults.
-            got, got_body = round_trip([header_bytes(fresh()), b""])
+            # 2. Later elements of version 2's array are skipped whatever they hold.
+            got, _ = round_trip([array_header(fresh(pri=1), later=[{"x": [1]}, 2.5, None]), b""])
+            expect(got["pri"] == 1, "elements after the extension map are ignored")
+
+            # 3. The minimal message: C++ leaves defaults out, and they read back as defaults. A
+            #    relayed message has an attempt, so its header is [2, id, ts, 0, 1, {h}].
+            got, got_body = round_trip([array_header(fresh()), b""])
             expect(got.get("pri", 0) == 0 and got_body == b"", "minimal message")
+            plain = array_header(fresh())
+            expect(len(plain) == 29 and plain[0] == 0x93, "a plain header is 29 bytes")
 
-            # 3. Each rejection reason, named by the C++ reader.
+            # 4. Each rejection reason, named by the C++ reader.
             def rejection(frames):
                 got, _ = round_trip(frames)
                 return got["h"].get("rejected")
@@ -145,18 +193,27 @@ def main():
             no_id = fresh()
             del no_id["id"]
             cases = [
-                ([header_bytes(no_id), b""], "missing field"),
-                ([header_bytes(fresh(seq=3)), b""], "missing field"),
-                ([header_bytes(fresh(id="sixteen chars!!!")), b""], "wrong type"),
-                ([header_bytes(fresh(h={"k": 1})), b""], "wrong type"),
-                ([header_bytes(fresh(pri=10)), b""], "value out of range"),
-                ([header_bytes(fresh(id=b"short")), b""], "value out of range"),
-                ([header_bytes(fresh(v=2)), b""], "unsupported version"),
+                ([map_header(no_id), b""], "missing field"),
+                ([map_header(fresh(seq=3)), b""], "missing field"),
+                ([array_header(fresh(seq=3)), b""], "missing field"),
+                ([msgpack.packb([2, uuid.uuid4().bytes]), b""], "missing field"),
+                ([map_header(fresh(id="sixteen chars!!!")), b""], "wrong type"),
+                ([array_header(fresh(id="sixteen chars!!!")), b""], "wrong type"),
+                ([map_header(fresh(h={"k": 1})), b""], "wrong type"),
+                ([array_header(fresh(h={"k": 1})), b""], "wrong type"),
+                ([msgpack.packb([2, uuid.uuid4().bytes, 1, 0, 0, [1]], use_bin_type=True), b""],
+                 "wrong type"),
+                ([map_header(fresh(pri=10)), b""], "value out of range"),
+                ([array_header(fresh(pri=10)), b""], "value out of range"),
+                ([map_header(fresh(id=b"short")), b""], "value out of range"),
+                ([array_header(fresh(id=b"short")), b""], "value out of range"),
+                ([map_header(fresh(v=2)), b""], "unsupported version"),
+                ([array_header(fresh(v=1)), b""], "unsupported version"),
                 ([b"\xc1", b""], "malformed header"),
-                ([header_bytes(fresh())[:-1], b""], "malformed header"),
-                ([header_bytes([1, 2, 3]), b""], "header not a map"),
-                ([header_bytes(fresh())], "missing frames"),
-                ([header_bytes(fresh()), b"", b""], "extra frames"),
+                ([array_header(fresh())[:-1], b""], "malformed header"),
+                ([msgpack.packb(7), b""], "header not an array or map"),
+                ([array_header(fresh())], "missing frames"),
+                ([array_header(fresh()), b"", b""], "extra frames"),
             ]
             for frames, reason in cases:
                 got_reason = rejection(frames)
@@ -169,7 +226,7 @@ def main():
                     python_reason = str(error)
                 expect(python_reason == reason, f"python rejects with {reason!r} (got {python_reason!r})")
 
-            push.send_multipart([header_bytes(fresh(h={"stop": "1"})), b""])
+            push.send_multipart([array_header(fresh(h={"stop": "1"})), b""])
             expect(relay.wait(timeout=10) == 0, "relay exits cleanly")
         finally:
             if relay.poll() is None:

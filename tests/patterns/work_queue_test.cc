@@ -121,7 +121,7 @@ TEST_F(WorkQueueTest, MalformedMessagesAreCountedAndTheSocketKeepsWorking) {
     }
   };
   send_frames({"only one frame"});
-  send_frames({"\x93\x01\x02\x03", "body"});  // an array, not a map
+  send_frames({"\x2a", "body"});  // a number, neither an array nor a map
   send_frames({"\xc1", "body"});
   send_frames({"a", "b", "c"});
   Producer good(context_, Endpoint::Connect(worker.endpoint()));
@@ -141,7 +141,7 @@ TEST_F(WorkQueueTest, MalformedMessagesAreCountedAndTheSocketKeepsWorking) {
   }
   EXPECT_EQ(good_body, "still served");
   EXPECT_EQ(reasons, (std::vector<DecodeErrc>{DecodeErrc::kMissingFrames,
-                                              DecodeErrc::kHeaderNotMap,
+                                              DecodeErrc::kHeaderNotArrayOrMap,
                                               DecodeErrc::kMalformedHeader,
                                               DecodeErrc::kExtraFrames}));
   EXPECT_EQ(worker.stats().rejected, 4u);

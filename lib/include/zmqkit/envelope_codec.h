@@ -1,7 +1,7 @@
-// The envelope's wire form: [header frame: a msgpack map][body frame: raw bytes].
+// The envelope's wire form: [header frame: msgpack][body frame: raw bytes].
 //
-// docs/wire-format.md is the normative description; the key names and the version number below are
-// the ones it lists. Encoding and decoding here are pure: bytes and zmq::message_t in, values out, no
+// docs/wire-format.md is the normative description; the key names and the version numbers below are
+// the ones it lists. The header is written as version 2 (an array) and read in both forms. Encoding and decoding here are pure: bytes and zmq::message_t in, values out, no
 // sockets. Decoding is total: any input yields either an Envelope or a DecodeError naming what was
 // wrong, and never throws, aborts or reads past the frame.
 #ifndef ZMQKIT_ENVELOPE_CODEC_H_
@@ -19,8 +19,13 @@
 namespace zmqkit {
 
 namespace wire {
-inline constexpr std::uint64_t kVersion = 1;
-// Header map keys.
+// The version EncodeHeader writes: an array [2, id, ts, pri, att, extension map], trailing defaults
+// left out.
+inline constexpr std::uint64_t kVersion = 2;
+// The version of the map form, which readers still accept (journals written before version 2, and
+// peers that write it).
+inline constexpr std::uint64_t kVersionMap = 1;
+// Field names: the keys of version 1's map, and of version 2's extension map for seq, src and h.
 inline constexpr std::string_view kKeyVersion = "v";
 inline constexpr std::string_view kKeyId = "id";
 inline constexpr std::string_view kKeyCreated = "ts";
@@ -44,7 +49,7 @@ enum class DecodeErrc : std::uint8_t {
   kExtraFrames,         // more frames than the pattern's form
   kFrameTooLarge,       // a topic, header or body frame over its DecodeLimits size
   kMalformedHeader,     // the header frame is not one complete msgpack value (or has bytes after it)
-  kHeaderNotMap,        // the header frame is valid msgpack but not a map
+  kHeaderNotArrayOrMap,  // the header frame is valid msgpack but neither an array nor a map
   kWrongType,           // a known key holds a value of the wrong msgpack type
   kMissingField,        // a required key is absent
   kValueOutOfRange,     // right type, impossible value (priority 12, a 15-byte id, negative time)
@@ -64,8 +69,9 @@ struct DecodeError {
   Status ToStatus() const { return Status::InvalidArgument(ToString()); }
 };
 
-// Appends the header map of `envelope` to `out` (the body is not included). Keys whose value is the
-// default (priority 0, attempt 0, no seq, no headers) are left out.
+// Appends the header of `envelope` to `out` in version 2's form (the body is not included). Trailing
+// fields with their default value (priority 0, attempt 0, no seq, no headers) are left out, so a plain
+// message's header is 29 bytes.
 void EncodeHeader(const Envelope& envelope, std::string& out);
 
 // Decodes one header frame into the metadata fields of `out`; the body is left untouched.
