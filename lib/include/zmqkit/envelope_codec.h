@@ -1,7 +1,8 @@
 // The envelope's wire form: [header frame: msgpack][body frame: raw bytes].
 //
 // docs/wire-format.md is the normative description; the key names and the version numbers below are
-// the ones it lists. The header is written as version 2 (an array) and read in both forms. Encoding and decoding here are pure: bytes and zmq::message_t in, values out, no
+// the ones it lists. The header is written as version 2 (an array) and read in both forms (version 1
+// is a map). Encoding and decoding here are pure: bytes and zmq::message_t in, values out, no
 // sockets. Decoding is total: any input yields either an Envelope or a DecodeError naming what was
 // wrong, and never throws, aborts or reads past the frame.
 #ifndef ZMQKIT_ENVELOPE_CODEC_H_
@@ -49,9 +50,9 @@ enum class DecodeErrc : std::uint8_t {
   kExtraFrames,         // more frames than the pattern's form
   kFrameTooLarge,       // a topic, header or body frame over its DecodeLimits size
   kMalformedHeader,     // the header frame is not one complete msgpack value (or has bytes after it)
-  kHeaderNotArrayOrMap,  // the header frame is valid msgpack but neither an array nor a map
-  kWrongType,           // a known key holds a value of the wrong msgpack type
-  kMissingField,        // a required key is absent
+  kHeaderNotArrayOrMap, // the header frame is valid msgpack but neither an array nor a map
+  kWrongType,           // a known field holds a value of the wrong msgpack type
+  kMissingField,        // a required field is absent
   kValueOutOfRange,     // right type, impossible value (priority 12, a 15-byte id, negative time)
   kUnsupportedVersion,  // "v" is not a version this reader speaks
   kDuplicateField,      // the same key twice, in the header map or in "h"
