@@ -448,9 +448,6 @@ TEST(EnvelopeCodecTest, ArrayFormIgnoresLaterElementsAndUnknownExtensionKeys) {
 }
 
 TEST(EnvelopeCodecTest, ArrayFormWrongTypes) {
-  auto with = [](uint32_t extra, const std::function<void(Packer&)>& write) {
-    return ArrayPlus(extra, write);
-  };
   std::string id_as_str = Pack([](Packer& p) {
     p.pack_array(3);
     p.pack_uint64(2);
@@ -463,25 +460,25 @@ TEST(EnvelopeCodecTest, ArrayFormWrongTypes) {
     Str(p, "2");
   });
   EXPECT_EQ(ErrorOf(version_as_str), DecodeErrc::kWrongType);
-  EXPECT_EQ(ErrorOf(with(1, [](Packer& p) { p.pack_map(0); })), DecodeErrc::kWrongType);  // pri
-  EXPECT_EQ(ErrorOf(with(2, [](Packer& p) {
+  EXPECT_EQ(ErrorOf(ArrayPlus(1, [](Packer& p) { p.pack_map(0); })), DecodeErrc::kWrongType);  // pri
+  EXPECT_EQ(ErrorOf(ArrayPlus(2, [](Packer& p) {
               p.pack_uint64(0);
               p.pack_nil();  // att
             })),
             DecodeErrc::kWrongType);
-  EXPECT_EQ(ErrorOf(with(3, [](Packer& p) {
+  EXPECT_EQ(ErrorOf(ArrayPlus(3, [](Packer& p) {
               p.pack_uint64(0);
               p.pack_uint64(0);
               p.pack_array(0);  // the extension must be a map
             })),
             DecodeErrc::kWrongType);
-  EXPECT_EQ(ErrorOf(with(3, [](Packer& p) {
+  EXPECT_EQ(ErrorOf(ArrayPlus(3, [](Packer& p) {
               p.pack_uint64(0);
               p.pack_uint64(0);
               Str(p, "seq");  // ... not a scalar either
             })),
             DecodeErrc::kWrongType);
-  EXPECT_EQ(ErrorOf(with(3, [](Packer& p) {
+  EXPECT_EQ(ErrorOf(ArrayPlus(3, [](Packer& p) {
               p.pack_uint64(0);
               p.pack_uint64(0);
               p.pack_map(1);
