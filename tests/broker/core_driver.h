@@ -113,9 +113,13 @@ class CoreDriver {
   }
   static std::uint64_t Tag(const Out& deliver) { return *deliver.args->Uint("tag"); }
   static std::string Body(const Out& deliver) { return deliver.frames.at(1); }
-  static std::string Header(const Out& deliver, const std::string& key) {
+  // The delivered [header][body] (the first of a DELIVER), decoded as a consumer would.
+  static Result<Envelope, DecodeError> Decoded(const Out& deliver) {
     zmq::message_t frames[] = {zmq::message_t(deliver.frames.at(0)), zmq::message_t(deliver.frames.at(1))};
-    auto envelope = DecodeFrames(frames, {});
+    return DecodeFrames(frames, {});
+  }
+  static std::string Header(const Out& deliver, const std::string& key) {
+    auto envelope = Decoded(deliver);
     EXPECT_TRUE(envelope.ok());
     if (!envelope.ok()) return "";
     auto it = envelope->headers.find(key);

@@ -220,8 +220,7 @@ TEST_F(JournalReplayTest, AJournaledVersion1HeaderReplaysAndIsDeliveredAsVersion
   ASSERT_EQ(delivered.size(), 1u);
   const std::string& header = delivered[0].frames.at(0);
   EXPECT_EQ(static_cast<std::uint8_t>(header[0]), 0x96) << "an array of 6: version 2";
-  zmq::message_t frames[] = {zmq::message_t(header), zmq::message_t(delivered[0].frames.at(1))};
-  auto envelope = DecodeFrames(frames, {});
+  auto envelope = Decoded(delivered[0]);
   ASSERT_TRUE(envelope.ok()) << envelope.error().ToString();
   EXPECT_EQ(envelope->id, id);
   EXPECT_EQ(envelope->created_us, 1'700'000'000'000'000);
