@@ -83,6 +83,10 @@ int main(int argc, char** argv) {
                  "never: leave it to the OS (confirms then only mean queued)")
       ->check(CLI::IsMember({"always", "batch", "never"}))
       ->capture_default_str();
+  std::int64_t max_unsynced_ms = options.max_unsynced_age.count();
+  app.add_option("--max-unsynced-ms", max_unsynced_ms,
+                 "batch: longest an ack (or anything no reply waits on) stays written but unsynced")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--segment-bytes", options.segment_bytes,
                  "journal segment size; the journal is compacted when it holds more than twice "
                  "the live messages plus a segment")
@@ -111,6 +115,7 @@ int main(int argc, char** argv) {
                   : fsync == "never" ? zmqkit::FsyncPolicy::kNever
                                      : zmqkit::FsyncPolicy::kBatch;
   options.heartbeat_interval = std::chrono::milliseconds(heartbeat_ms);
+  options.max_unsynced_age = std::chrono::milliseconds(max_unsynced_ms);
   queue.ack_timeout = std::chrono::milliseconds(ack_timeout_ms);
   queue.retry_delay = std::chrono::milliseconds(retry_delay_ms);
   queue.max_retry_delay = std::chrono::milliseconds(max_retry_delay_ms);

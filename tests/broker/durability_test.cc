@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <functional>
 #include <set>
 #include <thread>
 
@@ -15,9 +16,18 @@ namespace {
 
 using namespace std::chrono_literals;
 
+// Bytes in every journal segment under a data directory: grows when a commit hands records to the
+// OS, synced or not.
+std::uint64_t JournalBytesIn(const std::filesystem::path& data) {
+  std::uint64_t bytes = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(data / "journal")) bytes += entry.file_size();
+  return bytes;
+}
+
 class DurabilityTest : public ::testing::Test {
  protected:
-  void StartBroker(FsyncPolicy fsync = FsyncPolicy::kBatch) {
+  void StartBroker(FsyncPolicy fsync = FsyncPolicy::kBatch,
+                   const std::function<void(BrokerOptions&)>& adjust = {}) {
     BrokerOptions options;
     options.clients = Endpoint::Bind(testing::IpcAddress(dir_, "clients"));
     options.workers = Endpoint::Bind(testing::IpcAddress(dir_, "workers"));
@@ -25,6 +35,7 @@ class DurabilityTest : public ::testing::Test {
     options.queue_defaults.retry_delay = 0ms;
     options.data_dir = (dir_.path() / "data").string();
     options.fsync = fsync;
+    if (adjust) adjust(options);
     broker_ = std::make_unique<Broker>(context_, options);
     broker_->set_log([](std::string_view) {});
     thread_ = std::thread([this] { broker_->Run(); });
@@ -41,6 +52,13 @@ class DurabilityTest : public ::testing::Test {
     options.heartbeat_interval = 100ms;
     return std::make_unique<BrokerClient>(context_, Endpoint::Connect(broker_->clients_endpoint()),
                                           options);
+  }
+
+  std::uint64_t JournalBytes() { return JournalBytesIn(dir_.path() / "data"); }
+  std::uint64_t Syncs(BrokerClient& client) {
+    auto counters = client.ServerCounters();
+    EXPECT_TRUE(counters.ok());
+    return counters.ok() ? counters->at("journal_syncs") : 0;
   }
 
   testing::TempDir dir_;
@@ -228,6 +246,61 @@ TEST_F(DurabilityTest, AConfirmNeverCoversPublishesLostWithTheBroker) {
                                    << " present";
 }
 
+// Under kBatch a turn that only takes acks sends nothing, so nothing waits for its records to be
+// synced: they are written, and the next turn that sends anything syncs them with its own. (A
+// STATS reply carries the sync count from before its own turn's commit.)
+TEST_F(DurabilityTest, AcksWaitForNoSyncAndTheNextReplySyncsThem) {
+  StartBroker(FsyncPolicy::kBatch, [](BrokerOptions& options) {
+    options.heartbeat_interval = 10s;  // no heartbeat turn may sync in between
+    options.max_unsynced_age = 60s;
+  });
+  auto producer = Client();
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(producer->Publish("acks", std::to_string(i)).ok());
+  ASSERT_TRUE(producer->WaitForConfirms(10s).ok());
+  auto consumer = Client();
+  ASSERT_TRUE(consumer->Consume("acks", 20).ok());
+  std::vector<std::uint64_t> tags;
+  for (int i = 0; i < 20; ++i) {
+    auto delivery = consumer->Receive(5s);
+    ASSERT_TRUE(delivery.ok());
+    tags.push_back(delivery->tag);
+  }
+  const std::uint64_t syncs_before = Syncs(*consumer);
+  for (std::uint64_t tag : tags) {
+    // One ack per turn: each is written (the journal grows) before the next is sent.
+    const std::uint64_t bytes = JournalBytes();
+    ASSERT_TRUE(consumer->Ack(tag).ok());
+    ASSERT_TRUE(testing::WaitUntil([&] { return JournalBytes() > bytes; })) << "ack record written";
+  }
+  EXPECT_EQ(Syncs(*consumer), syncs_before) << "20 turns of acks, no sync";
+  EXPECT_EQ(Syncs(*consumer), syncs_before + 1) << "the first STATS reply's turn synced them";
+  auto stats = consumer->Stats("acks");
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->at(0).values["acked"], 20u);
+}
+
+// When no turn sends anything after them, written records are synced within max_unsynced_age
+// anyway. Asking sooner would itself sync them, so the test waits well past the bound first.
+TEST_F(DurabilityTest, WrittenRecordsAreSyncedWithinMaxUnsyncedAge) {
+  StartBroker(FsyncPolicy::kBatch, [](BrokerOptions& options) {
+    options.heartbeat_interval = 10s;
+    options.max_unsynced_age = 100ms;
+  });
+  auto producer = Client();
+  ASSERT_TRUE(producer->Publish("acks", "one").ok());
+  ASSERT_TRUE(producer->WaitForConfirms(10s).ok());
+  auto consumer = Client();
+  ASSERT_TRUE(consumer->Consume("acks", 1).ok());
+  auto delivery = consumer->Receive(5s);
+  ASSERT_TRUE(delivery.ok());
+  const std::uint64_t syncs_before = Syncs(*consumer);
+  const std::uint64_t bytes = JournalBytes();
+  ASSERT_TRUE(consumer->Ack(delivery->tag).ok());
+  ASSERT_TRUE(testing::WaitUntil([&] { return JournalBytes() > bytes; }));
+  std::this_thread::sleep_for(1s);  // ten times the bound
+  EXPECT_EQ(Syncs(*consumer), syncs_before + 1) << "synced by the broker's own timer";
+}
+
 // kill -9 the broker binary after confirms arrived: every confirmed message is delivered after a
 // restart on the same data directory.
 TEST(DurabilityBinaryTest, EveryConfirmedMessageSurvivesSigkill) {
@@ -270,6 +343,61 @@ TEST(DurabilityBinaryTest, EveryConfirmedMessageSurvivesSigkill) {
   auto status = broker->Wait(5s);
   ASSERT_TRUE(status && WIFEXITED(*status));
   EXPECT_EQ(WEXITSTATUS(*status), 0);
+}
+
+// Acks are written to the OS before the broker's turn ends, though not synced: kill -9 then (the
+// machine stays up) loses none of them.
+TEST(DurabilityBinaryTest, AcksWrittenButNotYetSyncedSurviveSigkill) {
+  testing::TempDir dir;
+  const std::string clients = testing::IpcAddress(dir, "clients");
+  const std::string data = (dir.path() / "data").string();
+  auto start = [&] {
+    return std::make_unique<testing::ChildProcess>(
+        std::string(ZMQKIT_DEVICES_DIR) + "/zmqkit-broker",
+        std::vector<std::string>{"--clients", clients, "--workers", testing::IpcAddress(dir, "w"),
+                                 "--heartbeat-ms", "10000", "--max-unsynced-ms", "60000",
+                                 "--data-dir", data});
+  };
+  zmq::context_t context;
+  BrokerClientOptions options;
+  options.heartbeat_interval = 100ms;
+  options.request_timeout = 10s;
+  options.socket.linger = 0ms;
+  {
+    auto broker = start();
+    BrokerClient producer(context, Endpoint::Connect(clients), options);
+    for (int i = 0; i < 20; ++i) ASSERT_TRUE(producer.Publish("durable", std::to_string(i)).ok());
+    ASSERT_TRUE(producer.WaitForConfirms(20s).ok());
+    BrokerClient consumer(context, Endpoint::Connect(clients), options);
+    ASSERT_TRUE(consumer.Consume("durable", 20).ok());
+    std::vector<std::uint64_t> even_tags;
+    for (int i = 0; i < 20; ++i) {
+      auto delivery = consumer.Receive(10s);
+      ASSERT_TRUE(delivery.ok());
+      if (std::stoi(std::string(delivery->envelope.body_view())) % 2 == 0) even_tags.push_back(delivery->tag);
+    }
+    const std::uint64_t bytes = JournalBytesIn(data);
+    ASSERT_TRUE(consumer.Ack(even_tags).ok());
+    ASSERT_TRUE(testing::WaitUntil([&] { return JournalBytesIn(data) > bytes; }));
+    broker->Signal(SIGKILL);
+    ASSERT_TRUE(broker->Wait(5s).has_value());
+  }
+  auto broker = start();
+  BrokerClient consumer(context, Endpoint::Connect(clients), options);
+  ASSERT_TRUE(consumer.Consume("durable", 100).ok());
+  std::set<std::string> delivered;
+  while (delivered.size() < 10) {
+    auto delivery = consumer.Receive(10s);
+    ASSERT_TRUE(delivery.ok()) << "after " << delivered.size();
+    delivered.emplace(delivery->envelope.body_view());
+  }
+  EXPECT_EQ(delivered, (std::set<std::string>{"1", "3", "5", "7", "9", "11", "13", "15", "17", "19"}));
+  auto stats = consumer.Stats("durable");
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->at(0).values["ready"] + stats->at(0).values["in_flight"], 10u)
+      << "the acked ten stay acked";
+  broker->Signal(SIGTERM);
+  ASSERT_TRUE(broker->Wait(5s).has_value());
 }
 
 TEST(DurabilityBinaryTest, ADataDirectoryInUseIsARuntimeFailure) {

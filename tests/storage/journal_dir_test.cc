@@ -103,6 +103,89 @@ TEST_F(JournalDirTest, SegmentsRollOverAndReplayInOrder) {
   EXPECT_GT(report.segments, 3u);
 }
 
+// Durability::kWritten is for records nothing sent waits on (acks): they must reach the file at
+// once (safe from the process being killed) without the cost of a sync, and the next synced commit
+// must cover them.
+TEST_F(JournalDirTest, AWrittenCommitReachesTheFileUnsyncedAndTheNextSyncedCommitCoversIt) {
+  JournalOptions options = Options();
+  options.fsync = FsyncMode::kBatch;
+  {
+    std::vector<std::string> ignored;
+    auto journal = Open(options, &ignored);
+    ASSERT_TRUE(journal.ok());
+    Journal& j = **journal;
+    const std::uint64_t syncs = j.syncs();
+    const auto size_before = std::filesystem::file_size(Segment(1));
+    EXPECT_FALSE(j.unsynced_since());
+
+    for (int i = 0; i < 3; ++i) j.Append("ack " + std::to_string(i));
+    ASSERT_TRUE(j.Commit(Durability::kWritten).ok());
+    EXPECT_EQ(j.syncs(), syncs);
+    EXPECT_TRUE(j.unsynced_since());
+    EXPECT_EQ(j.pending(), 0u);
+    EXPECT_GT(std::filesystem::file_size(Segment(1)), size_before) << "handed to the OS, not buffered";
+
+    // Nothing pending, but something unsynced: a synced commit syncs it; a second has nothing to do.
+    ASSERT_TRUE(j.Commit(Durability::kSynced).ok());
+    EXPECT_EQ(j.syncs(), syncs + 1);
+    EXPECT_FALSE(j.unsynced_since());
+    ASSERT_TRUE(j.Commit(Durability::kSynced).ok());
+    EXPECT_EQ(j.syncs(), syncs + 1);
+
+    // One sync covers a written commit and the synced one after it.
+    j.Append("ack 3");
+    ASSERT_TRUE(j.Commit(Durability::kWritten).ok());
+    j.Append("publish 4");
+    ASSERT_TRUE(j.Commit(Durability::kSynced).ok());
+    EXPECT_EQ(j.syncs(), syncs + 2);
+    EXPECT_FALSE(j.unsynced_since());
+  }
+  std::vector<std::string> replayed;
+  ASSERT_TRUE(Open(options, &replayed).ok());
+  EXPECT_EQ(replayed, (std::vector<std::string>{"ack 0", "ack 1", "ack 2", "ack 3", "publish 4"}));
+}
+
+// Recovery treats damage in any segment but the newest as corruption, so a segment must be synced
+// before the next one gets records, even when its last records were only written.
+TEST_F(JournalDirTest, RollingOverSyncsWhatTheClosingSegmentLeftUnsynced) {
+  JournalOptions options = Options();
+  options.fsync = FsyncMode::kBatch;
+  options.segment_bytes = 4096;
+  std::vector<std::string> ignored;
+  auto journal = Open(options, &ignored);
+  ASSERT_TRUE(journal.ok());
+  Journal& j = **journal;
+  const std::uint64_t syncs = j.syncs();
+  int written = 0;
+  while (j.segment() == 1) {
+    ASSERT_LT(written, 100) << "4096-byte segments roll over within 100 records of 100 bytes";
+    j.Append(std::string(100, 'a'));
+    ASSERT_TRUE(j.Commit(Durability::kWritten).ok());
+    ++written;
+    if (j.segment() == 1) {
+      ASSERT_EQ(j.syncs(), syncs) << "no sync while segment 1 takes records";
+    }
+  }
+  // The closing segment's sync, then the new segment's header.
+  EXPECT_EQ(j.syncs(), syncs + 2);
+  EXPECT_TRUE(j.unsynced_since()) << "the record that went into segment 2 is only written";
+}
+
+TEST_F(JournalDirTest, NeverModeNeverSyncsAndKeepsNoUnsyncedAge) {
+  JournalOptions options = Options();
+  options.fsync = FsyncMode::kNever;
+  std::vector<std::string> ignored;
+  auto journal = Open(options, &ignored);
+  ASSERT_TRUE(journal.ok());
+  const std::uint64_t syncs = (*journal)->syncs();
+  (*journal)->Append("record");
+  ASSERT_TRUE((*journal)->Commit(Durability::kWritten).ok());
+  (*journal)->Append("record");
+  ASSERT_TRUE((*journal)->Commit(Durability::kSynced).ok());
+  EXPECT_EQ((*journal)->syncs(), syncs);
+  EXPECT_FALSE((*journal)->unsynced_since());
+}
+
 TEST_F(JournalDirTest, ATornTailIsTruncatedAndReported) {
   WriteRecords(10, Options());
   const auto size = std::filesystem::file_size(Segment(1));

@@ -32,7 +32,9 @@ namespace zmqkit {
 enum class FsyncPolicy {
   kAlways,  // sync before every reply: each turn of the loop is synced before anything is sent
   kBatch,   // group commit: keep reading input that is already waiting for up to 2 ms or 1000
-            // records, then one sync covers all of it (never waits when no input is waiting)
+            // records, then one sync covers all of it (never waits when no input is waiting). A
+            // turn that sends nothing (only acks came in, say) is written but not synced; the next
+            // turn that sends anything syncs it, or max_unsynced_age later at the latest
   kNever,   // never sync explicitly (the OS writes back later); confirms say "queued"
 };
 
@@ -72,6 +74,10 @@ struct BrokerOptions {
   // restart; with kAlways or kBatch a confirm is sent only after its record is synced ("on-disk").
   std::string data_dir;
   FsyncPolicy fsync = FsyncPolicy::kBatch;
+  // kBatch: how long a record that nothing sent waits on (an ack, a settle, a publish that asked
+  // for no confirm) may stay written to the OS but unsynced. It is safe from the broker being
+  // killed meanwhile; a power cut may lose it, which redelivers what was acked.
+  std::chrono::milliseconds max_unsynced_age{100};
   std::uint64_t segment_bytes = 64 * 1024 * 1024;
   // Start even if the journal is damaged in the middle, skipping the damaged records.
   bool salvage = false;
@@ -108,6 +114,7 @@ struct BrokerCounters {
   std::uint64_t deliveries_taken_back = 0;
   std::uint64_t dead_lettered = 0;
   std::uint64_t journal_failures = 0;   // commits that failed (disk full, I/O error)
+  std::uint64_t journal_syncs = 0;      // fdatasync calls on the journal
   std::uint64_t forbidden = 0;          // admin commands refused to a non-admin key
   std::uint64_t connections_refused = 0;  // by the access policy (ZAP), both endpoints
   std::uint64_t oversized_messages = 0;   // more frames or bytes than a message may have

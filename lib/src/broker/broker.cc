@@ -151,6 +151,7 @@ void Broker::Stop() {
 void Broker::Run() {
   std::vector<zmq::message_t> frames;
   if (!recovery_summary_.empty()) log_(recovery_summary_);
+  if (journal_) core_->mutable_counters().journal_syncs = journal_->syncs();
   // Confirms for records the journal could not write yet; sent once a commit succeeds.
   std::vector<internal::Outgoing> held_confirms;
   bool journal_failing = false;
@@ -158,10 +159,21 @@ void Broker::Run() {
     return out.frames.size() > 1 && out.frames[1].size() == 7 &&
            std::memcmp(out.frames[1].data(), "CONFIRM", 7) == 0;
   };
-  // Nothing that depends on a journal record leaves before the record is durable.
-  auto commit = [&] {
-    if (!journal_ || journal_->pending() == 0) return;
-    Status committed = journal_->Commit();
+  // Nothing that depends on a journal record leaves before the record is durable. Under kBatch, a
+  // turn that sends nothing (one that only took acks, say) does not wait for a sync: its records go
+  // to the OS, safe from the broker being killed, and the next turn that sends anything, or
+  // max_unsynced_age, syncs them. Losing them to a power cut only redelivers what was acked.
+  auto lazy_sync_due = [&] {
+    auto since = journal_->unsynced_since();
+    return since && std::chrono::steady_clock::now() - *since >= options_.max_unsynced_age;
+  };
+  auto commit = [&](bool sending) {
+    if (!journal_) return;
+    const bool sync = sending || options_.fsync != FsyncPolicy::kBatch || lazy_sync_due();
+    if (journal_->pending() == 0 && !(sync && journal_->unsynced_since())) return;
+    Status committed =
+        journal_->Commit(sync ? internal::Durability::kSynced : internal::Durability::kWritten);
+    core_->mutable_counters().journal_syncs = journal_->syncs();
     if (!committed.ok()) {
       ++core_->mutable_counters().journal_failures;
       if (!journal_failing) {
@@ -202,7 +214,7 @@ void Broker::Run() {
     }
   };
   auto send_outbox = [&] {
-    commit();
+    commit(!core_->outbox().empty() || !held_confirms.empty());
     for (internal::Outgoing& out : core_->outbox()) {
       zmq::socket_t& socket = out.side == internal::Side::kClients ? clients_ : workers_;
       // ROUTER drops what it cannot route (the peer is gone) instead of blocking: a vanished peer
@@ -257,12 +269,18 @@ void Broker::Run() {
       if (journal_failing && (timeout < std::chrono::milliseconds(0) || timeout > kJournalRetry)) {
         timeout = kJournalRetry;
       }
+      if (auto since = journal_ ? journal_->unsynced_since() : std::nullopt) {
+        const auto due = std::max(std::chrono::milliseconds(0),
+                                  std::chrono::ceil<std::chrono::milliseconds>(
+                                      *since + options_.max_unsynced_age - std::chrono::steady_clock::now()));
+        if (timeout < std::chrono::milliseconds(0) || timeout > due) timeout = due;
+      }
       zmq::pollitem_t items[] = {{clients_.handle(), 0, ZMQ_POLLIN, 0},
                                  {workers_.handle(), 0, ZMQ_POLLIN, 0},
                                  {control_.handle(), 0, ZMQ_POLLIN, 0}};
       zmq::poll(items, 3, timeout);
       if (items[2].revents & ZMQ_POLLIN) {
-        commit();  // whatever the last turn recorded, though nothing waits for it
+        commit(/*sending=*/true);  // whatever is not yet durable, though nothing waits for it
         return;
       }
       if (items[0].revents & ZMQ_POLLIN) drain(clients_, internal::Side::kClients);

@@ -615,6 +615,7 @@ void BrokerCore::HandleStats(const SessionKey& key, const p::Args& args) {
       {"deliveries_taken_back", b.deliveries_taken_back},
       {"dead_lettered", b.dead_lettered},
       {"journal_failures", b.journal_failures},
+      {"journal_syncs", b.journal_syncs},
       {"forbidden", b.forbidden},
       {"connections_refused", b.connections_refused},
       {"oversized_messages", b.oversized_messages},

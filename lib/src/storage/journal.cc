@@ -232,6 +232,7 @@ Result<std::unique_ptr<Journal>> Journal::Open(const JournalOptions& options, co
       if (!file.ok()) return file.error();
       if (Status cut = (*file)->Truncate(tail.valid_end); !cut.ok()) return cut;
       if (Status synced = (*file)->Sync(); !synced.ok()) return synced;
+      ++journal->syncs_;
       out.torn_bytes_dropped += tail.dropped;
     }
     ++out.segments;
@@ -269,6 +270,7 @@ Status Journal::OpenSegment(std::uint64_t number, bool fresh, bool snapshot) {
   if (fresh || file_->size() == 0) {
     if (Status added = writer_->AddRecord(SegmentHeader(number, snapshot)); !added.ok()) return added;
     if (Status synced = writer_->Sync(); !synced.ok()) return synced;
+    ++syncs_;
     SyncDirectory(options_.directory / "journal");  // the new file's name must survive a crash
   }
   return Status::Ok();
@@ -301,6 +303,9 @@ Status Journal::Compact(const std::vector<std::string>& snapshot) {
   }
   if (Status added = writer_->AddRecord(SnapshotEnd()); !added.ok()) return abandon(added);
   if (Status synced = writer_->Sync(); !synced.ok()) return abandon(synced);
+  ++syncs_;
+  // The snapshot holds the whole state, so what earlier segments left unsynced no longer matters.
+  unsynced_since_.reset();
   std::error_code error;
   for (std::uint64_t number : ListSegments(options_.directory)) {
     if (number < segment_number_) std::filesystem::remove(SegmentPath(options_.directory, number), error);
@@ -311,9 +316,21 @@ Status Journal::Compact(const std::vector<std::string>& snapshot) {
   return Status::Ok();
 }
 
-Status Journal::Commit() {
-  if (pending_.empty()) return Status::Ok();
+Status Journal::SyncUnsynced() {
+  if (!unsynced_since_) return Status::Ok();
+  if (Status synced = file_->Sync(); !synced.ok()) return synced;
+  ++syncs_;
+  unsynced_since_.reset();
+  return Status::Ok();
+}
+
+Status Journal::Commit(Durability durability) {
+  const bool sync = options_.fsync != FsyncMode::kNever && durability == Durability::kSynced;
+  if (pending_.empty()) return sync ? SyncUnsynced() : Status::Ok();
   if (writer_->offset() >= options_.segment_bytes) {
+    // The closing segment's records must be durable before any in the next one is: recovery
+    // reads segments in order and treats damage in an older one as corruption, not a torn tail.
+    if (Status synced = SyncUnsynced(); !synced.ok()) return synced;
     const std::uint64_t closing = writer_->offset();
     if (Status next = OpenSegment(segment_number_ + 1, /*fresh=*/true); !next.ok()) return next;
     closed_bytes_ += closing;
@@ -326,18 +343,26 @@ Status Journal::Commit() {
       return added;
     }
   }
-  Status synced = options_.fsync == FsyncMode::kNever ? file_->Flush() : writer_->Sync();
-  if (!synced.ok()) {
-    if (options_.fsync == FsyncMode::kNever) {
+  if (!sync) {
+    if (Status flushed = file_->Flush(); !flushed.ok()) {
       (void)file_->Truncate(writer_->synced_offset());
       writer_ = std::make_unique<JournalWriter>(file_.get(), writer_->synced_offset());
+      return flushed;
     }
+    // Written to the OS: the new end to cut back to after a later failure (a failed sync then
+    // cannot take these records back, so they are the ones a power cut may lose).
+    writer_ = std::make_unique<JournalWriter>(file_.get(), writer_->offset());
+    if (options_.fsync != FsyncMode::kNever && !unsynced_since_) {
+      unsynced_since_ = std::chrono::steady_clock::now();
+    }
+    pending_.clear();
+    return Status::Ok();
+  }
+  if (Status synced = writer_->Sync(); !synced.ok()) {
     return synced;  // JournalWriter::Sync has cut the segment back; the records stay pending
   }
-  if (options_.fsync == FsyncMode::kNever) {
-    // Flushed to the OS: treat as the new durable end for cutting back after a later failure.
-    writer_ = std::make_unique<JournalWriter>(file_.get(), writer_->offset());
-  }
+  ++syncs_;
+  unsynced_since_.reset();  // fdatasync covers every byte written to the file before it
   pending_.clear();
   return Status::Ok();
 }

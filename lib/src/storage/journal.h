@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -28,6 +29,11 @@
 namespace zmqkit::internal {
 
 enum class FsyncMode { kAlways, kBatch, kNever };
+
+// What a Commit must achieve. kWritten hands the records to the OS (they survive the process being
+// killed, not a power cut) and leaves the sync to a later kSynced commit, which covers them too:
+// for records nothing sent waits on, such as acks.
+enum class Durability { kSynced, kWritten };
 
 struct JournalOptions {
   std::filesystem::path directory;
@@ -57,10 +63,17 @@ class Journal {
 
   // Queues a record for the next Commit.
   void Append(std::string record);
-  // Writes every pending record and, unless fsync is "never", syncs it. On failure the records stay
-  // pending (see the class comment) and the error says why (kResourceExhausted for a full disk).
-  Status Commit();
+  // Writes every pending record and, unless fsync is "never" or `durability` is kWritten, syncs
+  // it together with every record an earlier kWritten commit left unsynced. On failure the records
+  // stay pending (see the class comment) and the error says why (kResourceExhausted for a full
+  // disk).
+  Status Commit(Durability durability = Durability::kSynced);
   std::size_t pending() const { return pending_.size(); }
+  // When the oldest record written but not yet synced was written (nullopt: none is, or fsync is
+  // "never"). The caller bounds how long such records stay unsynced.
+  std::optional<std::chrono::steady_clock::time_point> unsynced_since() const { return unsynced_since_; }
+  // fdatasync calls made since Open (segment headers and snapshots included).
+  std::uint64_t syncs() const { return syncs_; }
 
   // Compaction. Whether the journal has grown well past what it must hold: at least two segments
   // written since the last compaction and more than twice the live bytes plus one segment on disk.
@@ -79,6 +92,7 @@ class Journal {
  private:
   Journal(JournalOptions options, int lock_fd) : options_(std::move(options)), lock_fd_(lock_fd) {}
   Status OpenSegment(std::uint64_t number, bool fresh, bool snapshot = false);
+  Status SyncUnsynced();
 
   JournalOptions options_;
   int lock_fd_;
@@ -88,6 +102,8 @@ class Journal {
   std::vector<std::string> pending_;
   std::uint64_t segments_since_compaction_ = 0;
   std::uint64_t closed_bytes_ = 0;  // bytes in every segment but the one being appended to
+  std::optional<std::chrono::steady_clock::time_point> unsynced_since_;
+  std::uint64_t syncs_ = 0;
 };
 
 std::string FsyncModeName(FsyncMode mode);
