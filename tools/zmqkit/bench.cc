@@ -491,6 +491,66 @@ Percentiles BrokerLatency(Storage storage, const std::string& data_dir, std::uin
   return Percentiles_us(std::move(latencies));
 }
 
+// Raw libzmq one-way latency at one message per `gap`, timestamp in the body: PUSH->PULL directly
+// (one hop), or through a relay thread on its own context (two hops: producer -> relay ->
+// consumer), which is the path a broker's delivery takes and so its floor. Unlike back-to-back
+// round trips, a message every 500 us lets every thread on the path go idle between messages and
+// pay its wake-up, as a broker's do.
+Percentiles RawOneWay(std::uint64_t samples, std::size_t size, Clock::duration gap, bool relay) {
+  // Each side has its own context, as separate processes would: one I/O thread carrying both ends
+  // of a hop saves a wake-up no deployment gets. The producer and consumer share one, as the
+  // broker rows' clients do.
+  zmq::context_t relay_context, context;
+  zmq::socket_t relay_in(relay_context, zmq::socket_type::pull), relay_out(relay_context, zmq::socket_type::push);
+  zmq::socket_t pull(relay ? context : relay_context, zmq::socket_type::pull);
+  std::string producer_endpoint;
+  if (relay) {
+    relay_in.bind(LoopbackAny());
+    relay_out.bind(LoopbackAny());
+    producer_endpoint = relay_in.get(zmq::sockopt::last_endpoint);
+    pull.connect(relay_out.get(zmq::sockopt::last_endpoint));
+  } else {
+    pull.bind(LoopbackAny());
+    producer_endpoint = pull.get(zmq::sockopt::last_endpoint);
+  }
+  std::thread relaying([&] {
+    if (!relay) return;
+    zmq::message_t message;
+    for (std::uint64_t i = 0; i < samples; ++i) {
+      (void)relay_in.recv(message);
+      relay_out.send(message, zmq::send_flags::none);
+    }
+  });
+  std::vector<double> latencies;
+  latencies.reserve(samples);
+  std::thread receiving([&] {
+    zmq::message_t message;
+    for (std::uint64_t i = 0; i < samples; ++i) {
+      (void)pull.recv(message);
+      std::int64_t sent_ns = 0;
+      std::memcpy(&sent_ns, message.data(), sizeof sent_ns);
+      const std::int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                      Clock::now().time_since_epoch()).count();
+      latencies.push_back(static_cast<double>(now_ns - sent_ns) / 1000.0);
+    }
+  });
+  zmq::socket_t push(context, zmq::socket_type::push);
+  push.connect(producer_endpoint);
+  std::string body(std::max<std::size_t>(size, 8), 'x');
+  auto next = Clock::now() + 50ms;  // connections up before the first sample
+  for (std::uint64_t i = 0; i < samples; ++i) {
+    std::this_thread::sleep_until(next);
+    next += gap;
+    const std::int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                    Clock::now().time_since_epoch()).count();
+    std::memcpy(body.data(), &now_ns, sizeof now_ns);
+    push.send(zmq::buffer(body), zmq::send_flags::none);
+  }
+  receiving.join();
+  relaying.join();
+  return Percentiles_us(std::move(latencies));
+}
+
 Percentiles RawRoundTrip(std::uint64_t samples, std::size_t size) {
   zmq::context_t context;
   zmq::socket_t rep(context, zmq::socket_type::rep);
@@ -698,13 +758,19 @@ int RunBench(BenchOptions options) {
          std::filesystem::remove_all(broker_dir);
        }},
       {"latency", [&] {
+         auto spread = [](const Percentiles& p) { return "p99 " + Human(p.p99) + ", p999 " + Human(p.p999); };
          auto raw = RawRoundTrip(options.latency_samples, size);
-         figures.push_back({"latency", "raw libzmq REQ/REP round trip p50", raw.p50, "us", "p99 " + Human(raw.p99) + ", p999 " + Human(raw.p999)});
+         figures.push_back({"latency", "raw libzmq REQ/REP round trip p50, back to back", raw.p50, "us", spread(raw)});
+         auto one_hop = RawOneWay(options.latency_samples, size, 500us, /*relay=*/false);
+         figures.push_back({"latency", "raw libzmq PUSH->PULL at 500 us gaps p50, 1 hop", one_hop.p50, "us", spread(one_hop)});
+         auto two_hops = RawOneWay(options.latency_samples, size, 500us, /*relay=*/true);
+         figures.push_back({"latency", "raw libzmq PUSH->relay->PULL at 500 us gaps p50, 2 hops", two_hops.p50, "us",
+                            spread(two_hops)});
          for (Storage storage : {Storage::kMemory, Storage::kBatch}) {
            auto p = BrokerLatency(storage, broker_dir, options.latency_samples, size, 500us);
            if (p.p50 == 0) failures.push_back(std::string("latency ") + StorageName(storage));
            figures.push_back({"latency", std::string("broker publish->deliver at 500 us gaps p50, ") + StorageName(storage),
-                              p.p50, "us", "p99 " + Human(p.p99) + ", p999 " + Human(p.p999)});
+                              p.p50, "us", spread(p) + "; p50 " + Ratio(p.p50, two_hops.p50, "raw 2 hops")});
          }
          const auto timeout = options.quick ? 200ms : 1000ms;
          const double redelivered = RedeliveryAfter(timeout);
