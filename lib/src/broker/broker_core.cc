@@ -1009,7 +1009,7 @@ void BrokerCore::DispatchNow(QueueSlot& slot, TimePoint now) {
     frames.push_back(TagAddress(tag));
     frames.emplace_back();
     frames.push_back(std::move(lease->envelope.body));
-    Send(Side::kWorkers, consumer.session.peer, std::move(frames));
+    SendDelivery(Side::kWorkers, consumer.session.peer, std::move(frames));
     MakeWaiting(consumer_id);
   }
 }
@@ -1049,7 +1049,7 @@ bool BrokerCore::DeliverToClient(QueueSlot& slot, std::uint64_t consumer_id, Tim
     args.UintList("tags", tags);
   }
   args.Str("consumer", consumer.name).Str("queue", slot.queue.name());
-  Send(Side::kClients, consumer.session.peer, p::Frames(p::kDeliver, args.Finish(), std::move(payload)));
+  SendDelivery(Side::kClients, consumer.session.peer, p::Frames(p::kDeliver, args.Finish(), std::move(payload)));
   return true;
 }
 
@@ -1150,6 +1150,10 @@ void BrokerCore::Flush() {
 
 void BrokerCore::Send(Side side, std::string_view peer, std::vector<zmq::message_t> frames) {
   outbox_.push_back(Outgoing{side, std::string(peer), std::move(frames)});
+}
+
+void BrokerCore::SendDelivery(Side side, std::string_view peer, std::vector<zmq::message_t> frames) {
+  outbox_.push_back(Outgoing{side, std::string(peer), std::move(frames), /*delivery=*/true});
 }
 
 void BrokerCore::SendOk(const SessionKey& key) {

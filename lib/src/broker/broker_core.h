@@ -52,6 +52,10 @@ struct Outgoing {
   Side side;
   std::string peer;  // routing id on that side's ROUTER
   std::vector<zmq::message_t> frames;
+  // A message handed to a consumer (DELIVER, or a request to a Paranoid Pirate worker). Unlike a
+  // reply it promises nothing about the journal, so under group commit it may leave once its
+  // records are written, before they are synced (docs/broker.md, "Durability").
+  bool delivery = false;
 };
 
 class BrokerCore {
@@ -246,6 +250,7 @@ class BrokerCore {
   static void PrepareRedrive(Envelope& message);
 
   void Send(Side side, std::string_view peer, std::vector<zmq::message_t> frames);
+  void SendDelivery(Side side, std::string_view peer, std::vector<zmq::message_t> frames);
   void SendOk(const SessionKey& key);  // OK with the current command's rid
   // The ERROR carries `rid` if given, else the rid of the command being handled (if it had one),
   // so a client waiting for an answer to that command gets this one.
