@@ -30,11 +30,12 @@ namespace zmqkit {
 
 // When a durable broker syncs its journal, and so what a publisher confirm means.
 enum class FsyncPolicy {
-  kAlways,  // sync before every reply: each turn of the loop is synced before anything is sent
+  kAlways,  // each turn of the loop is synced before anything of it is sent, deliveries included
   kBatch,   // group commit: keep reading input that is already waiting for up to 2 ms or 1000
-            // records, then one sync covers all of it (never waits when no input is waiting). A
-            // turn that sends nothing (only acks came in, say) is written but not synced; the next
-            // turn that sends anything syncs it, or max_unsynced_age later at the latest
+            // records, then one sync covers all of it (never waits when no input is waiting).
+            // Deliveries leave once their records are written, replies (confirms) after the sync.
+            // Records no reply waits on (acks) are synced with the next reply, or
+            // max_unsynced_age later at the latest
   kNever,   // never sync explicitly (the OS writes back later); confirms say "queued"
 };
 

@@ -72,7 +72,7 @@ class Journal {
   // When the oldest record written but not yet synced was written (nullopt: none is, or fsync is
   // "never"). The caller bounds how long such records stay unsynced.
   std::optional<std::chrono::steady_clock::time_point> unsynced_since() const { return unsynced_since_; }
-  // fdatasync calls made since Open (segment headers and snapshots included).
+  // fdatasync calls this journal has made, Open's included (segment headers and snapshots too).
   std::uint64_t syncs() const { return syncs_; }
 
   // Compaction. Whether the journal has grown well past what it must hold: at least two segments
