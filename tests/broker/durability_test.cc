@@ -301,18 +301,23 @@ TEST_F(DurabilityTest, WrittenRecordsAreSyncedWithinMaxUnsyncedAge) {
   EXPECT_EQ(Syncs(*consumer), syncs_before + 1) << "synced by the broker's own timer";
 }
 
+// The zmqkit-broker binary on `data`, clients at `clients`, with `flags` added.
+std::unique_ptr<testing::ChildProcess> StartBrokerBinary(const testing::TempDir& dir, const std::string& clients,
+                                                         const std::string& data,
+                                                         std::vector<std::string> flags) {
+  std::vector<std::string> args{"--clients", clients, "--workers", testing::IpcAddress(dir, "w"),
+                                "--data-dir", data};
+  args.insert(args.end(), flags.begin(), flags.end());
+  return std::make_unique<testing::ChildProcess>(std::string(ZMQKIT_DEVICES_DIR) + "/zmqkit-broker", args);
+}
+
 // kill -9 the broker binary after confirms arrived: every confirmed message is delivered after a
 // restart on the same data directory.
 TEST(DurabilityBinaryTest, EveryConfirmedMessageSurvivesSigkill) {
   testing::TempDir dir;
   const std::string clients = testing::IpcAddress(dir, "clients");
   const std::string data = (dir.path() / "data").string();
-  auto start = [&] {
-    return std::make_unique<testing::ChildProcess>(
-        std::string(ZMQKIT_DEVICES_DIR) + "/zmqkit-broker",
-        std::vector<std::string>{"--clients", clients, "--workers", testing::IpcAddress(dir, "w"),
-                                 "--heartbeat-ms", "100", "--data-dir", data});
-  };
+  auto start = [&] { return StartBrokerBinary(dir, clients, data, {"--heartbeat-ms", "100"}); };
   zmq::context_t context;
   BrokerClientOptions options;
   options.heartbeat_interval = 100ms;
@@ -352,11 +357,7 @@ TEST(DurabilityBinaryTest, AcksWrittenButNotYetSyncedSurviveSigkill) {
   const std::string clients = testing::IpcAddress(dir, "clients");
   const std::string data = (dir.path() / "data").string();
   auto start = [&] {
-    return std::make_unique<testing::ChildProcess>(
-        std::string(ZMQKIT_DEVICES_DIR) + "/zmqkit-broker",
-        std::vector<std::string>{"--clients", clients, "--workers", testing::IpcAddress(dir, "w"),
-                                 "--heartbeat-ms", "10000", "--max-unsynced-ms", "60000",
-                                 "--data-dir", data});
+    return StartBrokerBinary(dir, clients, data, {"--heartbeat-ms", "10000", "--max-unsynced-ms", "60000"});
   };
   zmq::context_t context;
   BrokerClientOptions options;

@@ -453,6 +453,30 @@ BacklogFigures Backlog(Storage storage, const std::string& data_dir, std::uint64
   return figures;
 }
 
+// One-way latency: the sender stamps the first 8 bytes of the body with its clock (all threads of
+// this process read the same steady clock), the receiver subtracts.
+std::int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
+}
+double MicrosSinceStamp(const void* body) {
+  std::int64_t sent_ns = 0;
+  std::memcpy(&sent_ns, body, sizeof sent_ns);
+  return static_cast<double>(NowNs() - sent_ns) / 1000.0;
+}
+// Sends `samples` stamped bodies of `size` bytes, one per `gap` from `first`.
+void SendStamped(std::uint64_t samples, std::size_t size, Clock::duration gap, Clock::time_point first,
+                 const std::function<void(const std::string&)>& send) {
+  std::string body(std::max<std::size_t>(size, 8), 'x');
+  auto next = first;
+  for (std::uint64_t i = 0; i < samples; ++i) {
+    std::this_thread::sleep_until(next);
+    next += gap;
+    const std::int64_t now_ns = NowNs();
+    std::memcpy(body.data(), &now_ns, sizeof now_ns);
+    send(body);
+  }
+}
+
 // Publish -> deliver latency at one message per `gap`, with a timestamp in the body.
 Percentiles BrokerLatency(Storage storage, const std::string& data_dir, std::uint64_t samples,
                           std::size_t size, Clock::duration gap) {
@@ -467,25 +491,13 @@ Percentiles BrokerLatency(Storage storage, const std::string& data_dir, std::uin
     for (std::uint64_t i = 0; i < samples; ++i) {
       auto delivery = consumer.Receive(10s);
       if (!delivery.ok()) return;
-      std::int64_t sent_ns = 0;
-      std::memcpy(&sent_ns, delivery->envelope.body_view().data(), sizeof sent_ns);
-      const std::int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                      Clock::now().time_since_epoch()).count();
-      latencies.push_back(static_cast<double>(now_ns - sent_ns) / 1000.0);
+      latencies.push_back(MicrosSinceStamp(delivery->envelope.body_view().data()));
       (void)consumer.Ack(delivery->tag);
     }
   });
   BrokerClient producer(context, Endpoint::Connect(broker.endpoint()));
-  std::string body(std::max<std::size_t>(size, 8), 'x');
-  auto next = Clock::now();
-  for (std::uint64_t i = 0; i < samples; ++i) {
-    std::this_thread::sleep_until(next);
-    next += gap;
-    const std::int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                    Clock::now().time_since_epoch()).count();
-    std::memcpy(body.data(), &now_ns, sizeof now_ns);
-    (void)producer.Publish("latency", body);
-  }
+  SendStamped(samples, size, gap, Clock::now(),
+              [&](const std::string& body) { (void)producer.Publish("latency", body); });
   receiving.join();
   std::filesystem::remove_all(data_dir);
   return Percentiles_us(std::move(latencies));
@@ -527,25 +539,14 @@ Percentiles RawOneWay(std::uint64_t samples, std::size_t size, Clock::duration g
     zmq::message_t message;
     for (std::uint64_t i = 0; i < samples; ++i) {
       (void)pull.recv(message);
-      std::int64_t sent_ns = 0;
-      std::memcpy(&sent_ns, message.data(), sizeof sent_ns);
-      const std::int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                      Clock::now().time_since_epoch()).count();
-      latencies.push_back(static_cast<double>(now_ns - sent_ns) / 1000.0);
+      latencies.push_back(MicrosSinceStamp(message.data()));
     }
   });
   zmq::socket_t push(context, zmq::socket_type::push);
   push.connect(producer_endpoint);
-  std::string body(std::max<std::size_t>(size, 8), 'x');
-  auto next = Clock::now() + 50ms;  // connections up before the first sample
-  for (std::uint64_t i = 0; i < samples; ++i) {
-    std::this_thread::sleep_until(next);
-    next += gap;
-    const std::int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                    Clock::now().time_since_epoch()).count();
-    std::memcpy(body.data(), &now_ns, sizeof now_ns);
-    push.send(zmq::buffer(body), zmq::send_flags::none);
-  }
+  // From 50 ms on: the connections are up before the first sample.
+  SendStamped(samples, size, gap, Clock::now() + 50ms,
+              [&](const std::string& body) { push.send(zmq::buffer(body), zmq::send_flags::none); });
   receiving.join();
   relaying.join();
   return Percentiles_us(std::move(latencies));
