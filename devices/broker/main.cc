@@ -86,7 +86,8 @@ int main(int argc, char** argv) {
   std::int64_t max_unsynced_ms = options.max_unsynced_age.count();
   app.add_option("--max-unsynced-ms", max_unsynced_ms,
                  "batch: longest an ack (or anything no reply waits on) stays written but unsynced")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   app.add_option("--segment-bytes", options.segment_bytes,
                  "journal segment size; the journal is compacted when it holds more than twice "
                  "the live messages plus a segment")

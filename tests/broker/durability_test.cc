@@ -20,7 +20,8 @@ using namespace std::chrono_literals;
 // OS, synced or not.
 std::uint64_t JournalBytesIn(const std::filesystem::path& data) {
   std::uint64_t bytes = 0;
-  for (const auto& entry : std::filesystem::directory_iterator(data / "journal")) bytes += entry.file_size();
+  for (const auto& entry : std::filesystem::directory_iterator(data / "journal"))
+    bytes += entry.file_size();
   return bytes;
 }
 
@@ -302,13 +303,15 @@ TEST_F(DurabilityTest, WrittenRecordsAreSyncedWithinMaxUnsyncedAge) {
 }
 
 // The zmqkit-broker binary on `data`, clients at `clients`, with `flags` added.
-std::unique_ptr<testing::ChildProcess> StartBrokerBinary(const testing::TempDir& dir, const std::string& clients,
+std::unique_ptr<testing::ChildProcess> StartBrokerBinary(const testing::TempDir& dir,
+                                                         const std::string& clients,
                                                          const std::string& data,
                                                          std::vector<std::string> flags) {
-  std::vector<std::string> args{"--clients", clients, "--workers", testing::IpcAddress(dir, "w"),
+  std::vector<std::string> args{"--clients",  clients, "--workers", testing::IpcAddress(dir, "w"),
                                 "--data-dir", data};
   args.insert(args.end(), flags.begin(), flags.end());
-  return std::make_unique<testing::ChildProcess>(std::string(ZMQKIT_DEVICES_DIR) + "/zmqkit-broker", args);
+  return std::make_unique<testing::ChildProcess>(std::string(ZMQKIT_DEVICES_DIR) + "/zmqkit-broker",
+                                                 args);
 }
 
 // kill -9 the broker binary after confirms arrived: every confirmed message is delivered after a
@@ -357,7 +360,8 @@ TEST(DurabilityBinaryTest, AcksWrittenButNotYetSyncedSurviveSigkill) {
   const std::string clients = testing::IpcAddress(dir, "clients");
   const std::string data = (dir.path() / "data").string();
   auto start = [&] {
-    return StartBrokerBinary(dir, clients, data, {"--heartbeat-ms", "10000", "--max-unsynced-ms", "60000"});
+    return StartBrokerBinary(dir, clients, data,
+                             {"--heartbeat-ms", "10000", "--max-unsynced-ms", "60000"});
   };
   zmq::context_t context;
   BrokerClientOptions options;
@@ -375,7 +379,8 @@ TEST(DurabilityBinaryTest, AcksWrittenButNotYetSyncedSurviveSigkill) {
     for (int i = 0; i < 20; ++i) {
       auto delivery = consumer.Receive(10s);
       ASSERT_TRUE(delivery.ok());
-      if (std::stoi(std::string(delivery->envelope.body_view())) % 2 == 0) even_tags.push_back(delivery->tag);
+      if (std::stoi(std::string(delivery->envelope.body_view())) % 2 == 0)
+        even_tags.push_back(delivery->tag);
     }
     const std::uint64_t bytes = JournalBytesIn(data);
     ASSERT_TRUE(consumer.Ack(even_tags).ok());
@@ -392,7 +397,8 @@ TEST(DurabilityBinaryTest, AcksWrittenButNotYetSyncedSurviveSigkill) {
     ASSERT_TRUE(delivery.ok()) << "after " << delivered.size();
     delivered.emplace(delivery->envelope.body_view());
   }
-  EXPECT_EQ(delivered, (std::set<std::string>{"1", "3", "5", "7", "9", "11", "13", "15", "17", "19"}));
+  EXPECT_EQ(delivered,
+            (std::set<std::string>{"1", "3", "5", "7", "9", "11", "13", "15", "17", "19"}));
   auto stats = consumer.Stats("durable");
   ASSERT_TRUE(stats.ok());
   EXPECT_EQ(stats->at(0).values["ready"] + stats->at(0).values["in_flight"], 10u)

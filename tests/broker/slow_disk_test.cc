@@ -4,10 +4,9 @@
 // The slow disk is this executable's own fdatasync: the library is linked statically, so its calls
 // bind to the definition below, which waits and then makes the real system call. It is a separate
 // test executable so no other test shares the slow disk.
+#include <gtest/gtest.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <atomic>
 #include <thread>

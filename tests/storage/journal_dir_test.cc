@@ -123,9 +123,11 @@ TEST_F(JournalDirTest, AWrittenCommitReachesTheFileUnsyncedAndTheNextSyncedCommi
     EXPECT_EQ(j.syncs(), syncs);
     EXPECT_TRUE(j.unsynced_since());
     EXPECT_EQ(j.pending(), 0u);
-    EXPECT_GT(std::filesystem::file_size(Segment(1)), size_before) << "handed to the OS, not buffered";
+    EXPECT_GT(std::filesystem::file_size(Segment(1)), size_before)
+        << "handed to the OS, not buffered";
 
-    // Nothing pending, but something unsynced: a synced commit syncs it; a second has nothing to do.
+    // Nothing pending, but something unsynced: a synced commit syncs it; a second has nothing to
+    // do.
     ASSERT_TRUE(j.Commit(Durability::kSynced).ok());
     EXPECT_EQ(j.syncs(), syncs + 1);
     EXPECT_FALSE(j.unsynced_since());

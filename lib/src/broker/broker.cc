@@ -283,9 +283,10 @@ void Broker::Run() {
         timeout = kJournalRetry;
       }
       if (auto since = journal_ ? journal_->unsynced_since() : std::nullopt) {
-        const auto due = std::max(std::chrono::milliseconds(0),
-                                  std::chrono::ceil<std::chrono::milliseconds>(
-                                      *since + options_.max_unsynced_age - std::chrono::steady_clock::now()));
+        const auto due =
+            std::max(std::chrono::milliseconds(0),
+                     std::chrono::ceil<std::chrono::milliseconds>(
+                         *since + options_.max_unsynced_age - std::chrono::steady_clock::now()));
         if (timeout < std::chrono::milliseconds(0) || timeout > due) timeout = due;
       }
       zmq::pollitem_t items[] = {{clients_.handle(), 0, ZMQ_POLLIN, 0},

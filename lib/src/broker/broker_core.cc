@@ -1049,7 +1049,8 @@ bool BrokerCore::DeliverToClient(QueueSlot& slot, std::uint64_t consumer_id, Tim
     args.UintList("tags", tags);
   }
   args.Str("consumer", consumer.name).Str("queue", slot.queue.name());
-  SendDelivery(Side::kClients, consumer.session.peer, p::Frames(p::kDeliver, args.Finish(), std::move(payload)));
+  SendDelivery(Side::kClients, consumer.session.peer,
+               p::Frames(p::kDeliver, args.Finish(), std::move(payload)));
   return true;
 }
 
@@ -1152,7 +1153,8 @@ void BrokerCore::Send(Side side, std::string_view peer, std::vector<zmq::message
   outbox_.push_back(Outgoing{side, std::string(peer), std::move(frames)});
 }
 
-void BrokerCore::SendDelivery(Side side, std::string_view peer, std::vector<zmq::message_t> frames) {
+void BrokerCore::SendDelivery(Side side, std::string_view peer,
+                              std::vector<zmq::message_t> frames) {
   outbox_.push_back(Outgoing{side, std::string(peer), std::move(frames), /*delivery=*/true});
 }
 

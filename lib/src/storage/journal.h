@@ -71,7 +71,9 @@ class Journal {
   std::size_t pending() const { return pending_.size(); }
   // When the oldest record written but not yet synced was written (nullopt: none is, or fsync is
   // "never"). The caller bounds how long such records stay unsynced.
-  std::optional<std::chrono::steady_clock::time_point> unsynced_since() const { return unsynced_since_; }
+  std::optional<std::chrono::steady_clock::time_point> unsynced_since() const {
+    return unsynced_since_;
+  }
   // fdatasync calls this journal has made, Open's included (segment headers and snapshots too).
   std::uint64_t syncs() const { return syncs_; }
 
