@@ -316,6 +316,11 @@ Status Journal::Compact(const std::vector<std::string>& snapshot) {
   return Status::Ok();
 }
 
+void Journal::CutBackToSynced() {
+  (void)file_->Truncate(writer_->synced_offset());
+  writer_ = std::make_unique<JournalWriter>(file_.get(), writer_->synced_offset());
+}
+
 Status Journal::SyncUnsynced() {
   if (!unsynced_since_) return Status::Ok();
   if (Status synced = file_->Sync(); !synced.ok()) return synced;
@@ -338,15 +343,13 @@ Status Journal::Commit(Durability durability) {
   }
   for (const std::string& record : pending_) {
     if (Status added = writer_->AddRecord(record); !added.ok()) {
-      (void)file_->Truncate(writer_->synced_offset());
-      writer_ = std::make_unique<JournalWriter>(file_.get(), writer_->synced_offset());
+      CutBackToSynced();
       return added;
     }
   }
   if (!sync) {
     if (Status flushed = file_->Flush(); !flushed.ok()) {
-      (void)file_->Truncate(writer_->synced_offset());
-      writer_ = std::make_unique<JournalWriter>(file_.get(), writer_->synced_offset());
+      CutBackToSynced();
       return flushed;
     }
     // Written to the OS: the new end to cut back to after a later failure (a failed sync then

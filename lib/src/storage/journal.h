@@ -95,6 +95,9 @@ class Journal {
   Journal(JournalOptions options, int lock_fd) : options_(std::move(options)), lock_fd_(lock_fd) {}
   Status OpenSegment(std::uint64_t number, bool fresh, bool snapshot = false);
   Status SyncUnsynced();
+  // After a failed write: drops what was written since the writer's last durable end, so the
+  // records, still pending, are written again whole.
+  void CutBackToSynced();
 
   JournalOptions options_;
   int lock_fd_;
