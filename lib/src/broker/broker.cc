@@ -163,9 +163,15 @@ void Broker::Run() {
   // kBatch, records no reply waits on (a turn that only took acks, say) are only written: safe
   // from the broker being killed, and synced by the next turn with a reply, or max_unsynced_age
   // later. Losing them to a power cut only redelivers what was acked.
+  // When written-but-unsynced records must be synced at the latest; nullopt: none are waiting.
+  auto lazy_sync_at = [&]() -> std::optional<std::chrono::steady_clock::time_point> {
+    auto since = journal_ ? journal_->unsynced_since() : std::nullopt;
+    if (!since) return std::nullopt;
+    return *since + options_.max_unsynced_age;
+  };
   auto lazy_sync_due = [&] {
-    auto since = journal_->unsynced_since();
-    return since && std::chrono::steady_clock::now() - *since >= options_.max_unsynced_age;
+    auto at = lazy_sync_at();
+    return at && std::chrono::steady_clock::now() >= *at;
   };
   auto commit = [&](bool reply_waits) {
     if (!journal_) return;
@@ -282,11 +288,10 @@ void Broker::Run() {
       if (journal_failing && (timeout < std::chrono::milliseconds(0) || timeout > kJournalRetry)) {
         timeout = kJournalRetry;
       }
-      if (auto since = journal_ ? journal_->unsynced_since() : std::nullopt) {
-        const auto due =
-            std::max(std::chrono::milliseconds(0),
-                     std::chrono::ceil<std::chrono::milliseconds>(
-                         *since + options_.max_unsynced_age - std::chrono::steady_clock::now()));
+      if (auto at = lazy_sync_at()) {
+        const auto due = std::max(std::chrono::milliseconds(0),
+                                  std::chrono::ceil<std::chrono::milliseconds>(
+                                      *at - std::chrono::steady_clock::now()));
         if (timeout < std::chrono::milliseconds(0) || timeout > due) timeout = due;
       }
       zmq::pollitem_t items[] = {{clients_.handle(), 0, ZMQ_POLLIN, 0},
