@@ -14,10 +14,10 @@ namespace {
 
 class JournalDirTest : public ::testing::Test {
  protected:
-  JournalOptions Options() {
+  JournalOptions Options(FsyncMode fsync = FsyncMode::kAlways) {
     JournalOptions options;
     options.directory = dir_.path();
-    options.fsync = FsyncMode::kAlways;
+    options.fsync = fsync;
     return options;
   }
   // Opens the journal, collecting what recovery replays.
@@ -107,8 +107,7 @@ TEST_F(JournalDirTest, SegmentsRollOverAndReplayInOrder) {
 // once (safe from the process being killed) without the cost of a sync, and the next synced commit
 // must cover them.
 TEST_F(JournalDirTest, AWrittenCommitReachesTheFileUnsyncedAndTheNextSyncedCommitCoversIt) {
-  JournalOptions options = Options();
-  options.fsync = FsyncMode::kBatch;
+  JournalOptions options = Options(FsyncMode::kBatch);
   {
     std::vector<std::string> ignored;
     auto journal = Open(options, &ignored);
@@ -150,8 +149,7 @@ TEST_F(JournalDirTest, AWrittenCommitReachesTheFileUnsyncedAndTheNextSyncedCommi
 // Recovery treats damage in any segment but the newest as corruption, so a segment must be synced
 // before the next one gets records, even when its last records were only written.
 TEST_F(JournalDirTest, RollingOverSyncsWhatTheClosingSegmentLeftUnsynced) {
-  JournalOptions options = Options();
-  options.fsync = FsyncMode::kBatch;
+  JournalOptions options = Options(FsyncMode::kBatch);
   options.segment_bytes = 4096;
   std::vector<std::string> ignored;
   auto journal = Open(options, &ignored);
@@ -174,8 +172,7 @@ TEST_F(JournalDirTest, RollingOverSyncsWhatTheClosingSegmentLeftUnsynced) {
 }
 
 TEST_F(JournalDirTest, NeverModeNeverSyncsAndKeepsNoUnsyncedAge) {
-  JournalOptions options = Options();
-  options.fsync = FsyncMode::kNever;
+  JournalOptions options = Options(FsyncMode::kNever);
   std::vector<std::string> ignored;
   auto journal = Open(options, &ignored);
   ASSERT_TRUE(journal.ok());
