@@ -72,6 +72,11 @@ Status PosixWritableFile::Sync() {
   return Status::Ok();
 }
 
+Status PosixWritableFile::SyncWritten() const {
+  if (::fdatasync(fd_) != 0) return ErrnoStatus("cannot sync", path_, errno);
+  return Status::Ok();
+}
+
 Status PosixWritableFile::Truncate(std::uint64_t length) {
   buffer_.clear();
   if (::ftruncate(fd_, static_cast<off_t>(length)) != 0) {

@@ -46,6 +46,9 @@ class PosixWritableFile final : public WritableFile {
   Status Flush() override;
   Status Sync() override;
   Status Truncate(std::uint64_t length) override;
+  // fdatasync alone: makes what earlier Flush calls wrote durable, without touching the buffer, so
+  // it may run on another thread while this one appends and flushes.
+  Status SyncWritten() const;
   // Bytes in the file, not counting the buffer.
   std::uint64_t size() const { return size_; }
 
