@@ -243,6 +243,7 @@ Result<std::unique_ptr<Journal>> Journal::Open(const JournalOptions& options, co
   for (std::size_t i = 0; i + 1 < segments.size(); ++i) {
     journal->closed_bytes_ += std::filesystem::file_size(SegmentPath(options.directory, segments[i]), error);
   }
+  if (options.fsync != FsyncMode::kNever) journal->sync_ = std::make_unique<BackgroundSync>();
   // Continue the newest segment, or start the first.
   if (segments.empty()) {
     if (Status opened = journal->OpenSegment(1, /*fresh=*/true); !opened.ok()) return opened;
@@ -254,6 +255,7 @@ Result<std::unique_ptr<Journal>> Journal::Open(const JournalOptions& options, co
 }
 
 Journal::~Journal() {
+  sync_.reset();  // waits for a sync that runs: its file must stay open until then
   writer_.reset();
   file_.reset();
   ::close(lock_fd_);  // releases the flock
@@ -273,6 +275,7 @@ Status Journal::OpenSegment(std::uint64_t number, bool fresh, bool snapshot) {
     ++syncs_;
     SyncDirectory(options_.directory / "journal");  // the new file's name must survive a crash
   }
+  written_offset_ = synced_offset_ = writer_->offset();
   return Status::Ok();
 }
 
@@ -284,7 +287,14 @@ bool Journal::NeedsCompaction(const std::function<std::uint64_t()>& live_bytes) 
 }
 
 Status Journal::Compact(const std::vector<std::string>& snapshot) {
+  // The running sync's file is about to be replaced. If it failed, its records are pending again
+  // and the caller must write them before compacting.
+  if (syncing()) {
+    if (Status settled = Settle(sync_->Take()); !settled.ok()) return settled;
+  }
   const std::uint64_t previous = segment_number_;
+  const std::uint64_t previous_written_offset = written_offset_;
+  const std::uint64_t previous_synced_offset = synced_offset_;
   // On failure the unfinished snapshot is removed and appending goes back to the previous segment:
   // records written after an unfinished snapshot would be discarded with it at recovery.
   auto abandon = [&](Status failure) {
@@ -293,6 +303,8 @@ Status Journal::Compact(const std::vector<std::string>& snapshot) {
     std::error_code ignored;
     std::filesystem::remove(SegmentPath(options_.directory, previous + 1), ignored);
     if (Status reopened = OpenSegment(previous, /*fresh=*/false); !reopened.ok()) return reopened;
+    written_offset_ = previous_written_offset;
+    synced_offset_ = previous_synced_offset;
     return failure;
   };
   if (Status opened = OpenSegment(previous + 1, /*fresh=*/true, /*snapshot=*/true); !opened.ok()) {
@@ -304,7 +316,11 @@ Status Journal::Compact(const std::vector<std::string>& snapshot) {
   if (Status added = writer_->AddRecord(SnapshotEnd()); !added.ok()) return abandon(added);
   if (Status synced = writer_->Sync(); !synced.ok()) return abandon(synced);
   ++syncs_;
-  // The snapshot holds the whole state, so what earlier segments left unsynced no longer matters.
+  // The snapshot holds the whole state, so what earlier segments left unsynced no longer matters:
+  // everything written so far counts as synced.
+  written_offset_ = synced_offset_ = writer_->offset();
+  synced_ = written_;
+  unsynced_records_.clear();
   unsynced_since_.reset();
   std::error_code error;
   for (std::uint64_t number : ListSegments(options_.directory)) {
@@ -316,26 +332,22 @@ Status Journal::Compact(const std::vector<std::string>& snapshot) {
   return Status::Ok();
 }
 
-void Journal::CutBackToSynced() {
-  (void)file_->Truncate(writer_->synced_offset());
-  writer_ = std::make_unique<JournalWriter>(file_.get(), writer_->synced_offset());
+void Journal::CutBackTo(std::uint64_t offset) {
+  if (Status cut = file_->Truncate(offset); !cut.ok()) {
+    broken_ = Status::IOError(cut.message() +
+                              " after a failed write; restart the broker to recover the journal");
+  }
+  writer_ = std::make_unique<JournalWriter>(file_.get(), offset);
+  written_offset_ = offset;
 }
 
-Status Journal::SyncUnsynced() {
-  if (!unsynced_since_) return Status::Ok();
-  if (Status synced = file_->Sync(); !synced.ok()) return synced;
-  ++syncs_;
-  unsynced_since_.reset();
-  return Status::Ok();
-}
-
-Status Journal::Commit(Durability durability) {
-  const bool sync = options_.fsync != FsyncMode::kNever && durability == Durability::kSynced;
-  if (pending_.empty()) return sync ? SyncUnsynced() : Status::Ok();
+Status Journal::Write() {
+  if (broken_) return *broken_;
+  if (pending_.empty()) return Status::Ok();
   if (writer_->offset() >= options_.segment_bytes) {
     // The closing segment's records must be durable before any in the next one is: recovery
     // reads segments in order and treats damage in an older one as corruption, not a torn tail.
-    if (Status synced = SyncUnsynced(); !synced.ok()) return synced;
+    if (Status synced = SyncAll(); !synced.ok()) return synced;
     const std::uint64_t closing = writer_->offset();
     if (Status next = OpenSegment(segment_number_ + 1, /*fresh=*/true); !next.ok()) return next;
     closed_bytes_ += closing;
@@ -343,31 +355,81 @@ Status Journal::Commit(Durability durability) {
   }
   for (const std::string& record : pending_) {
     if (Status added = writer_->AddRecord(record); !added.ok()) {
-      CutBackToSynced();
+      CutBackTo(written_offset_);
       return added;
     }
   }
-  if (!sync) {
-    if (Status flushed = file_->Flush(); !flushed.ok()) {
-      CutBackToSynced();
-      return flushed;
-    }
-    // Written to the OS: the new end to cut back to after a later failure (a failed sync then
-    // cannot take these records back, so they are the ones a power cut may lose).
-    writer_ = std::make_unique<JournalWriter>(file_.get(), writer_->offset());
-    if (options_.fsync != FsyncMode::kNever && !unsynced_since_) {
-      unsynced_since_ = std::chrono::steady_clock::now();
-    }
-    pending_.clear();
-    return Status::Ok();
+  if (Status flushed = file_->Flush(); !flushed.ok()) {
+    CutBackTo(written_offset_);
+    return flushed;
   }
-  if (Status synced = writer_->Sync(); !synced.ok()) {
-    return synced;  // JournalWriter::Sync has cut the segment back; the records stay pending
+  written_offset_ = writer_->offset();
+  written_ += pending_.size();
+  if (sync_) {
+    if (!unsynced_since_) unsynced_since_ = std::chrono::steady_clock::now();
+    for (std::string& record : pending_) unsynced_records_.push_back(std::move(record));
   }
-  ++syncs_;
-  unsynced_since_.reset();  // fdatasync covers every byte written to the file before it
   pending_.clear();
   return Status::Ok();
+}
+
+void Journal::StartSync() {
+  if (!sync_ || sync_->busy() || synced_ == written_) return;
+  sync_target_ = written_;
+  sync_target_offset_ = written_offset_;
+  sync_started_ = std::chrono::steady_clock::now();
+  sync_->Start(file_.get());
+}
+
+Status Journal::FinishSync() {
+  if (!sync_) return Status::Ok();
+  std::optional<Status> result = sync_->TryTake();
+  if (!result) return Status::Ok();
+  return Settle(std::move(*result));
+}
+
+Status Journal::Settle(Status synced) {
+  if (synced.ok()) {
+    ++syncs_;
+    // fdatasync covers every byte written to the file before it began: the records up to the
+    // target. Those written while it ran wait for the next one.
+    unsynced_records_.erase(unsynced_records_.begin(),
+                            unsynced_records_.begin() +
+                                static_cast<std::ptrdiff_t>(sync_target_ - synced_));
+    synced_ = sync_target_;
+    synced_offset_ = sync_target_offset_;
+    if (synced_ == written_) {
+      unsynced_since_.reset();
+    } else {
+      unsynced_since_ = sync_started_;  // the rest were written after it started
+    }
+    return Status::Ok();
+  }
+  // After a failed fdatasync the kernel may have dropped the dirty pages: nothing written since
+  // the last good sync can be trusted to be in the file. Write it all again.
+  CutBackTo(synced_offset_);
+  pending_.insert(pending_.begin(), std::make_move_iterator(unsynced_records_.begin()),
+                  std::make_move_iterator(unsynced_records_.end()));
+  unsynced_records_.clear();
+  written_ = synced_;
+  unsynced_since_.reset();
+  return synced;
+}
+
+Status Journal::SyncAll() {
+  if (!sync_) return Status::Ok();
+  if (sync_->busy()) {
+    if (Status settled = Settle(sync_->Take()); !settled.ok()) return settled;
+  }
+  if (synced_ == written_) return Status::Ok();
+  StartSync();
+  return Settle(sync_->Take());
+}
+
+Status Journal::Commit(Durability durability) {
+  if (Status written = Write(); !written.ok()) return written;
+  if (durability == Durability::kWritten) return Status::Ok();
+  return SyncAll();
 }
 
 }  // namespace zmqkit::internal
