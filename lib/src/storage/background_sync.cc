@@ -1,10 +1,12 @@
 #include "storage/background_sync.h"
 
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdint>
+#include <cstring>
 #include <system_error>
 
 namespace zmqkit::internal {
@@ -15,52 +17,41 @@ BackgroundSync::BackgroundSync() : event_fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLO
 }
 
 BackgroundSync::~BackgroundSync() {
-  {
-    std::lock_guard lock(mutex_);
-    stopping_ = true;
-  }
-  changed_.notify_all();
-  thread_.join();  // after a running sync: the loop takes no new job once stopping
+  stopping_.store(true);
+  start_.release();  // a running sync ends first; the thread then sees stopping_
+  thread_.join();
   ::close(event_fd_);
 }
 
 void BackgroundSync::Start(const PosixWritableFile* file) {
-  {
-    std::lock_guard lock(mutex_);
-    job_ = file;
-    result_.reset();
-  }
+  job_ = file;
+  result_.reset();
   busy_ = true;
-  changed_.notify_all();
+  start_.release();  // orders the writes above before the thread's acquire
 }
 
 void BackgroundSync::Loop() {
-  std::unique_lock lock(mutex_);
   for (;;) {
-    changed_.wait(lock, [this] { return job_ != nullptr || stopping_; });
-    if (!job_) return;  // stopping, nothing to finish
-    const PosixWritableFile* file = job_;
-    lock.unlock();
-    Status status = file->SyncWritten();
-    lock.lock();
-    job_ = nullptr;
-    result_ = std::move(status);
+    start_.acquire();
+    if (stopping_.load()) return;
+    result_ = job_->SyncWritten();
+    done_.store(true, std::memory_order_release);
     const std::uint64_t one = 1;
     // An eventfd write of 1 cannot fail short of overflowing a 64-bit counter.
     (void)!::write(event_fd_, &one, sizeof one);
-    changed_.notify_all();
   }
 }
 
-void BackgroundSync::ClearEvent() {
-  std::uint64_t count;
-  (void)!::read(event_fd_, &count, sizeof count);  // EAGAIN when already clear: fine
-}
-
 std::optional<Status> BackgroundSync::TryTake() {
-  std::lock_guard lock(mutex_);
-  if (!busy_ || !result_) return std::nullopt;
-  ClearEvent();
+  if (!busy_ || !done_.load(std::memory_order_acquire)) return std::nullopt;
+  done_.store(false, std::memory_order_relaxed);
+  // The thread writes the eventfd after setting done_: wait for that write, so the event does
+  // not fire again for this sync, then clear it.
+  pollfd event{event_fd_, POLLIN, 0};
+  while (::poll(&event, 1, -1) < 0 && errno == EINTR) {
+  }
+  std::uint64_t count;
+  (void)!::read(event_fd_, &count, sizeof count);
   busy_ = false;
   std::optional<Status> result = std::move(result_);
   result_.reset();
@@ -68,13 +59,13 @@ std::optional<Status> BackgroundSync::TryTake() {
 }
 
 Status BackgroundSync::Take() {
-  std::unique_lock lock(mutex_);
-  changed_.wait(lock, [this] { return result_.has_value(); });
-  ClearEvent();
-  busy_ = false;
-  Status result = std::move(*result_);
-  result_.reset();
-  return result;
+  for (;;) {
+    if (std::optional<Status> result = TryTake()) return std::move(*result);
+    pollfd event{event_fd_, POLLIN, 0};
+    if (::poll(&event, 1, -1) < 0 && errno != EINTR) {
+      return Status::IOError(std::string("waiting for a sync: ") + std::strerror(errno));
+    }
+  }
 }
 
 }  // namespace zmqkit::internal

@@ -1,12 +1,15 @@
 // BackgroundSync: runs a file's fdatasync on a thread of its own, one at a time, so the thread that
 // writes the file (the broker's loop) goes on serving while the disk works. The end of each sync is
 // signalled on an eventfd the writer polls beside its sockets.
+//
+// The hand-over takes no lock: a thread preempted while holding one would stall the other for a
+// scheduler slice (milliseconds on a busy machine), which is what this class exists to avoid.
 #ifndef ZMQKIT_SRC_STORAGE_BACKGROUND_SYNC_H_
 #define ZMQKIT_SRC_STORAGE_BACKGROUND_SYNC_H_
 
-#include <condition_variable>
-#include <mutex>
+#include <atomic>
 #include <optional>
+#include <semaphore>
 #include <thread>
 
 #include "storage/file.h"
@@ -37,15 +40,16 @@ class BackgroundSync {
 
  private:
   void Loop();
-  void ClearEvent();
 
   int event_fd_;
-  bool busy_ = false;  // the writer's thread's view; the rest is shared under mutex_
-  std::mutex mutex_;
-  std::condition_variable changed_;
+  bool busy_ = false;  // the writer's thread's alone
+  // Start() sets job_ and releases start_; the thread syncs, sets result_ and then done_ (release),
+  // which the writer reads (acquire) before result_.
+  std::binary_semaphore start_{0};
   const PosixWritableFile* job_ = nullptr;
   std::optional<Status> result_;
-  bool stopping_ = false;
+  std::atomic<bool> done_{false};
+  std::atomic<bool> stopping_{false};
   std::thread thread_;
 };
 
