@@ -10,6 +10,7 @@
 #include <mutex>
 
 #include "broker/broker_core.h"
+#include "broker/output_gate.h"
 #include "frames.h"
 #include "storage/journal.h"
 #include "zmqkit/zap_server.h"
@@ -152,72 +153,18 @@ void Broker::Run() {
   std::vector<zmq::message_t> frames;
   if (!recovery_summary_.empty()) log_(recovery_summary_);
   if (journal_) core_->mutable_counters().journal_syncs = journal_->syncs();
-  // Confirms for records the journal could not write yet; sent once a commit succeeds.
-  std::vector<internal::Outgoing> held_confirms;
+  const bool group_commit = options_.fsync == FsyncPolicy::kBatch;
+  // Messages waiting for the journal to sync what they depend on (docs/broker.md, "Durability").
+  // The disk syncs on the journal's own thread meanwhile, and this loop goes on serving.
+  internal::OutputGate gate;
+  std::vector<internal::Outgoing> released;
   bool journal_failing = false;
+  // After a failed sync, the next one waits this long: a disk that fails every sync must not make
+  // the loop spin on it.
+  std::optional<std::chrono::steady_clock::time_point> next_sync_allowed;
   auto is_confirm = [](const internal::Outgoing& out) {
     return out.frames.size() > 1 && out.frames[1].size() == 7 &&
            std::memcmp(out.frames[1].data(), "CONFIRM", 7) == 0;
-  };
-  // No reply leaves before the records of its turn are durable (a confirm promises that). Under
-  // kBatch, records no reply waits on (a turn that only took acks, say) are only written: safe
-  // from the broker being killed, and synced by the next turn with a reply, or max_unsynced_age
-  // later. Losing them to a power cut only redelivers what was acked.
-  // When written-but-unsynced records must be synced at the latest; nullopt: none are waiting.
-  auto lazy_sync_at = [&]() -> std::optional<std::chrono::steady_clock::time_point> {
-    auto since = journal_ ? journal_->unsynced_since() : std::nullopt;
-    if (!since) return std::nullopt;
-    return *since + options_.max_unsynced_age;
-  };
-  auto lazy_sync_due = [&] {
-    auto at = lazy_sync_at();
-    return at && std::chrono::steady_clock::now() >= *at;
-  };
-  auto commit = [&](bool reply_waits) {
-    if (!journal_) return;
-    const bool sync = reply_waits || options_.fsync != FsyncPolicy::kBatch || lazy_sync_due();
-    if (journal_->pending() == 0 && !(sync && journal_->unsynced_since())) return;
-    Status committed =
-        journal_->Commit(sync ? internal::Durability::kSynced : internal::Durability::kWritten);
-    core_->mutable_counters().journal_syncs = journal_->syncs();
-    if (!committed.ok()) {
-      ++core_->mutable_counters().journal_failures;
-      if (!journal_failing) {
-        log_("journal write failed: " + committed.message() +
-             " — holding confirms and refusing publishes until it recovers");
-      }
-      journal_failing = true;
-      core_->set_publish_refusal("the broker cannot write its journal: " + committed.message());
-      auto& outbox = core_->outbox();
-      for (auto it = outbox.begin(); it != outbox.end();) {
-        if (is_confirm(*it)) {
-          held_confirms.push_back(std::move(*it));
-          it = outbox.erase(it);
-        } else {
-          ++it;
-        }
-      }
-      return;
-    }
-    if (journal_->NeedsCompaction([this] { return core_->LiveBytes(); })) {
-      const std::uint64_t before = journal_->disk_bytes();
-      Status compacted = journal_->Compact(core_->SnapshotRecords(clock_.Now()));
-      if (compacted.ok()) {
-        log_("journal compacted: " + std::to_string(before) + " -> " +
-             std::to_string(journal_->disk_bytes()) + " bytes");
-      } else {
-        log_("journal compaction failed (the journal is unchanged): " + compacted.message());
-      }
-    }
-    if (journal_failing) {
-      journal_failing = false;
-      core_->set_publish_refusal(std::nullopt);
-      log_("journal writes again; " + std::to_string(held_confirms.size()) + " held confirm(s) sent");
-      auto& outbox = core_->outbox();
-      outbox.insert(outbox.begin(), std::make_move_iterator(held_confirms.begin()),
-                    std::make_move_iterator(held_confirms.end()));
-      held_confirms.clear();
-    }
   };
   auto send = [&](internal::Outgoing& out) {
     zmq::socket_t& socket = out.side == internal::Side::kClients ? clients_ : workers_;
@@ -226,21 +173,113 @@ void Broker::Run() {
     socket.send(zmq::buffer(out.peer), zmq::send_flags::sndmore);
     internal::SendAll(socket, out.frames);
   };
-  auto send_outbox = [&] {
-    auto& outbox = core_->outbox();
-    std::size_t sent = 0;
-    bool failed_writing = false;
-    if (journal_ && options_.fsync == FsyncPolicy::kBatch && !journal_failing) {
-      // Deliveries promise nothing about the journal, so under group commit those at the front
-      // leave once this turn's records are written, without waiting for the sync: a consumer gets
-      // a message one fdatasync sooner. Written first, so a killed broker never forgets a message
-      // it delivered; a power cut can, and its publisher, never confirmed, publishes it again.
-      commit(/*reply_waits=*/false);
-      failed_writing = journal_failing;
-      while (!failed_writing && sent < outbox.size() && outbox[sent].delivery) send(outbox[sent++]);
+  auto send_released = [&] {
+    gate.Release(journal_->synced(), released);
+    for (internal::Outgoing& out : released) send(out);
+    const std::size_t count = released.size();
+    released.clear();
+    return count;
+  };
+  auto journal_failed = [&](const Status& failure) {
+    ++core_->mutable_counters().journal_failures;
+    if (!journal_failing) {
+      log_("journal write failed: " + failure.message() +
+           " — holding confirms and refusing publishes until it recovers");
     }
-    if (!failed_writing) commit(/*reply_waits=*/outbox.size() > sent || !held_confirms.empty());
-    for (; sent < outbox.size(); ++sent) send(outbox[sent]);
+    journal_failing = true;
+    core_->set_publish_refusal("the broker cannot write its journal: " + failure.message());
+  };
+  // Recovered once everything the failure held back is written and synced.
+  auto check_recovered = [&](std::size_t sent) {
+    if (!journal_failing || journal_->pending() > 0 || journal_->synced() < journal_->written()) return;
+    journal_failing = false;
+    core_->set_publish_refusal(std::nullopt);
+    log_("journal writes again; " + std::to_string(sent) + " held message(s) sent");
+  };
+  auto compact_if_needed = [&] {
+    if (journal_->pending() > 0 || !journal_->NeedsCompaction([this] { return core_->LiveBytes(); })) {
+      return;
+    }
+    const std::uint64_t before = journal_->disk_bytes();
+    Status compacted = journal_->Compact(core_->SnapshotRecords(clock_.Now()));
+    if (compacted.ok()) {
+      log_("journal compacted: " + std::to_string(before) + " -> " +
+           std::to_string(journal_->disk_bytes()) + " bytes");
+    } else {
+      log_("journal compaction failed (the journal is unchanged): " + compacted.message());
+    }
+  };
+  // When written-but-unsynced records that nothing waits on must be synced at the latest (under
+  // group commit, acks and the like); nullopt: none are waiting, or a sync runs.
+  auto lazy_sync_at = [&]() -> std::optional<std::chrono::steady_clock::time_point> {
+    if (!journal_ || journal_->syncing()) return std::nullopt;
+    auto since = journal_->unsynced_since();
+    if (!since) return std::nullopt;
+    return *since + options_.max_unsynced_age;
+  };
+  auto start_sync_if_wanted = [&] {
+    if (!journal_ || journal_->syncing() || journal_->synced() == journal_->written()) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (next_sync_allowed && now < *next_sync_allowed) return;
+    auto lazy_at = lazy_sync_at();
+    if (!group_commit || gate.highest_need() > journal_->synced() || (lazy_at && now >= *lazy_at)) {
+      journal_->StartSync();
+    }
+  };
+  auto finish_sync = [&] {
+    Status synced = journal_->FinishSync();
+    core_->mutable_counters().journal_syncs = journal_->syncs();
+    if (!synced.ok()) {
+      journal_failed(synced);
+      next_sync_allowed = std::chrono::steady_clock::now() + kJournalRetry;
+      return;
+    }
+    next_sync_allowed.reset();
+    check_recovered(send_released());
+  };
+  // Ends a turn: writes what it journaled, then sends what it produced or hands it to the gate.
+  auto finish_turn = [&] {
+    auto& outbox = core_->outbox();
+    if (!journal_) {
+      for (internal::Outgoing& out : outbox) send(out);
+    } else {
+      if (journal_->pending() > 0) {
+        if (Status written = journal_->Write(); !written.ok()) {
+          journal_failed(written);
+        } else {
+          check_recovered(send_released());  // with fsync "never", written is as synced as it gets
+          compact_if_needed();
+        }
+      }
+      const std::uint64_t synced = journal_->synced();
+      // Once the records a failed write left pending are written too.
+      const std::uint64_t all = journal_->written() + journal_->pending();
+      for (internal::Outgoing& out : outbox) {
+        std::uint64_t needs = all;
+        bool keep_order = true;
+        switch (out.waits_for) {
+          case internal::WaitsFor::kNothing:
+            send(out);
+            continue;
+          case internal::WaitsFor::kWrite:
+            // A delivery's records are written (or, while writes fail, it goes anyway: the
+            // message it hands out was journaled when it was published).
+            if (group_commit) needs = 0;
+            break;
+          case internal::WaitsFor::kSync:
+            // While the journal fails, only confirms wait for the records it cannot write; a
+            // refusal or a STATS reply must get through.
+            if (journal_failing && !is_confirm(out)) {
+              needs = journal_->written();
+              keep_order = false;
+            }
+            break;
+        }
+        if (gate.Pass(out, needs, synced, keep_order)) send(out);
+      }
+      start_sync_if_wanted();
+      core_->mutable_counters().journal_syncs = journal_->syncs();
+    }
     outbox.clear();
     for (const std::string& line : core_->TakeLog()) log_(line);
     if (zap_) {
@@ -279,33 +318,39 @@ void Broker::Run() {
     try {
       const TimePoint now = clock_.Now();
       core_->Tick(now);
-      send_outbox();
+      finish_turn();
       std::chrono::milliseconds timeout(-1);
+      auto wake_by = [&](std::chrono::milliseconds bound) {
+        bound = std::max(bound, std::chrono::milliseconds(0));
+        if (timeout < std::chrono::milliseconds(0) || timeout > bound) timeout = bound;
+      };
       if (auto deadline = core_->NextDeadline()) {
-        timeout = std::clamp(std::chrono::ceil<std::chrono::milliseconds>(*deadline - now),
-                             std::chrono::milliseconds(0), std::chrono::milliseconds(60000));
+        wake_by(std::min(std::chrono::ceil<std::chrono::milliseconds>(*deadline - now),
+                         std::chrono::milliseconds(60000)));
       }
-      if (journal_failing && (timeout < std::chrono::milliseconds(0) || timeout > kJournalRetry)) {
-        timeout = kJournalRetry;
-      }
-      if (auto at = lazy_sync_at()) {
-        const auto due = std::max(std::chrono::milliseconds(0),
-                                  std::chrono::ceil<std::chrono::milliseconds>(
-                                      *at - std::chrono::steady_clock::now()));
-        if (timeout < std::chrono::milliseconds(0) || timeout > due) timeout = due;
+      if (journal_failing) wake_by(kJournalRetry);  // to write again
+      const auto steady_now = std::chrono::steady_clock::now();
+      for (auto at : {lazy_sync_at(), next_sync_allowed}) {
+        if (at) wake_by(std::chrono::ceil<std::chrono::milliseconds>(*at - steady_now));
       }
       zmq::pollitem_t items[] = {{clients_.handle(), 0, ZMQ_POLLIN, 0},
                                  {workers_.handle(), 0, ZMQ_POLLIN, 0},
-                                 {control_.handle(), 0, ZMQ_POLLIN, 0}};
-      zmq::poll(items, 3, timeout);
+                                 {control_.handle(), 0, ZMQ_POLLIN, 0},
+                                 {nullptr, journal_ ? journal_->sync_event_fd() : -1, ZMQ_POLLIN, 0}};
+      const int polled = items[3].fd >= 0 ? 4 : 3;
+      zmq::poll(items, polled, timeout);
       if (items[2].revents & ZMQ_POLLIN) {
-        commit(/*reply_waits=*/true);  // whatever is not yet durable, though nothing waits for it
+        if (journal_) {
+          // Whatever is not yet durable, though nothing may wait for it; then what waited for it.
+          if (journal_->Commit().ok()) send_released();
+        }
         return;
       }
+      if (polled == 4 && (items[3].revents & ZMQ_POLLIN)) finish_sync();
       if (items[0].revents & ZMQ_POLLIN) drain(clients_, internal::Side::kClients);
       if (items[1].revents & ZMQ_POLLIN) drain(workers_, internal::Side::kWorkers);
-      if (journal_ && options_.fsync == FsyncPolicy::kBatch) {
-        // Group commit: while more input is already waiting, take it into the same sync.
+      if (journal_ && group_commit) {
+        // Group commit: while more input is already waiting, take it into the same write.
         const auto window_end = std::chrono::steady_clock::now() + kBatchWindow;
         while (journal_->pending() > 0 && journal_->pending() < kBatchRecords &&
                std::chrono::steady_clock::now() < window_end) {
@@ -317,7 +362,7 @@ void Broker::Run() {
         }
       }
       core_->Flush();
-      send_outbox();
+      finish_turn();
     } catch (const zmq::error_t& error) {
       if (error.num() == EINTR) continue;
       if (error.num() == ETERM) return;

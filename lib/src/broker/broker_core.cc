@@ -1155,7 +1155,7 @@ void BrokerCore::Send(Side side, std::string_view peer, std::vector<zmq::message
 
 void BrokerCore::SendDelivery(Side side, std::string_view peer,
                               std::vector<zmq::message_t> frames) {
-  outbox_.push_back(Outgoing{side, std::string(peer), std::move(frames), /*delivery=*/true});
+  outbox_.push_back(Outgoing{side, std::string(peer), std::move(frames), WaitsFor::kWrite});
 }
 
 void BrokerCore::SendOk(const SessionKey& key) {

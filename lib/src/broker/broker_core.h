@@ -48,14 +48,24 @@ class JournalSink {
   virtual void Append(std::string record) = 0;
 };
 
+// What an outgoing message must wait for before it leaves (docs/broker.md, "Durability").
+enum class WaitsFor : std::uint8_t {
+  // A reply: what its turn journaled (a confirm's publishes, a declaration) must be synced first.
+  kSync,
+  // A message handed to a consumer (DELIVER, or a request to a Paranoid Pirate worker). It
+  // promises nothing about the journal, so under group commit it leaves once its records are
+  // written, before they are synced; under fsync "always" it waits for the sync like a reply.
+  kWrite,
+  // A heartbeat: promises nothing and orders nothing, so it leaves at once, even past messages
+  // held for the same peer. A slow disk must not make peers think the broker is dead.
+  kNothing,
+};
+
 struct Outgoing {
   Side side;
   std::string peer;  // routing id on that side's ROUTER
   std::vector<zmq::message_t> frames;
-  // A message handed to a consumer (DELIVER, or a request to a Paranoid Pirate worker). Unlike a
-  // reply it promises nothing about the journal, so under group commit it may leave once its
-  // records are written, before they are synced (docs/broker.md, "Durability").
-  bool delivery = false;
+  WaitsFor waits_for = WaitsFor::kSync;
 };
 
 class BrokerCore {
