@@ -149,7 +149,7 @@ void BrokerCore::OnClientMessage(std::string_view peer, std::span<zmq::message_t
   Session& session = Touch(key, now);
   // A first heartbeat at once: a client reconnecting after a broker restart learns of it within
   // one round trip, instead of waiting for the next interval.
-  if (new_session) Send(Side::kClients, key.peer, ClientHeartbeat());
+  if (new_session) SendHeartbeat(Side::kClients, key.peer, ClientHeartbeat());
   auto rid = args->Uint("rid", 0);
   current_rid_ = rid.ok() ? *rid : 0;
   if (!options_.admin_keys.empty() && IsAdminCommand(command) &&
@@ -1093,9 +1093,9 @@ void BrokerCore::Housekeeping(TimePoint now) {
       if (key.side == Side::kWorkers) {
         std::vector<zmq::message_t> frames;
         frames.emplace_back(&p::kPppHeartbeat, 1);
-        Send(Side::kWorkers, key.peer, std::move(frames));
+        SendHeartbeat(Side::kWorkers, key.peer, std::move(frames));
       } else {
-        Send(Side::kClients, key.peer, ClientHeartbeat());
+        SendHeartbeat(Side::kClients, key.peer, ClientHeartbeat());
       }
     }
   }
@@ -1156,6 +1156,11 @@ void BrokerCore::Send(Side side, std::string_view peer, std::vector<zmq::message
 void BrokerCore::SendDelivery(Side side, std::string_view peer,
                               std::vector<zmq::message_t> frames) {
   outbox_.push_back(Outgoing{side, std::string(peer), std::move(frames), WaitsFor::kWrite});
+}
+
+void BrokerCore::SendHeartbeat(Side side, std::string_view peer,
+                               std::vector<zmq::message_t> frames) {
+  outbox_.push_back(Outgoing{side, std::string(peer), std::move(frames), WaitsFor::kNothing});
 }
 
 void BrokerCore::SendOk(const SessionKey& key) {

@@ -261,6 +261,7 @@ class BrokerCore {
 
   void Send(Side side, std::string_view peer, std::vector<zmq::message_t> frames);
   void SendDelivery(Side side, std::string_view peer, std::vector<zmq::message_t> frames);
+  void SendHeartbeat(Side side, std::string_view peer, std::vector<zmq::message_t> frames);
   void SendOk(const SessionKey& key);  // OK with the current command's rid
   // The ERROR carries `rid` if given, else the rid of the command being handled (if it had one),
   // so a client waiting for an answer to that command gets this one.
