@@ -248,5 +248,97 @@ INSTANTIATE_TEST_SUITE_P(Policies, SlowDiskTest,
                                                                     : std::string("Always");
                          });
 
+// The journal itself on this disk: a sync runs beside the caller, and a failed one loses nothing.
+class JournalSyncTest : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    sync_delay_ms = 0;
+    sync_fails = false;
+  }
+  Result<std::unique_ptr<internal::Journal>> Open(std::vector<std::string>* replayed) {
+    internal::JournalOptions options;
+    options.directory = dir_.path();
+    options.fsync = internal::FsyncMode::kBatch;
+    return internal::Journal::Open(options, [replayed](std::string_view record) {
+      replayed->emplace_back(record);
+      return Status::Ok();
+    }, nullptr);
+  }
+  // Waits (with a deadline) for the running sync to finish and books it.
+  static Status FinishWhenDone(internal::Journal& journal) {
+    pollfd event{journal.sync_event_fd(), POLLIN, 0};
+    if (::poll(&event, 1, 10000) != 1) return Status::DeadlineExceeded("the sync did not finish");
+    return journal.FinishSync();
+  }
+
+  testing::TempDir dir_;
+};
+
+TEST_F(JournalSyncTest, StartSyncReturnsAtOnceAndFinishSyncBooksIt) {
+  std::vector<std::string> replayed;
+  auto journal = Open(&replayed);
+  ASSERT_TRUE(journal.ok()) << journal.error().ToString();
+  (*journal)->Append("one");
+  ASSERT_TRUE((*journal)->Write().ok());
+  EXPECT_EQ((*journal)->written(), 1u);
+  EXPECT_EQ((*journal)->synced(), 0u);
+
+  sync_delay_ms = 300;
+  const auto started = Clock::now();
+  (*journal)->StartSync();
+  EXPECT_LT(Clock::now() - started, 100ms) << "StartSync does not wait for the disk";
+  EXPECT_TRUE((*journal)->syncing());
+  // Written while the sync runs: not covered by it.
+  (*journal)->Append("two");
+  ASSERT_TRUE((*journal)->Write().ok());
+  EXPECT_TRUE((*journal)->FinishSync().ok());
+  EXPECT_EQ((*journal)->synced(), 0u) << "FinishSync before the end changes nothing";
+
+  ASSERT_TRUE(FinishWhenDone(**journal).ok());
+  EXPECT_GE(Clock::now() - started, 300ms);
+  EXPECT_EQ((*journal)->synced(), 1u) << "the sync covers what was written before it began";
+  EXPECT_EQ((*journal)->written(), 2u);
+  ASSERT_TRUE((*journal)->unsynced_since().has_value()) << "\"two\" still waits";
+
+  sync_delay_ms = 0;
+  (*journal)->StartSync();
+  ASSERT_TRUE(FinishWhenDone(**journal).ok());
+  EXPECT_EQ((*journal)->synced(), 2u);
+  EXPECT_FALSE((*journal)->unsynced_since().has_value());
+}
+
+TEST_F(JournalSyncTest, AFailedSyncMakesItsRecordsPendingAndTheyAreWrittenOnceInOrder) {
+  {
+    std::vector<std::string> replayed;
+    auto journal = Open(&replayed);
+    ASSERT_TRUE(journal.ok()) << journal.error().ToString();
+    (*journal)->Append("synced");
+    ASSERT_TRUE((*journal)->Commit().ok());
+
+    (*journal)->Append("a");
+    (*journal)->Append("b");
+    ASSERT_TRUE((*journal)->Write().ok());
+    sync_fails = true;
+    sync_delay_ms = 100;
+    (*journal)->StartSync();
+    (*journal)->Append("c");  // written while the failing sync runs
+    ASSERT_TRUE((*journal)->Write().ok());
+    Status failed = FinishWhenDone(**journal);
+    EXPECT_FALSE(failed.ok());
+    EXPECT_EQ((*journal)->pending(), 3u) << "a, b and c are all to be written again";
+    EXPECT_EQ((*journal)->written(), 1u);
+    EXPECT_EQ((*journal)->synced(), 1u);
+
+    sync_fails = false;
+    sync_delay_ms = 0;
+    (*journal)->Append("d");
+    ASSERT_TRUE((*journal)->Commit().ok());
+    EXPECT_EQ((*journal)->synced(), 5u);
+  }
+  std::vector<std::string> replayed;
+  ASSERT_TRUE(Open(&replayed).ok());
+  EXPECT_EQ(replayed, (std::vector<std::string>{"synced", "a", "b", "c", "d"}));
+}
+
 }  // namespace
 }  // namespace zmqkit
