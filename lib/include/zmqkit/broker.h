@@ -28,13 +28,15 @@
 
 namespace zmqkit {
 
-// When a durable broker syncs its journal, and so what a publisher confirm means.
+// When a durable broker syncs its journal, and so what a publisher confirm means. Syncs run on a
+// thread of their own; the broker goes on serving meanwhile, and heartbeats never wait for one.
 enum class FsyncPolicy {
-  kAlways,  // each turn of the loop is synced before anything of it is sent, deliveries included
+  kAlways,  // whatever is written is synced at once; nothing a turn of the loop produced is sent
+            // before a sync covers its records, deliveries included
   kBatch,   // group commit: keep reading input that is already waiting for up to 2 ms or 1000
-            // records, then one sync covers all of it (never waits when no input is waiting).
+            // records, write it in one go; one sync covers everything written before it began.
             // Deliveries leave once their records are written, replies (confirms) after the sync.
-            // Records no reply waits on (acks) are synced with the next reply, or
+            // Records no reply waits on (acks) are synced with the next reply's, or
             // max_unsynced_age later at the latest
   kNever,   // never sync explicitly (the OS writes back later); confirms say "queued"
 };
