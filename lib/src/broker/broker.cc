@@ -208,6 +208,9 @@ void Broker::Run() {
     } else {
       log_("journal compaction failed (the journal is unchanged): " + compacted.message());
     }
+    // A snapshot counts as a sync of everything written before it (and compacting took a sync
+    // that ran): what waited for those records may leave, or nothing would ever release it.
+    send_released();
   };
   // When written-but-unsynced records that nothing waits on must be synced at the latest (under
   // group commit, acks and the like); nullopt: none are waiting, or a sync runs.
