@@ -335,7 +335,7 @@ Status Journal::Compact(const std::vector<std::string>& snapshot) {
 void Journal::CutBackTo(std::uint64_t offset) {
   if (Status cut = file_->Truncate(offset); !cut.ok()) {
     broken_ = Status::IOError(cut.message() +
-                              " after a failed write; restart the broker to recover the journal");
+                              " after a failed write or sync; restart the broker to recover the journal");
   }
   writer_ = std::make_unique<JournalWriter>(file_.get(), offset);
   written_offset_ = offset;
