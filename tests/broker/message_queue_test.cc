@@ -429,13 +429,40 @@ TEST_F(MessageQueueTest, AMessageThatStaysDoesNotMakeThePassingOnesCostStorage) 
 TEST_F(MessageQueueTest, AnEmptiedDeepQueueGivesItsStorageBack) {
   constexpr int kDeep = 20'000;
   for (int i = 0; i < kDeep; ++i) Publish("m");
+  // Untouched messages are packed: no record each, and about their size in chunks.
+  EXPECT_EQ(queue().storage().records, 0u);
+  EXPECT_GE(queue().storage().packed_bytes, static_cast<std::size_t>(kDeep) * 2);
+  // Leased, each has a record until it is acked.
+  std::vector<std::uint64_t> tags(kDeep);
+  for (auto& tag : tags) ASSERT_EQ(Next(&tag), "m");
+  EXPECT_EQ(queue().storage().packed_bytes, 0u);
   EXPECT_GE(queue().storage().records, static_cast<std::size_t>(kDeep));
-  EXPECT_EQ(queue().TakeReady(kDeep).size(), static_cast<std::size_t>(kDeep));
+  for (std::uint64_t tag : tags) ASSERT_TRUE(queue().Ack(tag));
   EXPECT_EQ(queue().size(), 0u);
   EXPECT_EQ(queue().storage().records, 0u);
   EXPECT_EQ(queue().storage().index_slots, 0u);
   Publish("again");
   EXPECT_EQ(Next(), "again");
+}
+
+// A message taken out of a packed log by number (an operator's remove, journal replay naming it)
+// keeps its place in the ready order, and the rest of the log is untouched.
+TEST_F(MessageQueueTest, MessagesNamedByNumberKeepTheirPlaceInTheReadyOrder) {
+  for (int i = 1; i <= 6; ++i) Publish(Named(i));
+  ASSERT_TRUE(queue().RestoreFailure(3, 1, FailureReason::kTimedOut));  // unpacked, still third
+  ASSERT_TRUE(queue().Remove(2));
+  ASSERT_TRUE(queue().Settle(5));
+  EXPECT_FALSE(queue().Remove(5));
+  EXPECT_EQ(queue().size(), 4u);
+  EXPECT_EQ(queue().bytes(), 8u);
+  std::vector<std::uint64_t> numbers;
+  for (const auto& view : queue().Contents()) numbers.push_back(view.number);
+  EXPECT_EQ(numbers, (std::vector<std::uint64_t>{1, 3, 4, 6}));
+  EXPECT_EQ(Next(), "m1");
+  EXPECT_EQ(Next(), "m3");
+  EXPECT_EQ(last_attempt_, 2u);
+  EXPECT_EQ(Next(), "m4");
+  EXPECT_EQ(Next(), "m6");
 }
 
 }  // namespace

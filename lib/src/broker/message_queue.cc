@@ -81,16 +81,84 @@ MessageQueue::Record* MessageQueue::Find(std::uint64_t number) const {
   return slot < index_.size() ? index_[slot] : nullptr;
 }
 
+bool MessageQueue::Holds(std::uint64_t number) const {
+  if (Find(number) != nullptr) return true;
+  for (const auto& lane : lanes_) {
+    if (lane && !lane->packed.empty() && lane->packed.Find(number)) return true;
+  }
+  return false;
+}
+
+MessageQueue::Record* MessageQueue::Locate(std::uint64_t number) {
+  if (Record* record = Find(number)) return record;
+  for (std::size_t priority = 0; priority < lanes_.size(); ++priority) {
+    Lane* lane = lanes_[priority].get();
+    if (lane == nullptr || lane->packed.empty()) continue;
+    auto packed = lane->packed.Find(number);
+    if (!packed) continue;
+    // Still ready, at the same place in the ready order: with the taken-back ones, by order.
+    Record& record = Unpack(*packed, static_cast<std::uint8_t>(priority));
+    lane->packed.Erase(number);
+    record.place = Place::kReady;
+    record.returned = true;
+    lane->returned.emplace(record.order, number);
+    return &record;
+  }
+  return nullptr;
+}
+
+MessageQueue::Record& MessageQueue::Unpack(const PackedMessage& message, std::uint8_t priority) {
+  Record& record = Insert(message.number);
+  record.id = message.id;
+  record.created_us = message.created_us;
+  record.seq = message.seq;
+  record.priority = priority;
+  record.attempt = message.attempt;
+  record.order = message.number;
+  if (!message.body.empty()) {
+    record.body_size = static_cast<std::uint32_t>(message.body.size());
+    record.body = std::make_unique_for_overwrite<char[]>(record.body_size);
+    std::memcpy(record.body.get(), message.body.data(), record.body_size);
+  }
+  if (!message.stream.empty()) record.mutable_extras().stream = message.stream;
+  if (!message.packed_headers.empty()) record.mutable_extras().headers = message.DecodeHeaders();
+  if (!message.reply_to.empty()) record.mutable_extras().reply_to = message.reply_to;
+  return record;
+}
+
+bool MessageQueue::ErasePacked(std::uint64_t number) {
+  for (auto& lane : lanes_) {
+    if (!lane || lane->packed.empty() || number > lane->packed.back_number()) continue;
+    auto packed = lane->packed.Find(number);
+    if (!packed) continue;
+    bytes_ -= packed->Bytes();
+    lane->packed.Erase(number);
+    --ready_count_;
+    if (--lane->count == 0) lane->fresh.clear();
+    --live_;
+    return true;
+  }
+  return false;
+}
+
+MessageQueue::StorageStats MessageQueue::storage() const {
+  StorageStats stats{pool_.capacity(), index_.size(), outliers_.size(), 0};
+  for (const auto& lane : lanes_) {
+    if (lane) stats.packed_bytes += lane->packed.allocated_bytes();
+  }
+  return stats;
+}
+
 MessageQueue::Record& MessageQueue::Insert(std::uint64_t number) {
   Record* record = pool_.Allocate();
-  ++live_;
+  ++records_live_;
   if (index_.empty() && (outliers_.empty() || number > outliers_.rbegin()->first)) base_ = number;
   if (number < base_) {
     // Only a restore names a number this old; it lives with the outliers.
     outliers_.emplace(number, record);
   } else {
     std::uint64_t slot = number - base_;
-    const std::size_t in_index = live_ - 1 - outliers_.size();
+    const std::size_t in_index = records_live_ - 1 - outliers_.size();
     if (slot >= index_.size() && slot + 1 > 2 * (in_index + 1) + kIndexSlack) {
       // Far past the rest (a restore after a long gap): the index starts anew at this number, and
       // what it held becomes outliers, rather than the gap becoming holes.
@@ -108,7 +176,7 @@ MessageQueue::Record& MessageQueue::Insert(std::uint64_t number) {
 }
 
 void MessageQueue::CompactIndex() {
-  std::size_t in_index = live_ - outliers_.size();
+  std::size_t in_index = records_live_ - outliers_.size();
   while (index_.size() > 2 * in_index + kIndexSlack) {
     if (Record* record = index_.front()) {
       outliers_.emplace(base_, record);
@@ -125,6 +193,42 @@ void MessageQueue::ForEachByNumber(Fn&& fn) const {
   for (std::size_t slot = 0; slot < index_.size(); ++slot) {
     if (index_[slot] != nullptr) fn(base_ + slot, *index_[slot]);
   }
+}
+
+template <typename Fn>
+void MessageQueue::ForEachMessage(Fn&& fn) const {
+  struct Packed {
+    PackedLog::Cursor cursor;
+    std::uint8_t priority;
+  };
+  std::vector<Packed> logs;
+  for (std::size_t priority = 0; priority < lanes_.size(); ++priority) {
+    const Lane* lane = lanes_[priority].get();
+    if (lane != nullptr && !lane->packed.empty()) {
+      logs.push_back({lane->packed.Begin(), static_cast<std::uint8_t>(priority)});
+    }
+  }
+  // Merges the logs (each by number) with the records (by number).
+  auto packed_below = [&](std::uint64_t limit) {
+    while (true) {
+      Packed* lowest = nullptr;
+      for (Packed& log : logs) {
+        if (!log.cursor.done() && (lowest == nullptr || log.cursor.message().number <
+                                                             lowest->cursor.message().number)) {
+          lowest = &log;
+        }
+      }
+      if (lowest == nullptr || lowest->cursor.message().number >= limit) return;
+      const PackedMessage& message = lowest->cursor.message();
+      fn(message.number, static_cast<const Record*>(nullptr), &message, lowest->priority);
+      lowest->cursor.Next();
+    }
+  };
+  ForEachByNumber([&](std::uint64_t number, const Record& record) {
+    packed_below(number);
+    fn(number, &record, static_cast<const PackedMessage*>(nullptr), record.priority);
+  });
+  packed_below(UINT64_MAX);
 }
 
 void MessageQueue::Erase(std::uint64_t number) {
@@ -149,6 +253,7 @@ void MessageQueue::Erase(std::uint64_t number) {
   if (record->expires()) expiries_.erase({record->expires_at, number});
   bytes_ -= Bytes(*record);
   pool_.Release(record);
+  --records_live_;
   --live_;
   if (number < base_) {
     outliers_.erase(number);
@@ -162,7 +267,7 @@ void MessageQueue::Erase(std::uint64_t number) {
   }
   // An emptied deep queue gives its memory back; a shallow one keeps its few records for the next
   // message rather than allocating them anew each time it empties.
-  if (live_ == 0 && pool_.capacity() > kMaxBlockRecords) {
+  if (records_live_ == 0 && pool_.capacity() > kMaxBlockRecords) {
     pool_.ReleaseAll();
     index_.shrink_to_fit();
   }
@@ -203,6 +308,19 @@ Envelope MessageQueue::CopyEnvelope(const Record& record) {
   return envelope;
 }
 
+Envelope MessageQueue::PackedEnvelope(const PackedMessage& message, std::uint8_t priority) {
+  Envelope envelope;
+  envelope.id = message.id;
+  envelope.created_us = message.created_us;
+  envelope.priority = priority;
+  envelope.attempt = message.attempt;
+  envelope.seq = message.seq;
+  envelope.stream = message.stream;
+  envelope.headers = message.DecodeHeaders();
+  envelope.set_body(message.body);
+  return envelope;
+}
+
 Envelope MessageQueue::MoveEnvelope(Record& record) {
   Envelope envelope = EnvelopeWithoutExtras(record);
   if (record.extras) {
@@ -214,22 +332,31 @@ Envelope MessageQueue::MoveEnvelope(Record& record) {
 
 // --- the ready order -------------------------------------------------------------------------
 
-MessageQueue::Lane& MessageQueue::LaneOf(const Record& record) {
-  auto& lane = lanes_[std::min(record.priority, kMaxPriority)];
+MessageQueue::Lane& MessageQueue::LaneAt(std::uint8_t priority) {
+  auto& lane = lanes_[std::min(priority, kMaxPriority)];
   if (!lane) lane = std::make_unique<Lane>();
   return *lane;
 }
 
-std::optional<std::pair<std::uint64_t, std::uint64_t>> MessageQueue::LaneFront(Lane& lane) const {
+std::optional<MessageQueue::Front> MessageQueue::LaneFront(Lane& lane) const {
   while (!lane.fresh.empty()) {
     const Record* record = Find(lane.fresh.front());
     if (record != nullptr && record->place == Place::kReady && !record->returned) break;
     lane.fresh.pop_front();
   }
-  std::optional<std::pair<std::uint64_t, std::uint64_t>> front;
-  if (!lane.fresh.empty()) front.emplace(Find(lane.fresh.front())->order, lane.fresh.front());
-  if (!lane.returned.empty() && (!front || *lane.returned.begin() < *front)) {
-    front = *lane.returned.begin();
+  std::optional<Front> front;
+  auto consider = [&](Front candidate) {
+    if (!front || candidate.order < front->order) front = candidate;
+  };
+  if (!lane.packed.empty()) {
+    const std::uint64_t number = lane.packed.front().number;
+    consider({number, number, Source::kPacked});
+  }
+  if (!lane.fresh.empty()) {
+    consider({Find(lane.fresh.front())->order, lane.fresh.front(), Source::kFresh});
+  }
+  if (!lane.returned.empty()) {
+    consider({lane.returned.begin()->first, lane.returned.begin()->second, Source::kReturned});
   }
   return front;
 }
@@ -239,13 +366,20 @@ std::optional<std::uint64_t> MessageQueue::PopReady() {
     Lane* lane = lanes_[priority].get();
     if (lane == nullptr || lane->count == 0) continue;
     auto front = LaneFront(*lane);
-    const std::uint64_t number = front->second;
-    Record* record = Find(number);
-    if (record->returned) {
-      lane->returned.erase(lane->returned.begin());
-      record->returned = false;
-    } else {
-      lane->fresh.pop_front();
+    const std::uint64_t number = front->number;
+    switch (front->source) {
+      case Source::kPacked:
+        // Out of the ready order (the caller places it), and out of the log.
+        Unpack(lane->packed.front(), static_cast<std::uint8_t>(priority)).place = Place::kDelayed;
+        lane->packed.PopFront();
+        break;
+      case Source::kFresh:
+        lane->fresh.pop_front();
+        break;
+      case Source::kReturned:
+        lane->returned.erase(lane->returned.begin());
+        Find(number)->returned = false;
+        break;
     }
     --ready_count_;
     if (--lane->count == 0) lane->fresh.clear();
@@ -300,11 +434,29 @@ Result<std::uint64_t> MessageQueue::Publish(Envelope envelope, EnqueueOptions op
     return room;
   }
   const std::uint64_t number = options.number.value_or(next_number_);
-  if (Find(number) != nullptr) {
+  // Every number the queue holds is below next_number_, so only a restore can name one it holds.
+  if (number < next_number_ && Holds(number)) {
     return Status::InvalidArgument("queue \"" + name_ + "\" already holds message " +
                                    std::to_string(number));
   }
   next_number_ = std::max(next_number_, number + 1);
+  std::optional<Duration> ttl = options.ttl;
+  if (!ttl && options_.message_ttl.count() > 0) ttl = options_.message_ttl;
+  const bool delayed = options.delay && options.delay->count() > 0;
+  if (!ttl && !delayed && envelope.body.size() <= kOwnedBodyLimit &&
+      envelope.priority <= kMaxPriority) {
+    Lane& lane = LaneAt(envelope.priority);
+    if (number > lane.packed.back_number()) {
+      lane.packed.Append(number, envelope, options.reply_to);
+      ++lane.count;
+      ++ready_count_;
+      ++live_;
+      bytes_ += bytes;
+      ++counters_.published;
+      return number;
+    }
+  }
+  ++live_;
   Record& record = Insert(number);
   record.id = envelope.id;
   record.created_us = envelope.created_us;
@@ -323,14 +475,12 @@ Result<std::uint64_t> MessageQueue::Publish(Envelope envelope, EnqueueOptions op
   if (!envelope.headers.empty()) record.mutable_extras().headers = std::move(envelope.headers);
   if (!options.reply_to.empty()) record.mutable_extras().reply_to = std::move(options.reply_to);
   bytes_ += bytes;
-  std::optional<Duration> ttl = options.ttl;
-  if (!ttl && options_.message_ttl.count() > 0) ttl = options_.message_ttl;
   if (ttl) {
     record.expires_at = now + *ttl;
     expiries_.emplace(record.expires_at, number);
   }
   ++counters_.published;
-  if (options.delay && options.delay->count() > 0) {
+  if (delayed) {
     MakeDelayed(number, record, now + *options.delay);
   } else {
     MakeReady(number, record);
@@ -475,10 +625,25 @@ std::optional<TimePoint> MessageQueue::NextDeadline() const {
 
 std::vector<std::uint64_t> MessageQueue::Purge() {
   std::vector<std::uint64_t> doomed;
-  ForEachByNumber([&](std::uint64_t number, const Record& record) {
-    if (record.place != Place::kInFlight) doomed.push_back(number);
+  std::vector<std::uint64_t> with_records;
+  ForEachMessage([&](std::uint64_t number, const Record* record, const PackedMessage* packed,
+                     std::uint8_t) {
+    if (packed != nullptr) {
+      bytes_ -= packed->Bytes();
+      doomed.push_back(number);
+    } else if (record->place != Place::kInFlight) {
+      doomed.push_back(number);
+      with_records.push_back(number);
+    }
   });
-  for (std::uint64_t number : doomed) Erase(number);
+  for (auto& lane : lanes_) {
+    if (!lane || lane->packed.empty()) continue;
+    ready_count_ -= lane->packed.size();
+    lane->count -= lane->packed.size();
+    live_ -= lane->packed.size();
+    lane->packed.Clear();
+  }
+  for (std::uint64_t number : with_records) Erase(number);
   counters_.purged += doomed.size();
   return doomed;
 }
@@ -502,14 +667,16 @@ std::optional<std::size_t> MessageQueue::ReadyFrontBytes() const {
   for (int priority = kMaxPriority; priority >= 0; --priority) {
     Lane* lane = lanes_[priority].get();
     if (lane == nullptr || lane->count == 0) continue;
-    return Bytes(*Find(LaneFront(*lane)->second));
+    const Front front = *LaneFront(*lane);
+    if (front.source == Source::kPacked) return lane->packed.front().Bytes();
+    return Bytes(*Find(front.number));
   }
   return std::nullopt;
 }
 
 bool MessageQueue::RestoreFailure(std::uint64_t number, std::uint32_t attempt,
                                   FailureReason reason) {
-  Record* record = Find(number);
+  Record* record = Locate(number);
   if (record == nullptr) return false;
   record->attempt = attempt;
   std::string& history = record->mutable_extras().history;
@@ -521,27 +688,33 @@ bool MessageQueue::RestoreFailure(std::uint64_t number, std::uint32_t attempt,
 }
 
 std::optional<DeadLetter> MessageQueue::KillNumber(std::uint64_t number, DeadLetterReason reason) {
-  if (Find(number) == nullptr) return std::nullopt;
+  if (Locate(number) == nullptr) return std::nullopt;
   if (reason == DeadLetterReason::kExpired) ++counters_.expired;
   return Kill(number, reason);
 }
 
 bool MessageQueue::Remove(std::uint64_t number) {
-  if (Find(number) == nullptr) return false;
-  Erase(number);
+  if (Find(number) != nullptr) {
+    Erase(number);
+  } else if (!ErasePacked(number)) {
+    return false;
+  }
   ++counters_.purged;
   return true;
 }
 
 bool MessageQueue::Settle(std::uint64_t number) {
-  if (Find(number) == nullptr) return false;
-  Erase(number);
+  if (Find(number) != nullptr) {
+    Erase(number);
+  } else if (!ErasePacked(number)) {
+    return false;
+  }
   ++counters_.acked;
   return true;
 }
 
 std::optional<Envelope> MessageQueue::Take(std::uint64_t number) {
-  Record* record = Find(number);
+  Record* record = Locate(number);
   if (record == nullptr) return std::nullopt;
   Envelope envelope = MoveEnvelope(*record);
   Erase(number);
@@ -560,10 +733,11 @@ std::vector<MessageQueue::MessageView> MessageQueue::Contents(std::size_t limit)
                         std::string(envelope.body_view())});
     return contents.size() < limit;
   };
-  // The ready order of each lane, merged from its FIFO and its set without changing either.
+  // The ready order of each lane, merged from its log, its FIFO and its set without changing any.
   for (int priority = kMaxPriority; priority >= 0; --priority) {
     const Lane* lane = lanes_[priority].get();
     if (lane == nullptr) continue;
+    PackedLog::Cursor packed = lane->packed.Begin();
     auto fresh = lane->fresh.begin();
     auto returned = lane->returned.begin();
     while (true) {
@@ -572,15 +746,21 @@ std::vector<MessageQueue::MessageView> MessageQueue::Contents(std::size_t limit)
         if (record != nullptr && record->place == Place::kReady && !record->returned) break;
         ++fresh;
       }
-      const bool has_fresh = fresh != lane->fresh.end();
-      const bool has_returned = returned != lane->returned.end();
-      if (!has_fresh && !has_returned) break;
-      std::uint64_t number;
-      if (has_returned && (!has_fresh || returned->first < Find(*fresh)->order)) {
-        number = (returned++)->second;
-      } else {
-        number = *fresh++;
+      constexpr std::uint64_t kNone = UINT64_MAX;
+      const std::uint64_t packed_order = packed.done() ? kNone : packed.message().number;
+      const std::uint64_t fresh_order = fresh == lane->fresh.end() ? kNone : Find(*fresh)->order;
+      const std::uint64_t returned_order = returned == lane->returned.end() ? kNone : returned->first;
+      const std::uint64_t first = std::min({packed_order, fresh_order, returned_order});
+      if (first == kNone) break;
+      if (first == packed_order) {
+        const PackedMessage& message = packed.message();
+        contents.push_back({message.number, "ready", static_cast<std::uint8_t>(priority),
+                            message.attempt, "", message.DecodeHeaders(), std::string(message.body)});
+        packed.Next();
+        if (contents.size() >= limit) return contents;
+        continue;
       }
+      const std::uint64_t number = first == fresh_order ? *fresh++ : (returned++)->second;
       if (!view(number, "ready")) return contents;
     }
   }
@@ -598,7 +778,14 @@ std::vector<MessageQueue::MessageView> MessageQueue::Contents(std::size_t limit)
 }
 
 void MessageQueue::VisitSnapshot(const std::function<void(const SnapshotEntry&)>& visit) const {
-  ForEachByNumber([&](std::uint64_t number, const Record& record) {
+  ForEachMessage([&](std::uint64_t number, const Record* with_record, const PackedMessage* packed,
+                     std::uint8_t priority) {
+    if (packed != nullptr) {
+      visit(SnapshotEntry{number, PackedEnvelope(*packed, priority), packed->reply_to,
+                          std::nullopt, std::nullopt, packed->attempt, ""});
+      return;
+    }
+    const Record& record = *with_record;
     const bool flying = record.place == Place::kInFlight;
     const bool delayed = record.place == Place::kDelayed;
     visit(SnapshotEntry{number, CopyEnvelope(record), record.reply_to(),
@@ -611,7 +798,7 @@ void MessageQueue::VisitSnapshot(const std::function<void(const SnapshotEntry&)>
 
 bool MessageQueue::RestoreState(std::uint64_t number, std::uint32_t attempt,
                                 const std::string& history) {
-  Record* record = Find(number);
+  Record* record = Locate(number);
   if (record == nullptr) return false;
   record->attempt = attempt;
   if (!history.empty()) record->mutable_extras().history = history;

@@ -12,12 +12,15 @@
 // Which consumer gets a lease, and what a tag means to a session, is the broker core's business;
 // this class only needs tags to be unique while in flight.
 //
-// Storage is built for deep queues (docs/performance.md, memory): a message is one fixed-size
-// Record from a pool, found by number through a dense index, with its body in one exact-sized
-// buffer; fields few messages carry (headers, stream, reply_to, failure history, a big body kept
-// by reference) live out of line. The ready order is a FIFO of numbers per priority, plus a small
-// ordered set for taken-back messages, which return ahead of newer ones. So queuing a message
-// allocates its body and nothing else; only a TTL, a delay or a lease adds an index node.
+// Storage is built for deep queues (docs/performance.md, memory). A message nobody has touched
+// yet (published ready, no TTL, a body of at most 4 KiB) is an entry in its priority's PackedLog:
+// its body and about 15 bytes, no object of its own. Once it is leased, failed, delayed or named
+// by number for a change, it becomes a Record: a fixed-size slot from a pool, found by number
+// through a dense index, with its body in one exact-sized buffer and the fields few messages carry
+// (headers, stream, reply_to, failure history, a big body kept by reference) out of line. The
+// ready order of a priority merges three sequences, each in order: the packed log, a FIFO of the
+// numbers of fresh records, and a small ordered set of taken-back messages, which return ahead of
+// newer ones. So queuing a message allocates nothing but, now and then, a chunk of its log.
 #ifndef ZMQKIT_SRC_BROKER_MESSAGE_QUEUE_H_
 #define ZMQKIT_SRC_BROKER_MESSAGE_QUEUE_H_
 
@@ -38,6 +41,7 @@
 #include "zmqkit/envelope.h"
 #include "zmqkit/queue_options.h"
 #include "zmqkit/status.h"
+#include "broker/packed_log.h"
 
 namespace zmqkit::internal {
 
@@ -198,8 +202,9 @@ class MessageQueue {
     std::size_t records = 0;        // record slots allocated, in use or free
     std::size_t index_slots = 0;    // number-indexed slots, in use or holes
     std::size_t outliers = 0;       // messages kept out of the index (see CompactIndex)
+    std::size_t packed_bytes = 0;   // chunks of the packed logs
   };
-  StorageStats storage() const { return {pool_.capacity(), index_.size(), outliers_.size()}; }
+  StorageStats storage() const;
 
  private:
   enum class Place : std::uint8_t { kReady, kDelayed, kInFlight };
@@ -264,27 +269,49 @@ class MessageQueue {
     std::size_t capacity_ = 0;
     std::vector<Record*> free_;
   };
-  // One priority's ready messages. Fresh ones are in a FIFO of numbers in ready order (numbers of
+  // One priority's ready messages, in three sequences each in ready order: untouched ones packed;
+  // fresh records (published with a TTL, or due after a delay) in a FIFO of numbers (numbers of
   // messages erased since are skipped when they reach the front); taken-back ones, few, in a set.
   struct Lane {
+    PackedLog packed;  // order == number
     std::deque<std::uint64_t> fresh;
     std::uint64_t last_fresh_order = 0;
     std::set<std::pair<std::uint64_t, std::uint64_t>> returned;  // (order, number)
     std::size_t count = 0;
   };
 
+  // The record of message `number`; null if it has none (it may still be packed).
   Record* Find(std::uint64_t number) const;
+  // The record of message `number`, unpacking it if it is packed; null if the queue lacks it.
+  Record* Locate(std::uint64_t number);
+  // Whether the queue holds message `number`, packed or not.
+  bool Holds(std::uint64_t number) const;
   Record& Insert(std::uint64_t number);
+  // A record for a packed message (its log entry is left to the caller), ready order == number.
+  Record& Unpack(const PackedMessage& message, std::uint8_t priority);
+  // Removes a packed message; false if none is packed under `number`.
+  bool ErasePacked(std::uint64_t number);
   // Moves the records that keep the index from shrinking into `outliers_`, once the index is
   // mostly holes: a message that stays (a long delay, a stuck lease) must not make every message
   // that passes it cost an index slot.
   void CompactIndex();
-  // Calls fn(number, record) for every message, by number.
+  // Calls fn(number, record) for every message with a record, by number.
   template <typename Fn> void ForEachByNumber(Fn&& fn) const;
-  Lane& LaneOf(const Record& record);
-  // The next ready message of a lane: (order, number), dropping erased numbers off its FIFO (const:
-  // that changes nothing any caller can observe).
-  std::optional<std::pair<std::uint64_t, std::uint64_t>> LaneFront(Lane& lane) const;
+  // Calls fn(number, record, packed, priority) for every message, by number: `record` set for one
+  // with a record, `packed` (and its lane's priority) for a packed one.
+  template <typename Fn> void ForEachMessage(Fn&& fn) const;
+  Lane& LaneAt(std::uint8_t priority);
+  Lane& LaneOf(const Record& record) { return LaneAt(record.priority); }
+  // Where a lane's next ready message is.
+  enum class Source : std::uint8_t { kPacked, kFresh, kReturned };
+  struct Front {
+    std::uint64_t order;
+    std::uint64_t number;
+    Source source;
+  };
+  // The next ready message of a lane, dropping erased numbers off its FIFO (const: that changes
+  // nothing any caller can observe).
+  std::optional<Front> LaneFront(Lane& lane) const;
   // Removes the next ready message from the ready order and returns its number.
   std::optional<std::uint64_t> PopReady();
   void MakeReady(std::uint64_t number, Record& record);
@@ -295,6 +322,7 @@ class MessageQueue {
   static Envelope EnvelopeWithoutExtras(const Record& record);
   static Envelope CopyEnvelope(const Record& record);
   static Envelope MoveEnvelope(Record& record);
+  static Envelope PackedEnvelope(const PackedMessage& message, std::uint8_t priority);
   static std::size_t Bytes(const Record& record);
   DeadLetter Kill(std::uint64_t number, DeadLetterReason reason);
   // After a failed delivery: ready again (maybe after a back-off) or dead-lettered.
@@ -305,7 +333,8 @@ class MessageQueue {
   QueueOptions options_;
   std::uint64_t next_number_ = 1;
   RecordPool pool_;
-  std::size_t live_ = 0;
+  std::size_t live_ = 0;          // messages, packed or not
+  std::size_t records_live_ = 0;  // messages with a record
   std::uint64_t base_ = 0;                // the number index_[0] stands for
   std::deque<Record*> index_;             // by number - base_; null where none
   std::map<std::uint64_t, Record*> outliers_;  // numbers below base_ still held
