@@ -445,6 +445,37 @@ TEST_F(MessageQueueTest, AnEmptiedDeepQueueGivesItsStorageBack) {
   EXPECT_EQ(Next(), "again");
 }
 
+// A compaction writes every message by number, whether packed (untouched) or with a record
+// (leased, delayed), in every priority, and packed ones keep their fields.
+TEST_F(MessageQueueTest, TheSnapshotVisitsPackedAndOtherMessagesByNumber) {
+  Publish("p1");
+  Publish("p2", 5);
+  Publish("leased");
+  Publish("delayed", 0, Delayed(1min));
+  Publish("p5", 5);
+  EnqueueOptions with_reply;
+  with_reply.reply_to = "client-7";
+  Publish("p6", 0, with_reply);
+  ASSERT_EQ(Next(), "p2");  // priority 5 first: number 2 now has a record
+  std::vector<std::uint64_t> numbers;
+  std::vector<std::string> bodies;
+  std::string reply_of_6;
+  queue().VisitSnapshot([&](const MessageQueue::SnapshotEntry& entry) {
+    numbers.push_back(entry.number);
+    bodies.emplace_back(entry.envelope.body_view());
+    if (entry.number == 6) reply_of_6 = entry.reply_to;
+    if (entry.number == 5) {
+      EXPECT_EQ(entry.envelope.priority, 5);
+    }
+    if (entry.number == 4) {
+      EXPECT_TRUE(entry.due);
+    }
+  });
+  EXPECT_EQ(numbers, (std::vector<std::uint64_t>{1, 2, 3, 4, 5, 6}));
+  EXPECT_EQ(bodies, (std::vector<std::string>{"p1", "p2", "leased", "delayed", "p5", "p6"}));
+  EXPECT_EQ(reply_of_6, "client-7");
+}
+
 // A message taken out of a packed log by number (an operator's remove, journal replay naming it)
 // keeps its place in the ready order, and the rest of the log is untouched.
 TEST_F(MessageQueueTest, MessagesNamedByNumberKeepTheirPlaceInTheReadyOrder) {
