@@ -119,9 +119,10 @@ TEST(PackedLogTest, AChunkWithNothingLiveIsFreedWhereverItIs) {
   constexpr std::uint64_t kCount = 20'000;
   for (std::uint64_t number = 1; number <= kCount; ++number) log.Append(number, Message(std::string(100, 'x')), "");
   const std::size_t full = log.allocated_bytes();
-  // Erase a run in the middle: the chunks wholly inside it go.
+  // Erase a run in the middle: the chunks wholly inside it go; at most the two at its ends, each
+  // at most 64 KiB, stay partly erased.
   for (std::uint64_t number = 5'000; number < 15'000; ++number) ASSERT_TRUE(log.Erase(number));
-  EXPECT_LT(log.allocated_bytes(), full / 2 + 64 * 1024);
+  EXPECT_LE(log.allocated_bytes(), full / 2 + 2 * 64 * 1024);
   EXPECT_EQ(log.size(), kCount - 10'000);
   std::uint64_t expected = 1;
   for (auto cursor = log.Begin(); !cursor.done(); cursor.Next()) {
@@ -134,14 +135,14 @@ TEST(PackedLogTest, AChunkWithNothingLiveIsFreedWhereverItIs) {
 }
 
 // What the memory target rests on: a steady stream of 100-byte messages, each with a fresh UUIDv7
-// id and its creation time, packs to about 16 bytes beside each body.
-TEST(PackedLogTest, ASteadyStreamPacksToAboutSixteenBytesBesideEachBody) {
+// id and its creation time, packs to about 14 bytes beside each body.
+TEST(PackedLogTest, ASteadyStreamPacksToAboutFourteenBytesBesideEachBody) {
   PackedLog log;
   constexpr std::uint64_t kCount = 100'000;
   const std::string body(100, 'x');
   for (std::uint64_t number = 1; number <= kCount; ++number) log.Append(number, Envelope::New(body), "");
   const double per_message = static_cast<double>(log.allocated_bytes()) / kCount;
-  EXPECT_LE(per_message, 100 + 18) << per_message;
+  EXPECT_LE(per_message, 100 + 16) << per_message;
   EXPECT_GE(per_message, 100 + 11) << "an id's random 10 bytes cannot pack";
 }
 

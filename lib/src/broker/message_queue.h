@@ -14,7 +14,7 @@
 //
 // Storage is built for deep queues (docs/performance.md, memory). A message nobody has touched
 // yet (published ready, no TTL, a body of at most 4 KiB) is an entry in its priority's PackedLog:
-// its body and about 15 bytes, no object of its own. Once it is leased, failed, delayed or named
+// its body and about 14 bytes, no object of its own. Once it is leased, failed, delayed or named
 // by number for a change, it becomes a Record: a fixed-size slot from a pool, found by number
 // through a dense index, with its body in one exact-sized buffer and the fields few messages carry
 // (headers, stream, reply_to, failure history, a big body kept by reference) out of line. The

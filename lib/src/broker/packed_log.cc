@@ -15,6 +15,8 @@ enum Flag : std::uint8_t {
   kStream = 16,
   kReplyTo = 32,
   kHeaders = 64,
+  kNewIdTime = 128,  // absent: the id's time field is the previous entry's (most are, at any rate
+                     // over a thousand a second)
 };
 
 // Chunks double from the first size up to the largest, so a lane holding a few messages costs a
@@ -153,7 +155,10 @@ void PackedLog::Append(std::uint64_t number, const Envelope& envelope, std::stri
     flags |= kGap;
     out = PutVarint(out, number - state.number);
   }
-  out = PutVarint(out, ZigZag(id_time - state.id_time));
+  if (id_time != state.id_time) {
+    flags |= kNewIdTime;
+    out = PutVarint(out, ZigZag(id_time - state.id_time));
+  }
   std::memcpy(out, envelope.id.bytes().data() + kIdTimeBytes, kIdRestBytes);
   out += kIdRestBytes;
   out = PutVarint(out, ZigZag(created - state.created_us));
@@ -195,7 +200,7 @@ std::size_t PackedLog::Decode(const Chunk& chunk, std::size_t at, DecodeState& s
   const char* in = chunk.bytes.get() + at;
   flags = static_cast<std::uint8_t>(*in++);
   state.number += (flags & kGap) != 0 ? GetVarint(in) : 1;
-  state.id_time += UnZigZag(GetVarint(in));
+  if ((flags & kNewIdTime) != 0) state.id_time += UnZigZag(GetVarint(in));
   std::array<std::uint8_t, MessageId::kSize> id{};
   for (std::size_t i = 0; i < kIdTimeBytes; ++i) {
     id[i] = static_cast<std::uint8_t>(state.id_time >> (8 * (kIdTimeBytes - 1 - i)));

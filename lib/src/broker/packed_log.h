@@ -2,8 +2,8 @@
 // instead of as an object each, the way Redis keeps a stream's entries in listpacks.
 //
 // A deep backlog is mostly messages nobody has touched yet: published, waiting, never leased. Here
-// each costs its body plus about 15 bytes. Numbers, the time field of the id (its first 6 bytes)
-// and creation times are stored as differences from the entry before, a byte each at a steady
+// each costs its body plus about 14 bytes. Numbers, the time field of the id (its first 6 bytes)
+// and creation times are stored as differences from the entry before, a byte or none at a steady
 // rate; the rest of the id as it is; anything else only when set. Entries are read by decoding
 // from the start of their chunk, so the log suits what a queue does with its backlog: append at
 // the back, take from the front one at a time. Finding one by number (journal replay, an operator
@@ -11,9 +11,9 @@
 //
 // An entry, after the chunk's starting state (number, id time and creation time before it):
 //   flags            u8: 1 erased, 2 number gap, 4 seq, 8 attempt, 16 stream, 32 reply_to,
-//                    64 headers
+//                    64 headers, 128 new id time
 //   [gap]            varint: number - previous number (absent: the next number)
-//   id time          zigzag varint: difference from the previous entry's
+//   [id time]        zigzag varint: difference from the previous entry's (absent: the same)
 //   id rest          10 bytes
 //   created_us       zigzag varint: difference from the previous entry's (wrapping)
 //   [seq] [attempt]  varints
