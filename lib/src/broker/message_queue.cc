@@ -81,30 +81,35 @@ MessageQueue::Record* MessageQueue::Find(std::uint64_t number) const {
   return slot < index_.size() ? index_[slot] : nullptr;
 }
 
-bool MessageQueue::Holds(std::uint64_t number) const {
-  if (Find(number) != nullptr) return true;
-  for (const auto& lane : lanes_) {
-    if (lane && !lane->packed.empty() && lane->packed.Find(number)) return true;
+std::optional<std::pair<std::uint8_t, PackedMessage>> MessageQueue::FindPacked(
+    std::uint64_t number) const {
+  for (std::size_t priority = 0; priority < lanes_.size(); ++priority) {
+    const Lane* lane = lanes_[priority].get();
+    if (lane == nullptr || lane->packed.empty() || number > lane->packed.back_number()) continue;
+    if (auto packed = lane->packed.Find(number)) {
+      return std::pair(static_cast<std::uint8_t>(priority), *packed);
+    }
   }
-  return false;
+  return std::nullopt;
+}
+
+bool MessageQueue::Holds(std::uint64_t number) const {
+  return Find(number) != nullptr || FindPacked(number).has_value();
 }
 
 MessageQueue::Record* MessageQueue::Locate(std::uint64_t number) {
   if (Record* record = Find(number)) return record;
-  for (std::size_t priority = 0; priority < lanes_.size(); ++priority) {
-    Lane* lane = lanes_[priority].get();
-    if (lane == nullptr || lane->packed.empty()) continue;
-    auto packed = lane->packed.Find(number);
-    if (!packed) continue;
-    // Still ready, at the same place in the ready order: with the taken-back ones, by order.
-    Record& record = Unpack(*packed, static_cast<std::uint8_t>(priority));
-    lane->packed.Erase(number);
-    record.place = Place::kReady;
-    record.returned = true;
-    lane->returned.emplace(record.order, number);
-    return &record;
-  }
-  return nullptr;
+  auto found = FindPacked(number);
+  if (!found) return nullptr;
+  const auto& [priority, packed] = *found;
+  Lane& lane = *lanes_[priority];
+  // Still ready, at the same place in the ready order: with the taken-back ones, by order.
+  Record& record = Unpack(packed, priority);
+  lane.packed.Erase(number);
+  record.place = Place::kReady;
+  record.returned = true;
+  lane.returned.emplace(record.order, number);
+  return &record;
 }
 
 MessageQueue::Record& MessageQueue::Unpack(const PackedMessage& message, std::uint8_t priority) {
@@ -127,18 +132,15 @@ MessageQueue::Record& MessageQueue::Unpack(const PackedMessage& message, std::ui
 }
 
 bool MessageQueue::ErasePacked(std::uint64_t number) {
-  for (auto& lane : lanes_) {
-    if (!lane || lane->packed.empty() || number > lane->packed.back_number()) continue;
-    auto packed = lane->packed.Find(number);
-    if (!packed) continue;
-    bytes_ -= packed->Bytes();
-    lane->packed.Erase(number);
-    --ready_count_;
-    if (--lane->count == 0) lane->fresh.clear();
-    --live_;
-    return true;
-  }
-  return false;
+  auto found = FindPacked(number);
+  if (!found) return false;
+  Lane& lane = *lanes_[found->first];
+  bytes_ -= found->second.Bytes();
+  lane.packed.Erase(number);
+  --ready_count_;
+  if (--lane.count == 0) lane.fresh.clear();
+  --live_;
+  return true;
 }
 
 MessageQueue::StorageStats MessageQueue::storage() const {

@@ -284,6 +284,8 @@ class MessageQueue {
   Record* Find(std::uint64_t number) const;
   // The record of message `number`, unpacking it if it is packed; null if the queue lacks it.
   Record* Locate(std::uint64_t number);
+  // The priority and entry of message `number` if it is packed.
+  std::optional<std::pair<std::uint8_t, PackedMessage>> FindPacked(std::uint64_t number) const;
   // Whether the queue holds message `number`, packed or not.
   bool Holds(std::uint64_t number) const;
   Record& Insert(std::uint64_t number);
