@@ -289,9 +289,7 @@ bool Journal::NeedsCompaction(const std::function<std::uint64_t()>& live_bytes) 
 Status Journal::Compact(const std::vector<std::string>& snapshot) {
   // The running sync's file is about to be replaced. If it failed, its records are pending again
   // and the caller must write them before compacting.
-  if (syncing()) {
-    if (Status settled = Settle(sync_->Take()); !settled.ok()) return settled;
-  }
+  if (Status settled = AwaitRunningSync(); !settled.ok()) return settled;
   const std::uint64_t previous = segment_number_;
   const std::uint64_t previous_written_offset = written_offset_;
   const std::uint64_t previous_synced_offset = synced_offset_;
@@ -416,11 +414,13 @@ Status Journal::Settle(Status synced) {
   return synced;
 }
 
+Status Journal::AwaitRunningSync() {
+  return syncing() ? Settle(sync_->Take()) : Status::Ok();
+}
+
 Status Journal::SyncAll() {
   if (!sync_) return Status::Ok();
-  if (sync_->busy()) {
-    if (Status settled = Settle(sync_->Take()); !settled.ok()) return settled;
-  }
+  if (Status settled = AwaitRunningSync(); !settled.ok()) return settled;
   if (synced_ == written_) return Status::Ok();
   StartSync();
   return Settle(sync_->Take());

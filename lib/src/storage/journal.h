@@ -126,6 +126,8 @@ class Journal {
   Status OpenSegment(std::uint64_t number, bool fresh, bool snapshot = false);
   // Waits for a sync that runs, then syncs what is still unsynced, on this thread.
   Status SyncAll();
+  // Waits for a sync that runs, if one does, and books its result.
+  Status AwaitRunningSync();
   // Books the result of a sync StartSync() began; see FinishSync.
   Status Settle(Status synced);
   // Cuts the segment back to `offset` and appends from there. If the file cannot be cut, nothing
