@@ -233,7 +233,11 @@ void PackedLog::SettleFront() {
     DecodeState state = front_state_;
     std::uint8_t flags = 0;
     const std::size_t next = Decode(chunk, front_offset_, state, front_, flags);
-    if ((flags & kErased) == 0) return;
+    if ((flags & kErased) == 0) {
+      front_next_offset_ = next;
+      front_next_state_ = state;
+      return;
+    }
     front_offset_ = next;
     front_state_ = state;
   }
@@ -253,6 +257,8 @@ void PackedLog::MarkErased(const Position& position) {
 
 void PackedLog::PopFront() {
   MarkErased({0, front_offset_});
+  front_offset_ = front_next_offset_;
+  front_state_ = front_next_state_;
   SettleFront();
 }
 
@@ -326,6 +332,8 @@ void PackedLog::Cursor::Settle() {
     std::uint8_t flags = 0;
     const std::size_t next = Decode(chunk, offset_, state, message_, flags);
     if ((flags & kErased) == 0) {
+      next_offset_ = next;
+      next_state_ = state;
       done_ = false;
       return;
     }
@@ -336,10 +344,8 @@ void PackedLog::Cursor::Settle() {
 }
 
 void PackedLog::Cursor::Next() {
-  // Step over the current entry (Settle left offset_ and state_ before it).
-  PackedMessage skipped;
-  std::uint8_t flags = 0;
-  offset_ = Decode(log_->chunks_[chunk_], offset_, state_, skipped, flags);
+  offset_ = next_offset_;
+  state_ = next_state_;
   Settle();
 }
 

@@ -106,6 +106,9 @@ class PackedLog {
     std::size_t chunk_ = 0;
     std::size_t offset_ = 0;
     DecodeState state_;
+    // Where the entry after message_ starts, and the state there (so Next need not decode again).
+    std::size_t next_offset_ = 0;
+    DecodeState next_state_;
     PackedMessage message_;
     bool done_ = true;
   };
@@ -129,6 +132,9 @@ class PackedLog {
   std::size_t front_offset_ = 0;
   DecodeState front_state_;
   PackedMessage front_;
+  // Where the entry after front_ starts, and the state there (so PopFront need not decode again).
+  std::size_t front_next_offset_ = 0;
+  DecodeState front_next_state_;
   std::size_t live_ = 0;
   std::size_t allocated_ = 0;
   std::size_t next_capacity_ = 0;
