@@ -1,5 +1,9 @@
 #include "zmqkit/message_id.h"
 
+#include <pthread.h>
+
+#include <array>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <random>
@@ -7,12 +11,59 @@
 namespace zmqkit {
 namespace {
 
-std::mt19937_64& ThreadGenerator() {
-  thread_local std::mt19937_64 generator = [] {
-    std::random_device device;
-    std::seed_seq seed{device(), device(), device(), device()};
-    return std::mt19937_64(seed);
+std::mt19937_64 SeededGenerator() {
+  std::random_device device;
+  std::seed_seq seed{device(), device(), device(), device()};
+  return std::mt19937_64(seed);
+}
+
+// Bumped in a forked child, so that its threads draw new random bits instead of repeating the
+// ids their parent goes on generating.
+std::atomic<std::uint64_t> fork_generation{0};
+
+// One thread's id state: 42 random bits (with the version and variant bits, bytes 6 to 11) drawn
+// once, and a 32-bit counter in bytes 12 to 15 that starts at a random value below 2^31. Ids from
+// one thread therefore sort in the order they were made within a millisecond, and each is its
+// predecessor's successor, which the broker's packed backlog stores in no bytes at all.
+struct IdGenerator {
+  std::mt19937_64 random = SeededGenerator();
+  std::uint64_t generation = fork_generation.load(std::memory_order_relaxed);
+  std::array<std::uint8_t, 6> fixed{};
+  std::uint32_t counter = 0;
+
+  IdGenerator() { Redraw(); }
+
+  void Redraw() {
+    const std::uint64_t bits = random();
+    std::memcpy(fixed.data(), &bits, fixed.size());
+    fixed[0] = static_cast<std::uint8_t>((fixed[0] & 0x0F) | 0x70);  // version 7
+    fixed[2] = static_cast<std::uint8_t>((fixed[2] & 0x3F) | 0x80);  // variant 0b10
+    counter = static_cast<std::uint32_t>(random() >> 33);
+  }
+
+  void Next(std::uint8_t* rest) {
+    const std::uint64_t now_generation = fork_generation.load(std::memory_order_relaxed);
+    if (now_generation != generation) {
+      generation = now_generation;
+      random = SeededGenerator();
+      Redraw();
+    } else if (++counter == 0) {
+      // After 2^31 ids or more: new random bits keep the ids unique.
+      Redraw();
+    }
+    std::memcpy(rest, fixed.data(), fixed.size());
+    for (int i = 0; i < 4; ++i) rest[6 + i] = static_cast<std::uint8_t>(counter >> (24 - 8 * i));
+  }
+};
+
+IdGenerator& ThreadIdGenerator() {
+  static const bool fork_handler_installed = [] {
+    pthread_atfork(nullptr, nullptr,
+                   [] { fork_generation.fetch_add(1, std::memory_order_relaxed); });
+    return true;
   }();
+  (void)fork_handler_installed;
+  thread_local IdGenerator generator;
   return generator;
 }
 
@@ -30,12 +81,7 @@ MessageId MessageId::Generate(std::uint64_t unix_ms) {
   for (int i = 0; i < 6; ++i) {
     id.bytes_[i] = static_cast<std::uint8_t>(unix_ms >> (40 - 8 * i));
   }
-  std::uint64_t random_a = ThreadGenerator()();
-  std::uint64_t random_b = ThreadGenerator()();
-  std::memcpy(&id.bytes_[6], &random_a, 2);
-  std::memcpy(&id.bytes_[8], &random_b, 8);
-  id.bytes_[6] = static_cast<std::uint8_t>((id.bytes_[6] & 0x0F) | 0x70);  // version 7
-  id.bytes_[8] = static_cast<std::uint8_t>((id.bytes_[8] & 0x3F) | 0x80);  // variant 0b10
+  ThreadIdGenerator().Next(&id.bytes_[6]);
   return id;
 }
 
@@ -90,10 +136,17 @@ std::string MessageId::ToString() const {
 }
 
 std::size_t MessageIdHash::operator()(const MessageId& id) const noexcept {
-  // The last eight bytes are random, which is all a hash table needs.
+  // Ids from one thread differ only in their time field and their last four bytes, so all
+  // sixteen bytes are mixed (a multiply and xor-shifts, as in splitmix64's finaliser).
+  std::uint64_t head;
   std::uint64_t tail;
+  std::memcpy(&head, id.bytes().data(), sizeof head);
   std::memcpy(&tail, id.bytes().data() + 8, sizeof tail);
-  return static_cast<std::size_t>(tail);
+  std::uint64_t hash = head ^ (tail * 0x9E3779B97F4A7C15ULL);
+  hash ^= hash >> 31;
+  hash *= 0xBF58476D1CE4E5B9ULL;
+  hash ^= hash >> 29;
+  return static_cast<std::size_t>(hash);
 }
 
 }  // namespace zmqkit

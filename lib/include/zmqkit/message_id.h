@@ -1,9 +1,14 @@
 // MessageId: the 16-byte unique id every envelope carries.
 //
-// Ids are UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then 74 random bits. They sort roughly by
-// creation time, print in the familiar 8-4-4-4-12 form, and need no coordination between processes.
-// The random part comes from a per-thread generator seeded once, so Generate() costs a clock read and
-// one generator step, not a system call.
+// Ids are UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then 74 bits that make the id unique.
+// Each thread draws 42 random bits once (bytes 6 to 11, around the version and variant bits) and
+// counts in the last 4 bytes, starting from a random value (RFC 9562's "fixed bit-length dedicated
+// counter", kept running across milliseconds). So ids need no coordination between processes,
+// sort by creation time, and within a millisecond sort in the order one thread made them; a
+// forked child draws new bits. Each id is its predecessor's successor in the last four bytes,
+// which lets the broker store a producer's ids in no bytes at all. They are unique, not secret:
+// the random bits come from a per-thread generator seeded once, so Generate() costs a clock read
+// and a counter step, not a system call.
 #ifndef ZMQKIT_MESSAGE_ID_H_
 #define ZMQKIT_MESSAGE_ID_H_
 

@@ -10,13 +10,20 @@ namespace {
 enum Flag : std::uint8_t {
   kErased = 1,
   kGap = 2,
-  kSeq = 4,
-  kAttempt = 8,
-  kStream = 16,
-  kReplyTo = 32,
-  kHeaders = 64,
-  kNewIdTime = 128,  // absent: the id's time field is the previous entry's (most are, at any rate
-                     // over a thousand a second)
+  kNewIdTime = 4,  // absent: the id's time field is the previous entry's (most are, at any rate
+                   // over a thousand a second)
+  kIdRest = 8,     // absent: the id's last 10 bytes are the previous entry's successor
+  kMore = 16,      // a second flags byte follows, with the More bits
+};
+
+// Fields most messages do not have, flagged in a second byte so that the first has room for the
+// ones that save bytes on every message.
+enum More : std::uint8_t {
+  kSeq = 1,
+  kAttempt = 2,
+  kStream = 4,
+  kReplyTo = 8,
+  kHeaders = 16,
 };
 
 // Chunks double from the first size up to the largest, so a lane holding a few messages costs a
@@ -84,6 +91,30 @@ std::uint64_t IdTime(const MessageId& id) {
   return time;
 }
 
+// The id generator (message_id.cc) keeps the first 6 of these 10 bytes for a thread and counts in
+// the last 4, so an id from the same producer as the one before is that one's successor.
+using IdRest = std::array<std::uint8_t, kIdRestBytes>;
+
+std::uint32_t IdCounter(const std::uint8_t* rest) {
+  return static_cast<std::uint32_t>(rest[6]) << 24 | static_cast<std::uint32_t>(rest[7]) << 16 |
+         static_cast<std::uint32_t>(rest[8]) << 8 | rest[9];
+}
+
+void SetIdCounter(std::uint8_t* rest, std::uint32_t counter) {
+  for (int i = 0; i < 4; ++i) rest[6 + i] = static_cast<std::uint8_t>(counter >> (24 - 8 * i));
+}
+
+bool IsSuccessor(const std::uint8_t* rest, const IdRest& previous) {
+  return std::memcmp(rest, previous.data(), 6) == 0 &&
+         IdCounter(rest) == static_cast<std::uint32_t>(IdCounter(previous.data()) + 1);
+}
+
+IdRest Successor(const IdRest& previous) {
+  IdRest next = previous;
+  SetIdCounter(next.data(), IdCounter(previous.data()) + 1);
+  return next;
+}
+
 std::size_t HeadersSize(const Headers& headers) {
   std::size_t size = 0;
   for (const auto& [key, value] : headers) {
@@ -124,18 +155,21 @@ std::size_t PackedMessage::Bytes() const {
 void PackedLog::Append(std::uint64_t number, const Envelope& envelope, std::string_view reply_to) {
   const std::string_view body = envelope.body_view();
   const std::size_t headers_size = HeadersSize(envelope.headers);
-  const std::size_t most = 1 + 4 * kMaxVarint + kIdRestBytes + 2 * kMaxVarint +
+  const std::size_t most = 2 + 4 * kMaxVarint + kIdRestBytes + 2 * kMaxVarint +
                            kMaxVarint + envelope.stream.size() + kMaxVarint + reply_to.size() +
                            kMaxVarint + headers_size + kMaxVarint + body.size();
   const std::uint64_t id_time = IdTime(envelope.id);
   const auto created = static_cast<std::uint64_t>(envelope.created_us);
+  const std::uint8_t* const id_rest = envelope.id.bytes().data() + kIdTimeBytes;
   if (chunks_.empty() || chunks_.back().capacity - chunks_.back().used < most) {
     if (chunks_.empty()) next_capacity_ = kFirstChunkBytes;
     Chunk chunk;
     chunk.capacity = std::max(next_capacity_, most);
     chunk.bytes = std::make_unique_for_overwrite<char[]>(chunk.capacity);
     // A chunk starts from its first entry's own values, so that entry encodes as small as the rest.
-    chunk.start = {number - 1, id_time, created};
+    chunk.start = {number - 1, id_time, created, {}};
+    std::memcpy(chunk.start.id_rest.data(), id_rest, kIdRestBytes);
+    SetIdCounter(chunk.start.id_rest.data(), IdCounter(id_rest) - 1);
     chunk.end = chunk.start;
     chunk.first_number = number;
     allocated_ += chunk.capacity;
@@ -149,8 +183,15 @@ void PackedLog::Append(std::uint64_t number, const Envelope& envelope, std::stri
   Chunk& chunk = chunks_.back();
   DecodeState& state = chunk.end;
   char* const start = chunk.bytes.get() + chunk.used;
+  std::uint8_t more = 0;
+  if (envelope.seq != 0) more |= kSeq;
+  if (envelope.attempt != 0) more |= kAttempt;
+  if (!envelope.stream.empty()) more |= kStream;
+  if (!reply_to.empty()) more |= kReplyTo;
+  if (!envelope.headers.empty()) more |= kHeaders;
+  std::uint8_t flags = more != 0 ? kMore : 0;
   char* out = start + 1;
-  std::uint8_t flags = 0;
+  if (more != 0) *out++ = static_cast<char>(more);
   if (number != state.number + 1) {
     flags |= kGap;
     out = PutVarint(out, number - state.number);
@@ -159,27 +200,17 @@ void PackedLog::Append(std::uint64_t number, const Envelope& envelope, std::stri
     flags |= kNewIdTime;
     out = PutVarint(out, ZigZag(id_time - state.id_time));
   }
-  std::memcpy(out, envelope.id.bytes().data() + kIdTimeBytes, kIdRestBytes);
-  out += kIdRestBytes;
+  if (!IsSuccessor(id_rest, state.id_rest)) {
+    flags |= kIdRest;
+    std::memcpy(out, id_rest, kIdRestBytes);
+    out += kIdRestBytes;
+  }
   out = PutVarint(out, ZigZag(created - state.created_us));
-  if (envelope.seq != 0) {
-    flags |= kSeq;
-    out = PutVarint(out, envelope.seq);
-  }
-  if (envelope.attempt != 0) {
-    flags |= kAttempt;
-    out = PutVarint(out, envelope.attempt);
-  }
-  if (!envelope.stream.empty()) {
-    flags |= kStream;
-    out = PutBytes(out, envelope.stream);
-  }
-  if (!reply_to.empty()) {
-    flags |= kReplyTo;
-    out = PutBytes(out, reply_to);
-  }
-  if (!envelope.headers.empty()) {
-    flags |= kHeaders;
+  if ((more & kSeq) != 0) out = PutVarint(out, envelope.seq);
+  if ((more & kAttempt) != 0) out = PutVarint(out, envelope.attempt);
+  if ((more & kStream) != 0) out = PutBytes(out, envelope.stream);
+  if ((more & kReplyTo) != 0) out = PutBytes(out, reply_to);
+  if ((more & kHeaders) != 0) {
     out = PutVarint(out, headers_size);
     for (const auto& [key, value] : envelope.headers) {
       out = PutBytes(out, key);
@@ -189,7 +220,10 @@ void PackedLog::Append(std::uint64_t number, const Envelope& envelope, std::stri
   out = PutBytes(out, body);
   *start = static_cast<char>(flags);
   chunk.used = static_cast<std::size_t>(out - chunk.bytes.get());
-  state = {number, id_time, created};
+  state.number = number;
+  state.id_time = id_time;
+  state.created_us = created;
+  std::memcpy(state.id_rest.data(), id_rest, kIdRestBytes);
   chunk.last_number = number;
   ++chunk.live;
   if (live_++ == 0) SettleFront();
@@ -199,23 +233,29 @@ std::size_t PackedLog::Decode(const Chunk& chunk, std::size_t at, DecodeState& s
                               PackedMessage& out, std::uint8_t& flags) {
   const char* in = chunk.bytes.get() + at;
   flags = static_cast<std::uint8_t>(*in++);
+  const std::uint8_t more = (flags & kMore) != 0 ? static_cast<std::uint8_t>(*in++) : 0;
   state.number += (flags & kGap) != 0 ? GetVarint(in) : 1;
   if ((flags & kNewIdTime) != 0) state.id_time += UnZigZag(GetVarint(in));
   std::array<std::uint8_t, MessageId::kSize> id{};
   for (std::size_t i = 0; i < kIdTimeBytes; ++i) {
     id[i] = static_cast<std::uint8_t>(state.id_time >> (8 * (kIdTimeBytes - 1 - i)));
   }
-  std::memcpy(id.data() + kIdTimeBytes, in, kIdRestBytes);
-  in += kIdRestBytes;
+  if ((flags & kIdRest) != 0) {
+    std::memcpy(state.id_rest.data(), in, kIdRestBytes);
+    in += kIdRestBytes;
+  } else {
+    state.id_rest = Successor(state.id_rest);
+  }
+  std::memcpy(id.data() + kIdTimeBytes, state.id_rest.data(), kIdRestBytes);
   state.created_us += UnZigZag(GetVarint(in));
   out.number = state.number;
   out.id = *MessageId::FromBytes({reinterpret_cast<const char*>(id.data()), id.size()});
   out.created_us = static_cast<std::int64_t>(state.created_us);
-  out.seq = (flags & kSeq) != 0 ? GetVarint(in) : 0;
-  out.attempt = (flags & kAttempt) != 0 ? static_cast<std::uint32_t>(GetVarint(in)) : 0;
-  out.stream = (flags & kStream) != 0 ? GetBytes(in) : std::string_view();
-  out.reply_to = (flags & kReplyTo) != 0 ? GetBytes(in) : std::string_view();
-  out.packed_headers = (flags & kHeaders) != 0 ? GetBytes(in) : std::string_view();
+  out.seq = (more & kSeq) != 0 ? GetVarint(in) : 0;
+  out.attempt = (more & kAttempt) != 0 ? static_cast<std::uint32_t>(GetVarint(in)) : 0;
+  out.stream = (more & kStream) != 0 ? GetBytes(in) : std::string_view();
+  out.reply_to = (more & kReplyTo) != 0 ? GetBytes(in) : std::string_view();
+  out.packed_headers = (more & kHeaders) != 0 ? GetBytes(in) : std::string_view();
   out.body = GetBytes(in);
   return static_cast<std::size_t>(in - chunk.bytes.get());
 }

@@ -2,19 +2,22 @@
 // instead of as an object each, the way Redis keeps a stream's entries in listpacks.
 //
 // A deep backlog is mostly messages nobody has touched yet: published, waiting, never leased. Here
-// each costs its body plus about 14 bytes. Numbers, the time field of the id (its first 6 bytes)
+// each costs its body plus about 4 bytes. Numbers, the time field of the id (its first 6 bytes)
 // and creation times are stored as differences from the entry before, a byte or none at a steady
-// rate; the rest of the id as it is; anything else only when set. Entries are read by decoding
-// from the start of their chunk, so the log suits what a queue does with its backlog: append at
-// the back, take from the front one at a time. Finding one by number (journal replay, an operator
-// removing a message) is a binary search over chunks and a scan of one.
+// rate; the rest of the id not at all when it is the previous entry's successor (as ids from one
+// producer thread are: see message_id.h), else as it is; anything else only when set. Entries are
+// read by decoding from the start of their chunk, so the log suits what a queue does with its
+// backlog: append at the back, take from the front one at a time. Finding one by number (journal
+// replay, an operator removing a message) is a binary search over chunks and a scan of one.
 //
-// An entry, after the chunk's starting state (number, id time and creation time before it):
-//   flags            u8: 1 erased, 2 number gap, 4 seq, 8 attempt, 16 stream, 32 reply_to,
-//                    64 headers, 128 new id time
+// An entry, after the chunk's starting state (number, id time, id rest and creation time before
+// it):
+//   flags            u8: 1 erased, 2 number gap, 4 new id time, 8 id rest, 16 more
+//   [more]           u8: 1 seq, 2 attempt, 4 stream, 8 reply_to, 16 headers
 //   [gap]            varint: number - previous number (absent: the next number)
 //   [id time]        zigzag varint: difference from the previous entry's (absent: the same)
-//   id rest          10 bytes
+//   [id rest]        10 bytes (absent: the previous entry's, its last 4 bytes as a big-endian
+//                    counter plus one, wrapping)
 //   created_us       zigzag varint: difference from the previous entry's (wrapping)
 //   [seq] [attempt]  varints
 //   [stream] [reply_to]  varint length, bytes
@@ -26,6 +29,7 @@
 #ifndef ZMQKIT_SRC_BROKER_PACKED_LOG_H_
 #define ZMQKIT_SRC_BROKER_PACKED_LOG_H_
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -62,6 +66,7 @@ class PackedLog {
     std::uint64_t number = 0;
     std::uint64_t id_time = 0;
     std::uint64_t created_us = 0;  // unsigned: differences wrap rather than overflow
+    std::array<std::uint8_t, MessageId::kSize - 6> id_rest{};  // the id after its time field
   };
   struct Chunk {
     std::unique_ptr<char[]> bytes;
