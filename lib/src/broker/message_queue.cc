@@ -120,11 +120,7 @@ MessageQueue::Record& MessageQueue::Unpack(const PackedMessage& message, std::ui
   record.priority = priority;
   record.attempt = message.attempt;
   record.order = message.number;
-  if (!message.body.empty()) {
-    record.body_size = static_cast<std::uint32_t>(message.body.size());
-    record.body = std::make_unique_for_overwrite<char[]>(record.body_size);
-    std::memcpy(record.body.get(), message.body.data(), record.body_size);
-  }
+  if (!message.body.empty()) record.body.rebuild(message.body.data(), message.body.size());
   if (!message.stream.empty()) record.mutable_extras().stream = message.stream;
   if (!message.packed_headers.empty()) record.mutable_extras().headers = message.DecodeHeaders();
   if (!message.reply_to.empty()) record.mutable_extras().reply_to = message.reply_to;
@@ -276,7 +272,7 @@ void MessageQueue::Erase(std::uint64_t number) {
 }
 
 std::size_t MessageQueue::Bytes(const Record& record) {
-  std::size_t bytes = record.body_bytes();
+  std::size_t bytes = record.body.size();
   if (record.extras) {
     const Extras& extras = *record.extras;
     bytes += extras.stream.size() + extras.reply_to.size();
@@ -292,12 +288,8 @@ Envelope MessageQueue::EnvelopeWithoutExtras(const Record& record) {
   envelope.priority = record.priority;
   envelope.attempt = record.attempt;
   envelope.seq = record.seq;
-  if (record.extras && record.extras->big_body.size() > 0) {
-    // zmq_msg_copy shares the bytes (a reference count), but its source parameter is not const.
-    envelope.body.copy(const_cast<zmq::message_t&>(record.extras->big_body));
-  } else if (record.body_size > 0) {
-    envelope.body.rebuild(record.body.get(), record.body_size);
-  }
+  // zmq_msg_copy shares the bytes (a reference count), but its source parameter is not const.
+  if (record.body.size() > 0) envelope.body.copy(const_cast<zmq::message_t&>(record.body));
   return envelope;
 }
 
@@ -467,11 +459,9 @@ Result<std::uint64_t> MessageQueue::Publish(Envelope envelope, EnqueueOptions op
   record.attempt = envelope.attempt;
   record.order = number;
   if (envelope.body.size() > kOwnedBodyLimit) {
-    record.mutable_extras().big_body = std::move(envelope.body);
+    record.body = std::move(envelope.body);
   } else if (envelope.body.size() > 0) {
-    record.body_size = static_cast<std::uint32_t>(envelope.body.size());
-    record.body = std::make_unique_for_overwrite<char[]>(record.body_size);
-    std::memcpy(record.body.get(), envelope.body.data(), record.body_size);
+    record.body.rebuild(envelope.body.data(), envelope.body.size());
   }
   if (!envelope.stream.empty()) record.mutable_extras().stream = std::move(envelope.stream);
   if (!envelope.headers.empty()) record.mutable_extras().headers = std::move(envelope.headers);
