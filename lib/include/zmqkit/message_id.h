@@ -4,8 +4,9 @@
 // Each thread draws 42 random bits once (bytes 6 to 11, around the version and variant bits) and
 // counts in the last 4 bytes, starting from a random value (RFC 9562's "fixed bit-length dedicated
 // counter", kept running across milliseconds). So ids need no coordination between processes,
-// sort by creation time, and within a millisecond sort in the order one thread made them; a
-// forked child draws new bits. Each id is its predecessor's successor in the last four bytes,
+// sort by creation time, and within a millisecond sort in the order one thread made them (until
+// the counter wraps, after 2^31 ids at the least, and the thread draws new bits); a forked child
+// draws new bits. Each id is its predecessor's successor in the last four bytes,
 // which lets the broker store a producer's ids in no bytes at all. They are unique, not secret:
 // the random bits come from a per-thread generator seeded once, so Generate() costs a clock read
 // and a counter step, not a system call.
