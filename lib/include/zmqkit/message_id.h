@@ -2,14 +2,15 @@
 //
 // Ids are UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then 74 bits that make the id unique.
 // Each thread draws 42 random bits once (bytes 6 to 11, around the version and variant bits) and
-// counts in the last 4 bytes, starting from a random value (RFC 9562's "fixed bit-length dedicated
-// counter", kept running across milliseconds). So ids need no coordination between processes,
-// sort by creation time, and within a millisecond sort in the order one thread made them (until
-// the counter wraps, after 2^31 ids at the least, and the thread draws new bits); a forked child
-// draws new bits. Each id is its predecessor's successor in the last four bytes,
-// which lets the broker store a producer's ids in no bytes at all. They are unique, not secret:
-// the random bits come from a per-thread generator seeded once, so Generate() costs a clock read
-// and a counter step, not a system call.
+// counts in the last 4 bytes from a random start, kept running across milliseconds (RFC 9562,
+// section 6.2, allows a counter in place of random bits; it puts its counter right after the time
+// field, this one comes last so that one thread's ids differ only there). So ids need no
+// coordination between processes, sort by creation time, and within a millisecond sort in the
+// order one thread made them (until the counter wraps, after 2^31 ids at the least, and the thread
+// draws new bits); a forked child draws new bits. Each id is its predecessor's successor in the
+// last four bytes, which lets the broker store a producer's ids in no bytes at all. They are
+// unique, not secret: the random bits come from a per-thread generator seeded once, so Generate()
+// costs a clock read and a counter step, not a system call.
 #ifndef ZMQKIT_MESSAGE_ID_H_
 #define ZMQKIT_MESSAGE_ID_H_
 
