@@ -31,7 +31,15 @@ struct IdGenerator {
   std::array<std::uint8_t, 6> fixed{};
   std::uint32_t counter = 0;
 
-  IdGenerator() { Redraw(); }
+  IdGenerator() {
+    static const bool fork_handler_installed = [] {
+      pthread_atfork(nullptr, nullptr,
+                     [] { fork_generation.fetch_add(1, std::memory_order_relaxed); });
+      return true;
+    }();
+    (void)fork_handler_installed;
+    Redraw();
+  }
 
   void Redraw() {
     const std::uint64_t bits = random();
@@ -57,12 +65,6 @@ struct IdGenerator {
 };
 
 IdGenerator& ThreadIdGenerator() {
-  static const bool fork_handler_installed = [] {
-    pthread_atfork(nullptr, nullptr,
-                   [] { fork_generation.fetch_add(1, std::memory_order_relaxed); });
-    return true;
-  }();
-  (void)fork_handler_installed;
   thread_local IdGenerator generator;
   return generator;
 }

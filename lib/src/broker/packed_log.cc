@@ -270,17 +270,24 @@ void PackedLog::SettleFront() {
       if (!chunks_.empty()) front_state_ = chunks_.front().start;
       continue;
     }
-    DecodeState state = front_state_;
-    std::uint8_t flags = 0;
-    const std::size_t next = Decode(chunk, front_offset_, state, front_, flags);
-    if ((flags & kErased) == 0) {
-      front_next_offset_ = next;
-      front_next_state_ = state;
+    // A chunk with a live entry has one at or after the front (the ones before it were taken).
+    if (NextLive(chunk, front_offset_, front_state_, front_, front_next_offset_, front_next_state_)) {
       return;
     }
-    front_offset_ = next;
-    front_state_ = state;
   }
+}
+
+bool PackedLog::NextLive(const Chunk& chunk, std::size_t& at, DecodeState& state, PackedMessage& out,
+                         std::size_t& next, DecodeState& next_state) {
+  while (at < chunk.used) {
+    next_state = state;
+    std::uint8_t flags = 0;
+    next = Decode(chunk, at, next_state, out, flags);
+    if ((flags & kErased) == 0) return true;
+    at = next;
+    state = next_state;
+  }
+  return false;
 }
 
 void PackedLog::MarkErased(const Position& position) {
@@ -360,25 +367,14 @@ PackedLog::Cursor PackedLog::Begin() const {
 void PackedLog::Cursor::Settle() {
   const auto& chunks = log_->chunks_;
   while (chunk_ < chunks.size()) {
-    const Chunk& chunk = chunks[chunk_];
-    if (offset_ >= chunk.used) {
-      if (++chunk_ < chunks.size()) {
-        offset_ = 0;
-        state_ = chunks[chunk_].start;
-      }
-      continue;
-    }
-    DecodeState state = state_;
-    std::uint8_t flags = 0;
-    const std::size_t next = Decode(chunk, offset_, state, message_, flags);
-    if ((flags & kErased) == 0) {
-      next_offset_ = next;
-      next_state_ = state;
+    if (NextLive(chunks[chunk_], offset_, state_, message_, next_offset_, next_state_)) {
       done_ = false;
       return;
     }
-    offset_ = next;
-    state_ = state;
+    if (++chunk_ < chunks.size()) {
+      offset_ = 0;
+      state_ = chunks[chunk_].start;
+    }
   }
   done_ = true;
 }

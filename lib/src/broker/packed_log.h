@@ -127,6 +127,11 @@ class PackedLog {
   // Decodes the entry at `at`, advancing `state` past it; returns the offset after it.
   static std::size_t Decode(const Chunk& chunk, std::size_t at, DecodeState& state,
                             PackedMessage& out, std::uint8_t& flags);
+  // From the entry at `at` (with `state` before it), the first live one in `chunk`: moves `at` and
+  // `state` onto it, decodes it into `out`, and sets `next` and `next_state` to just after it.
+  // False if the chunk has none from `at` on.
+  static bool NextLive(const Chunk& chunk, std::size_t& at, DecodeState& state, PackedMessage& out,
+                       std::size_t& next, DecodeState& next_state);
   std::optional<Position> Locate(std::uint64_t number, PackedMessage* out) const;
   void MarkErased(const Position& position);
   // Moves the front past erased entries and frees chunks with nothing live.
