@@ -9,6 +9,7 @@
 // allocation, where version 1 needs 37.
 #include "zmqkit/envelope_codec.h"
 
+#include <cstring>
 #include <limits>
 #include <msgpack.hpp>
 #include <new>
@@ -424,19 +425,19 @@ void EncodeHeader(const Envelope& envelope, std::string& out) {
   }
 }
 
-bool DecodeHeader(std::string_view frame, const DecodeLimits& limits, Envelope& out,
-                  DecodeError& error) {
-  if (frame.size() > limits.max_header_bytes) {
-    error = {DecodeErrc::kFrameTooLarge, "header frame is " + std::to_string(frame.size()) +
-                                             " bytes, limit is " +
-                                             std::to_string(limits.max_header_bytes)};
-    return false;
-  }
+namespace {
+
+// Reads the one msgpack value at the start of `bytes` as a header, into `out`, and sets `consumed`
+// to its length; what follows it is the caller's business (nothing may in a header frame, the body
+// does in a packed frame). `truncated`: the bytes ended inside the value.
+bool DecodeHeaderAtStart(std::string_view bytes, const DecodeLimits& limits, Envelope& out,
+                         DecodeError& error, std::size_t& consumed, bool& truncated) {
   HeaderVisitor visitor(limits, out, error);
-  std::size_t offset = 0;
+  consumed = 0;
+  truncated = false;
   bool parsed = false;
   try {
-    parsed = msgpack::parse(frame.data(), frame.size(), offset, visitor);
+    parsed = msgpack::parse(bytes.data(), bytes.size(), consumed, visitor);
   } catch (const std::bad_alloc&) {
     error = {DecodeErrc::kMalformedHeader, "header frame needs more memory than is available"};
     return false;
@@ -447,17 +448,13 @@ bool DecodeHeader(std::string_view frame, const DecodeLimits& limits, Envelope& 
   }
   if (visitor.failed()) return false;
   if (!parsed) {
+    truncated = visitor.truncated();
     error = {DecodeErrc::kMalformedHeader,
-             frame.empty()         ? std::string("header frame is empty")
+             bytes.empty()         ? std::string("header frame is empty")
              : visitor.truncated() ? "header frame ends inside a value (" +
-                                         std::to_string(frame.size()) + " bytes)"
+                                         std::to_string(bytes.size()) + " bytes)"
                                    : "invalid msgpack at byte " +
                                          std::to_string(visitor.error_offset())};
-    return false;
-  }
-  if (offset != frame.size()) {
-    error = {DecodeErrc::kMalformedHeader, std::to_string(frame.size() - offset) +
-                                               " bytes after the header"};
     return false;
   }
   for (Field required : {Field::kVersion, Field::kId, Field::kCreated}) {
@@ -473,6 +470,70 @@ bool DecodeHeader(std::string_view frame, const DecodeLimits& limits, Envelope& 
   return true;
 }
 
+DecodeError BodyTooLarge(std::size_t size, const DecodeLimits& limits) {
+  return {DecodeErrc::kFrameTooLarge, "body is " + std::to_string(size) + " bytes, limit is " +
+                                          std::to_string(limits.max_body_bytes)};
+}
+
+}  // namespace
+
+bool DecodeHeader(std::string_view frame, const DecodeLimits& limits, Envelope& out,
+                  DecodeError& error) {
+  if (frame.size() > limits.max_header_bytes) {
+    error = {DecodeErrc::kFrameTooLarge, "header frame is " + std::to_string(frame.size()) +
+                                             " bytes, limit is " +
+                                             std::to_string(limits.max_header_bytes)};
+    return false;
+  }
+  std::size_t consumed = 0;
+  bool truncated = false;
+  if (!DecodeHeaderAtStart(frame, limits, out, error, consumed, truncated)) return false;
+  if (consumed != frame.size()) {
+    error = {DecodeErrc::kMalformedHeader, std::to_string(frame.size() - consumed) +
+                                               " bytes after the header"};
+    return false;
+  }
+  return true;
+}
+
+zmq::message_t EncodePacked(const Envelope& envelope, std::string& scratch) {
+  return EncodePacked(envelope, envelope.body_view(), scratch);
+}
+
+zmq::message_t EncodePacked(const Envelope& envelope, std::string_view body, std::string& scratch) {
+  scratch.clear();
+  EncodeHeader(envelope, scratch);
+  zmq::message_t frame(scratch.size() + body.size());
+  auto* bytes = frame.data<char>();
+  std::memcpy(bytes, scratch.data(), scratch.size());
+  if (!body.empty()) std::memcpy(bytes + scratch.size(), body.data(), body.size());
+  return frame;
+}
+
+Result<Envelope, DecodeError> DecodePacked(const zmq::message_t& frame, const DecodeLimits& limits) {
+  const std::string_view bytes(frame.data<char>(), frame.size());
+  // The header's end is known only once it is parsed: parse within the limit, so a header over it
+  // is found without reading past it.
+  const std::string_view window = bytes.substr(0, limits.max_header_bytes);
+  Envelope envelope;
+  DecodeError error;
+  std::size_t consumed = 0;
+  bool truncated = false;
+  if (!DecodeHeaderAtStart(window, limits, envelope, error, consumed, truncated)) {
+    if (truncated && window.size() < bytes.size()) {
+      error = {DecodeErrc::kFrameTooLarge,
+               "no complete header within the limit of " +
+                   std::to_string(limits.max_header_bytes) + " bytes (packed frame of " +
+                   std::to_string(bytes.size()) + " bytes)"};
+    }
+    return error;
+  }
+  const std::size_t body_size = bytes.size() - consumed;
+  if (body_size > limits.max_body_bytes) return BodyTooLarge(body_size, limits);
+  envelope.body = zmq::message_t(bytes.data() + consumed, body_size);
+  return envelope;
+}
+
 Result<Envelope, DecodeError> DecodeFrames(std::span<zmq::message_t> frames,
                                            const DecodeLimits& limits) {
   if (frames.size() < 2) {
@@ -483,11 +544,7 @@ Result<Envelope, DecodeError> DecodeFrames(std::span<zmq::message_t> frames,
     return DecodeError{DecodeErrc::kExtraFrames,
                        std::to_string(frames.size()) + " frames, expected [header][body]"};
   }
-  if (frames[1].size() > limits.max_body_bytes) {
-    return DecodeError{DecodeErrc::kFrameTooLarge,
-                       "body frame is " + std::to_string(frames[1].size()) +
-                           " bytes, limit is " + std::to_string(limits.max_body_bytes)};
-  }
+  if (frames[1].size() > limits.max_body_bytes) return BodyTooLarge(frames[1].size(), limits);
   Envelope envelope;
   DecodeError error;
   if (!DecodeHeader({frames[0].data<char>(), frames[0].size()}, limits, envelope, error)) {

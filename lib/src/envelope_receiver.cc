@@ -48,7 +48,9 @@ Result<Envelope> EnvelopeReceiver::Receive(zmq::socket_ref socket,
     topic->assign(frames[0].data<char>(), frames[0].size());
     frames = frames.subspan(1);
   }
-  auto decoded = DecodeFrames(frames, limits_);
+  // One frame left is the packed form, [header and body]; two are [header][body].
+  auto decoded =
+      frames.size() == 1 ? DecodePacked(frames[0], limits_) : DecodeFrames(frames, limits_);
   if (!decoded.ok()) return Reject(std::move(decoded).error());
   ++stats_.received;
   return std::move(decoded).value();

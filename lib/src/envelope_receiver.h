@@ -20,8 +20,9 @@ class EnvelopeReceiver {
   explicit EnvelopeReceiver(const DecodeLimits& limits) : limits_(limits) {}
 
   // Receives one message from `socket`, waiting up to `timeout` (negative: forever, zero: don't
-  // wait). With `topic` non-null the message must be [topic][header][body] and the topic is stored
-  // there; otherwise it must be [header][body].
+  // wait). With `topic` non-null the message must be [topic][header][body] or [topic][packed] and
+  // the topic is stored there; otherwise it must be [header][body] or [packed] (the packed form:
+  // header and body in one frame, docs/wire-format.md section 1).
   // Returns the envelope, or:
   //   kDeadlineExceeded    nothing arrived in time
   //   kInvalidArgument     a malformed message arrived; it was read whole, dropped and counted, and

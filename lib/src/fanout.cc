@@ -16,7 +16,9 @@ std::string RandomStreamId() {
 
 Publisher::Publisher(zmq::context_t& context, const Endpoint& endpoint, PublisherOptions options)
     : socket_(OpenSocket(context, zmq::socket_type::xpub, options.socket)),
-      stream_id_(options.stream_id.empty() ? RandomStreamId() : options.stream_id) {
+      stream_id_(options.stream_id.empty() ? RandomStreamId() : options.stream_id),
+      pack_small_bodies_(options.pack_small_bodies) {
+  fresh_.stream = stream_id_;
   // Every subscribe and unsubscribe notice, duplicates included, so subscribers can be counted.
   socket_.set(zmq::sockopt::xpub_verboser, 1);
   // Report a full subscriber queue as EAGAIN instead of dropping silently.
@@ -37,19 +39,33 @@ Status Publisher::Publish(std::string_view topic, Envelope envelope) {
   envelope.seq = ++last_seq_;
   envelope.stream = stream_id_;
   const std::string_view prefix[] = {topic};
-  // Notices queue up on an XPUB until read; read them now and then so they never pile up.
-  if ((last_seq_ & 1023) == 0) ReadSubscriptions(std::chrono::milliseconds(0));
-  if (!internal::SendEnvelope(socket_, prefix, envelope, scratch_, zmq::send_flags::none)) {
-    ++stats_.dropped_at_hwm;
-    return Status::ResourceExhausted("a subscriber's queue is full; message " +
-                                     std::to_string(envelope.seq) + " dropped");
-  }
-  ++stats_.published;
-  return Status::Ok();
+  const bool sent = internal::SendEnvelope(socket_, prefix, envelope, scratch_,
+                                           zmq::send_flags::none,
+                                           internal::FormFor(pack_small_bodies_));
+  return Sent(envelope.seq, sent);
 }
 
 Status Publisher::Publish(std::string_view topic, std::string_view body) {
-  return Publish(topic, Envelope::New(body));
+  fresh_.created_us = UnixMicrosNow();
+  fresh_.id = MessageId::Generate(static_cast<std::uint64_t>(fresh_.created_us / 1000));
+  fresh_.seq = ++last_seq_;
+  const std::string_view prefix[] = {topic};
+  const bool sent = internal::SendEnvelope(socket_, prefix, fresh_, body, scratch_,
+                                           zmq::send_flags::none,
+                                           internal::FormFor(pack_small_bodies_));
+  return Sent(fresh_.seq, sent);
+}
+
+Status Publisher::Sent(std::uint64_t seq, bool sent) {
+  // Notices queue up on an XPUB until read; read them now and then so they never pile up.
+  if ((seq & 1023) == 0) ReadSubscriptions(std::chrono::milliseconds(0));
+  if (!sent) {
+    ++stats_.dropped_at_hwm;
+    return Status::ResourceExhausted("a subscriber's queue is full; message " +
+                                     std::to_string(seq) + " dropped");
+  }
+  ++stats_.published;
+  return Status::Ok();
 }
 
 void Publisher::ReadSubscriptions(std::chrono::milliseconds timeout) {

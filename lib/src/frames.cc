@@ -50,10 +50,13 @@ std::size_t RecvAllWithin(zmq::socket_ref socket, std::vector<zmq::message_t>& f
   return RecvAll(socket, frames, zmq::recv_flags::none);
 }
 
-bool SendEnvelope(zmq::socket_ref socket, std::span<const std::string_view> prefix,
-                  const Envelope& envelope, std::string& scratch, zmq::send_flags flags) {
-  scratch.clear();
-  EncodeHeader(envelope, scratch);
+namespace {
+
+// `body_message`, when given, holds the body's bytes and is shared instead of copied.
+bool SendEnvelopeWith(zmq::socket_ref socket, std::span<const std::string_view> prefix,
+                      const Envelope& envelope, const zmq::message_t* body_message,
+                      std::string_view body, std::string& scratch, zmq::send_flags flags,
+                      EnvelopeForm form) {
   bool first = true;
   // Only the first frame can block or fail with EAGAIN: once it is queued, libzmq accepts the rest
   // of the message whole.
@@ -66,10 +69,34 @@ bool SendEnvelope(zmq::socket_ref socket, std::span<const std::string_view> pref
   for (std::string_view part : prefix) {
     if (!send(zmq::message_t(part.data(), part.size()), true)) return false;
   }
+  if (form == EnvelopeForm::kPackSmallBodies && body.size() <= kPackedBodyLimit) {
+    return send(EncodePacked(envelope, body, scratch), false);
+  }
+  scratch.clear();
+  EncodeHeader(envelope, scratch);
   if (!send(zmq::message_t(scratch.data(), scratch.size()), true)) return false;
-  zmq::message_t body;
-  body.copy(const_cast<zmq::message_t&>(envelope.body));  // shares the bytes (refcount)
-  return send(std::move(body), false);
+  zmq::message_t body_frame;
+  if (body_message != nullptr) {
+    body_frame.copy(const_cast<zmq::message_t&>(*body_message));  // shares the bytes (refcount)
+  } else {
+    body_frame.rebuild(body.data(), body.size());
+  }
+  return send(std::move(body_frame), false);
+}
+
+}  // namespace
+
+bool SendEnvelope(zmq::socket_ref socket, std::span<const std::string_view> prefix,
+                  const Envelope& envelope, std::string& scratch, zmq::send_flags flags,
+                  EnvelopeForm form) {
+  return SendEnvelopeWith(socket, prefix, envelope, &envelope.body, envelope.body_view(), scratch,
+                          flags, form);
+}
+
+bool SendEnvelope(zmq::socket_ref socket, std::span<const std::string_view> prefix,
+                  const Envelope& envelope, std::string_view body, std::string& scratch,
+                  zmq::send_flags flags, EnvelopeForm form) {
+  return SendEnvelopeWith(socket, prefix, envelope, nullptr, body, scratch, flags, form);
 }
 
 bool SendAll(zmq::socket_ref socket, std::span<zmq::message_t> frames, zmq::send_flags first) {

@@ -32,7 +32,8 @@ TaskVentilator::TaskVentilator(zmq::context_t& context, const Endpoint& tasks,
 TaskVentilator::~TaskVentilator() = default;
 
 bool TaskVentilator::SendTask(const Envelope& task) {
-  if (!internal::SendEnvelope(tasks_, {}, task, scratch_, zmq::send_flags::none)) {
+  if (!internal::SendEnvelope(tasks_, {}, task, scratch_, zmq::send_flags::none,
+                              internal::EnvelopeForm::kFrames)) {
     ++stats_.send_failures;
     return false;
   }
@@ -123,7 +124,8 @@ void TaskSink::ReportCompletion(const Envelope& result) {
   completion.created_us = UnixMicrosNow();
   // Never block the sink on the ventilator: if it cannot take the report now, it will resend the
   // task and the duplicate result will be reported again.
-  if (!internal::SendEnvelope(completions_, {}, completion, scratch_, zmq::send_flags::dontwait)) {
+  if (!internal::SendEnvelope(completions_, {}, completion, scratch_, zmq::send_flags::dontwait,
+                              internal::EnvelopeForm::kFrames)) {
     ++stats_.completion_send_failures;
   }
 }

@@ -8,7 +8,8 @@ namespace zmqkit {
 
 Producer::Producer(zmq::context_t& context, const Endpoint& endpoint, ProducerOptions options)
     : socket_(OpenSocket(context, zmq::socket_type::push, options.socket)),
-      monitor_(std::make_unique<internal::PeerMonitor>(context, socket_)) {
+      monitor_(std::make_unique<internal::PeerMonitor>(context, socket_)),
+      pack_small_bodies_(options.pack_small_bodies) {
   socket_.set(zmq::sockopt::sndtimeo, static_cast<int>(options.send_timeout.count()));
   endpoint_ = AttachSocket(socket_, endpoint);
 }
@@ -20,7 +21,20 @@ Producer& Producer::operator=(Producer&&) noexcept = default;
 void Producer::Attach(const Endpoint& endpoint) { AttachSocket(socket_, endpoint); }
 
 Status Producer::Send(const Envelope& envelope) {
-  if (!internal::SendEnvelope(socket_, {}, envelope, scratch_, zmq::send_flags::none)) {
+  return Sent(internal::SendEnvelope(socket_, {}, envelope, scratch_, zmq::send_flags::none,
+                                     internal::FormFor(pack_small_bodies_)));
+}
+
+Status Producer::Send(std::string_view body) {
+  // A fresh envelope with an empty body allocates nothing; the body is copied once, into the frame
+  // that carries it.
+  return Sent(internal::SendEnvelope(socket_, {}, Envelope::New(), body, scratch_,
+                                     zmq::send_flags::none,
+                                     internal::FormFor(pack_small_bodies_)));
+}
+
+Status Producer::Sent(bool sent) {
+  if (!sent) {
     ++stats_.timed_out;
     return Status::Unavailable("no worker took the message within the send timeout (" +
                                std::to_string(socket_.get(zmq::sockopt::sndtimeo)) + " ms)");
@@ -29,7 +43,6 @@ Status Producer::Send(const Envelope& envelope) {
   return Status::Ok();
 }
 
-Status Producer::Send(std::string_view body) { return Send(Envelope::New(body)); }
 
 Status Producer::WaitForWorkers(std::size_t count, std::chrono::milliseconds timeout) {
   if (monitor_->WaitFor(count, timeout)) return Status::Ok();

@@ -670,5 +670,108 @@ TEST(EnvelopeCodecTest, HugeDeclaredSizesDoNotAllocate) {
   EXPECT_EQ(ErrorOf(std::string("\x81\xdb\xff\xff\xff\xff", 6)), DecodeErrc::kMalformedHeader);
 }
 
+// ---- the packed form: [header and body] in one frame ------------------------------------------
+
+Result<Envelope, DecodeError> DecodeOnePacked(std::string_view bytes,
+                                              const DecodeLimits& limits = {}) {
+  zmq::message_t frame(bytes.data(), bytes.size());
+  return DecodePacked(frame, limits);
+}
+
+TEST(EnvelopeCodecTest, PackedRoundTripKeepsEveryFieldAndTheBody) {
+  Envelope sent = Envelope::New(std::string_view("\x93\0binary body that looks like msgpack", 38));
+  sent.priority = 3;
+  sent.attempt = 7;
+  sent.seq = 42;
+  sent.stream = "publisher-7";
+  sent.headers = {{"type", "ORDER_CREATED"}};
+  std::string scratch;
+  zmq::message_t frame = EncodePacked(sent, scratch);
+  EXPECT_EQ(frame.size(), Encode(sent).size() + sent.body.size());  // the header, then the body
+  auto got = DecodePacked(frame, {});
+  ASSERT_TRUE(got.ok()) << got.error().ToString();
+  EXPECT_EQ(got->id, sent.id);
+  EXPECT_EQ(got->created_us, sent.created_us);
+  EXPECT_EQ(got->priority, 3);
+  EXPECT_EQ(got->attempt, 7u);
+  EXPECT_EQ(got->seq, 42u);
+  EXPECT_EQ(got->stream, "publisher-7");
+  EXPECT_EQ(got->headers, sent.headers);
+  EXPECT_EQ(got->body_view(), sent.body_view());
+}
+
+TEST(EnvelopeCodecTest, PackedFrameWithNothingAfterTheHeaderHasAnEmptyBody) {
+  auto got = DecodeOnePacked(ArrayPlus(0));
+  ASSERT_TRUE(got.ok()) << got.error().ToString();
+  EXPECT_EQ(got->body.size(), 0u);
+  // Either header form may be packed.
+  auto map_form = DecodeOnePacked(RequiredPlus(0) + "body");
+  ASSERT_TRUE(map_form.ok()) << map_form.error().ToString();
+  EXPECT_EQ(map_form->body_view(), "body");
+}
+
+TEST(EnvelopeCodecTest, PackedFramesAreCheckedByTheHeaderRules) {
+  std::string valid = ArrayPlus(0);
+  EXPECT_EQ(DecodeOnePacked("").error().code, DecodeErrc::kMalformedHeader);
+  EXPECT_EQ(DecodeOnePacked(valid.substr(0, valid.size() - 1)).error().code,
+            DecodeErrc::kMalformedHeader);
+  EXPECT_EQ(DecodeOnePacked("\xc1" "body").error().code, DecodeErrc::kMalformedHeader);
+  EXPECT_EQ(DecodeOnePacked("*body").error().code, DecodeErrc::kHeaderNotArrayOrMap);
+  auto missing_ts = Pack([](Packer& p) {
+    p.pack_array(2);
+    p.pack_uint64(2);
+    p.pack_bin(16);
+    p.pack_bin_body(kId16.data(), 16);
+  });
+  EXPECT_EQ(DecodeOnePacked(missing_ts + "body").error().code, DecodeErrc::kMissingField);
+  const std::string priority_ten = ArrayPlus(1, [](Packer& p) { p.pack_uint64(10); });
+  EXPECT_EQ(DecodeOnePacked(priority_ten + "body").error().code, DecodeErrc::kValueOutOfRange);
+}
+
+TEST(EnvelopeCodecTest, PackedHeaderAndBodyEachHaveTheirLimit) {
+  const std::string header = ArrayPlus(0);
+  DecodeLimits limits;
+  limits.max_header_bytes = header.size();
+  limits.max_body_bytes = 4;
+  EXPECT_TRUE(DecodeOnePacked(header + "1234", limits).ok());
+  auto big_body = DecodeOnePacked(header + "12345", limits);
+  ASSERT_FALSE(big_body.ok());
+  EXPECT_EQ(big_body.error().code, DecodeErrc::kFrameTooLarge);
+  EXPECT_NE(big_body.error().detail.find("body is 5 bytes"), std::string::npos)
+      << big_body.error().detail;
+  // A header that does not end within the limit is too large, not malformed, even with a body
+  // after it that would make the frame long enough.
+  limits.max_header_bytes = header.size() - 1;
+  auto big_header = DecodeOnePacked(header + "1234", limits);
+  ASSERT_FALSE(big_header.ok());
+  EXPECT_EQ(big_header.error().code, DecodeErrc::kFrameTooLarge);
+  // ... and a frame that ends inside a header shorter than the limit is malformed.
+  limits.max_header_bytes = 1000;
+  EXPECT_EQ(DecodeOnePacked(header.substr(0, 10), limits).error().code,
+            DecodeErrc::kMalformedHeader);
+}
+
+TEST(EnvelopeCodecTest, DamagedPackedFramesNeverCrash) {
+  Envelope envelope = Envelope::New("some body");
+  envelope.seq = 9;
+  envelope.stream = "s";
+  envelope.headers = {{"a", "b"}};
+  std::string scratch;
+  zmq::message_t frame = EncodePacked(envelope, scratch);
+  const std::string valid(frame.data<char>(), frame.size());
+  const std::size_t header_size = Encode(envelope).size();
+  for (std::size_t length = 0; length <= valid.size(); ++length) {
+    // A cut inside the header is an error; a cut inside the body is a shorter body.
+    EXPECT_EQ(DecodeOnePacked(valid.substr(0, length)).ok(), length >= header_size) << length;
+  }
+  for (std::size_t i = 0; i < header_size; ++i) {
+    for (int bit = 0; bit < 8; ++bit) {
+      std::string damaged = valid;
+      damaged[i] = static_cast<char>(damaged[i] ^ (1 << bit));
+      (void)DecodeOnePacked(damaged);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace zmqkit

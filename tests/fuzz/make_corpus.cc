@@ -67,6 +67,12 @@ int main(int argc, char** argv) {
                                    std::string(i * 10, 'b')});
     Write(root / "envelope_decoder", "valid-" + std::to_string(i), writer.bytes());
   }
+  for (int i = 0; i < 2; ++i) {  // the packed form: header and body in one frame
+    FuzzWriter writer;
+    writer.Byte(7).Byte(0).Frames({Header("hello", static_cast<std::uint8_t>(i), i == 1) +
+                                   std::string(i * 10, 'b')});
+    Write(root / "envelope_decoder", "packed-" + std::to_string(i), writer.bytes());
+  }
 
   // broker_command: conversations of [tag][frames]
   {

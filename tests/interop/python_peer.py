@@ -60,13 +60,18 @@ def _named_fields(pairs, known_keys, known):
 
 
 def decode(frames):
-    """Section 2's reader rules, for both forms of the header."""
-    if len(frames) < 2:
-        raise Rejected("missing frames")
+    """Section 1's frame forms and section 2's reader rules, for both forms of the header."""
     if len(frames) > 2:
         raise Rejected("extra frames")
     try:
-        header = msgpack.unpackb(frames[0], raw=False, object_pairs_hook=Pairs)
+        if len(frames) == 2:  # [header][body]: the header is the whole frame
+            header = msgpack.unpackb(frames[0], raw=False, object_pairs_hook=Pairs)
+            body = frames[1]
+        else:  # packed, [header and body]: one msgpack value, then the body's bytes
+            unpacker = msgpack.Unpacker(raw=False, object_pairs_hook=Pairs)
+            unpacker.feed(frames[0])
+            header = unpacker.unpack()
+            body = frames[0][unpacker.tell():]
     except Exception as error:  # noqa: BLE001 - any failure to parse is the same verdict
         raise Rejected("malformed header") from error
     known = {}
@@ -105,7 +110,8 @@ def decode(frames):
         raise Rejected("duplicate field")
     known["h"] = headers
     known["form"] = version
-    return known, frames[1]
+    known["packed"] = len(frames) == 1
+    return known, body
 
 
 def fresh(**extra):
@@ -174,6 +180,16 @@ def main():
                        f"form {form}: headers survive and the relay's header is added")
                 expect(got_body == body, f"form {form}: binary body survives")
 
+            # 1b. The packed form, both ways: the header with the body right after it, in one
+            #     frame. The C++ side packs bodies up to 1 KiB and sends larger ones in two frames.
+            for size in (0, 100, 1024, 1025):
+                sent = fresh(h={"size": str(size)})
+                got, got_body = round_trip([array_header(sent) + b"p" * size])
+                expect(got["id"] == sent["id"] and got_body == b"p" * size,
+                       f"packed {size}-byte body survives")
+                expect(got["packed"] == (size <= 1024),
+                       f"C++ answers a {size}-byte body {'packed' if size <= 1024 else 'in two frames'}")
+
             # 2. Later elements of version 2's array are skipped whatever they hold.
             got, _ = round_trip([array_header(fresh(pri=1), later=[{"x": [1]}, 2.5, None]), b""])
             expect(got["pri"] == 1, "elements after the extension map are ignored")
@@ -211,8 +227,9 @@ def main():
                 ([array_header(fresh(v=1)), b""], "unsupported version"),
                 ([b"\xc1", b""], "malformed header"),
                 ([array_header(fresh())[:-1], b""], "malformed header"),
+                ([array_header(fresh())[:-1]], "malformed header"),  # packed, cut inside the header
+                ([b"*body"], "header not an array or map"),  # packed: 42 is no header
                 ([msgpack.packb(7), b""], "header not an array or map"),
-                ([array_header(fresh())], "missing frames"),
                 ([array_header(fresh()), b"", b""], "extra frames"),
             ]
             for frames, reason in cases:

@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <iterator>
 #include <thread>
+#include <zmq_addon.hpp>
 
 #include "helpers/test_support.h"
 #include "zmqkit/typed_body.h"
@@ -207,6 +209,64 @@ struct OrderCreated {
   std::vector<std::string> items;
   MSGPACK_DEFINE_MAP(order_id, total, items)
 };
+
+// A Publisher sends [topic][header and body] for small bodies, [topic][header][body] with
+// pack_small_bodies off, and a Subscriber reads both with topic, sequence and stream intact.
+TEST_F(FanoutTest, SmallBodiesTravelPackedAndSubscribersReadBothForms) {
+  PublisherOptions classic;
+  classic.pack_small_bodies = false;
+  Publisher packing(context_, Endpoint::Bind(kAnyLoopbackPort));
+  Publisher framing(context_, Endpoint::Bind(kAnyLoopbackPort), classic);
+  zmq::socket_t raw(context_, zmq::socket_type::sub);
+  raw.set(zmq::sockopt::rcvtimeo, 5000);
+  raw.set(zmq::sockopt::subscribe, "");
+  Subscriber subscriber(context_, Endpoint::Connect(packing.endpoint()));
+  subscriber.Subscribe("");
+  subscriber.Attach(Endpoint::Connect(framing.endpoint()));
+  for (Publisher* publisher : {&packing, &framing}) {
+    raw.connect(publisher->endpoint());
+    ASSERT_TRUE(publisher->WaitForSubscribers(2, "t", 5s).ok());
+  }
+
+  for (Publisher* publisher : {&packing, &framing}) {
+    const std::string body = publisher == &packing ? "packed" : "framed";
+    ASSERT_TRUE(publisher->Publish("t", body).ok());
+    std::vector<zmq::message_t> frames;
+    ASSERT_TRUE(zmq::recv_multipart(raw, std::back_inserter(frames)).has_value());
+    EXPECT_EQ(frames.size(), publisher == &packing ? 2u : 3u) << body;
+    EXPECT_EQ(frames[0].to_string_view(), "t");
+    auto got = subscriber.Receive(5s);
+    ASSERT_TRUE(got.ok()) << got.error().ToString();
+    EXPECT_EQ(got->topic, "t");
+    EXPECT_EQ(got->envelope.body_view(), body);
+    EXPECT_EQ(got->envelope.seq, 1u);
+    EXPECT_EQ(got->envelope.stream, publisher->stream_id());
+  }
+  EXPECT_EQ(subscriber.stats().rejected, 0u);
+}
+
+TEST_F(FanoutTest, AMessageWithOnlyATopicIsRejectedAndTheNextOneServed) {
+  zmq::socket_t raw(context_, zmq::socket_type::xpub);
+  raw.bind("tcp://127.0.0.1:*");
+  Subscriber subscriber(context_, Endpoint::Connect(raw.get(zmq::sockopt::last_endpoint)));
+  subscriber.Subscribe("");
+  zmq::message_t notice;
+  ASSERT_TRUE(raw.recv(notice));  // the subscription has arrived
+  raw.send(zmq::str_buffer("t"), zmq::send_flags::none);
+  std::string scratch;
+  Envelope good = Envelope::New("served");
+  raw.send(zmq::str_buffer("t"), zmq::send_flags::sndmore);
+  raw.send(EncodePacked(good, scratch), zmq::send_flags::none);
+
+  auto rejected = subscriber.Receive(5s);
+  ASSERT_FALSE(rejected.ok());
+  ASSERT_TRUE(subscriber.last_decode_error().has_value());
+  EXPECT_EQ(subscriber.last_decode_error()->code, DecodeErrc::kMissingFrames);
+  auto got = subscriber.Receive(5s);
+  ASSERT_TRUE(got.ok()) << got.error().ToString();
+  EXPECT_EQ(got->envelope.id, good.id);
+  EXPECT_EQ(got->envelope.body_view(), "served");
+}
 
 TEST_F(FanoutTest, TypedBodiesRoundTrip) {
   Publisher publisher(context_, Endpoint::Bind(kAnyLoopbackPort));

@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <iterator>
 #include <thread>
+#include <zmq_addon.hpp>
 
 #include "helpers/test_support.h"
 
@@ -120,7 +122,7 @@ TEST_F(WorkQueueTest, MalformedMessagesAreCountedAndTheSocketKeepsWorking) {
                i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
     }
   };
-  send_frames({"only one frame"});
+  send_frames({"only one frame"});  // read as packed: 'o' is a msgpack integer, not a header
   send_frames({"\x2a", "body"});  // a number, neither an array nor a map
   send_frames({"\xc1", "body"});
   send_frames({"a", "b", "c"});
@@ -140,13 +142,72 @@ TEST_F(WorkQueueTest, MalformedMessagesAreCountedAndTheSocketKeepsWorking) {
     }
   }
   EXPECT_EQ(good_body, "still served");
-  EXPECT_EQ(reasons, (std::vector<DecodeErrc>{DecodeErrc::kMissingFrames,
+  EXPECT_EQ(reasons, (std::vector<DecodeErrc>{DecodeErrc::kHeaderNotArrayOrMap,
                                               DecodeErrc::kHeaderNotArrayOrMap,
                                               DecodeErrc::kMalformedHeader,
                                               DecodeErrc::kExtraFrames}));
   EXPECT_EQ(worker.stats().rejected, 4u);
   EXPECT_EQ(worker.stats().rejected_for(DecodeErrc::kExtraFrames), 1u);
   EXPECT_EQ(worker.stats().received, 1u);
+}
+
+// Small bodies travel in one frame with their header (the packed form), bodies over 1 KiB and
+// every body with pack_small_bodies off as [header][body]; both decode to what was sent.
+TEST_F(WorkQueueTest, SmallBodiesTravelPackedAndLargeOnesInTwoFrames) {
+  zmq::socket_t raw(context_, zmq::socket_type::pull);
+  raw.set(zmq::sockopt::rcvtimeo, 5000);
+  raw.bind("tcp://127.0.0.1:*");
+  const std::string endpoint = raw.get(zmq::sockopt::last_endpoint);
+  auto receive = [&] {
+    std::vector<zmq::message_t> frames;
+    EXPECT_TRUE(zmq::recv_multipart(raw, std::back_inserter(frames)).has_value());
+    return frames;
+  };
+  auto body_of = [](std::vector<zmq::message_t>& frames) -> std::string {
+    auto decoded = frames.size() == 1 ? DecodePacked(frames[0], {}) : DecodeFrames(frames, {});
+    EXPECT_TRUE(decoded.ok()) << decoded.error().ToString();
+    return decoded.ok() ? std::string(decoded->body_view()) : "";
+  };
+
+  const std::string small = "small", at_limit(1024, 'a'), over_limit(1025, 'b');
+  {
+    Producer packing(context_, Endpoint::Connect(endpoint));
+    for (const std::string& body : {small, at_limit, over_limit}) {
+      ASSERT_TRUE(packing.Send(body).ok());
+      auto frames = receive();
+      EXPECT_EQ(frames.size(), body.size() <= 1024 ? 1u : 2u) << body.size() << "-byte body";
+      EXPECT_EQ(body_of(frames), body);
+    }
+  }
+  ProducerOptions classic;
+  classic.pack_small_bodies = false;
+  Producer framing(context_, Endpoint::Connect(endpoint), classic);
+  ASSERT_TRUE(framing.Send(small).ok());
+  auto frames = receive();
+  EXPECT_EQ(frames.size(), 2u);
+  EXPECT_EQ(body_of(frames), small);
+}
+
+TEST_F(WorkQueueTest, AWorkerReadsPackedAndFramedMessagesAlike) {
+  Worker worker(context_, Endpoint::Bind(kAnyLoopbackPort));
+  ProducerOptions classic;
+  classic.pack_small_bodies = false;
+  Producer packing(context_, Endpoint::Connect(worker.endpoint()));
+  Producer framing(context_, Endpoint::Connect(worker.endpoint()), classic);
+  for (Producer* producer : {&packing, &framing}) {
+    Envelope sent = Envelope::New(producer == &packing ? "packed" : "framed");
+    sent.priority = 4;
+    sent.headers["form"] = std::string(sent.body_view());
+    ASSERT_TRUE(producer->Send(sent).ok());
+    auto got = worker.Receive(5s);
+    ASSERT_TRUE(got.ok()) << got.error().ToString();
+    EXPECT_EQ(got->id, sent.id);
+    EXPECT_EQ(got->priority, 4);
+    EXPECT_EQ(got->headers, sent.headers);
+    EXPECT_EQ(got->body_view(), sent.body_view());
+  }
+  EXPECT_EQ(worker.stats().received, 2u);
+  EXPECT_EQ(worker.stats().rejected, 0u);
 }
 
 TEST_F(WorkQueueTest, BadEndpointThrowsAtConstruction) {

@@ -36,6 +36,10 @@ struct ProducerOptions {
   // How long Send() waits when no worker can take the message (none connected, or every worker's
   // queue at its HWM) before it gives up with kUnavailable. Zero: never wait.
   std::chrono::milliseconds send_timeout{1000};
+  // Send bodies of up to 1 KiB in one frame with the header (the packed form,
+  // docs/wire-format.md section 1), which saves libzmq a frame per message. Workers of zmqkit
+  // before the packed form reject it ("missing frames"); turn this off until every worker reads it.
+  bool pack_small_bodies = true;
 };
 
 struct ProducerStats {
@@ -57,7 +61,8 @@ class Producer {
   // Queues `envelope` for the next worker in turn. kUnavailable if no worker took it within
   // send_timeout; the message was not sent then.
   Status Send(const Envelope& envelope);
-  // Sends a new envelope (fresh id, created now) holding `body`.
+  // Sends a new envelope (fresh id, created now) holding `body`, which is copied once, into the
+  // frame that carries it.
   Status Send(std::string_view body);
 
   // Waits until `count` workers have connected (tcp/ipc; see PeerMonitor). Returns kDeadlineExceeded
@@ -70,9 +75,13 @@ class Producer {
   const ProducerStats& stats() const { return stats_; }
 
  private:
+  // Counts a send and says how it went.
+  Status Sent(bool sent);
+
   zmq::socket_t socket_;
   std::unique_ptr<internal::PeerMonitor> monitor_;
   std::string endpoint_;
+  bool pack_small_bodies_ = true;
   std::string scratch_;
   ProducerStats stats_;
 };
