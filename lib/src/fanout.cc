@@ -46,8 +46,9 @@ Status Publisher::Publish(std::string_view topic, Envelope envelope) {
 }
 
 Status Publisher::Publish(std::string_view topic, std::string_view body) {
-  fresh_.created_us = UnixMicrosNow();
-  fresh_.id = MessageId::Generate(static_cast<std::uint64_t>(fresh_.created_us / 1000));
+  const Envelope stamp = Envelope::New();  // a fresh id and time; an empty body allocates nothing
+  fresh_.id = stamp.id;
+  fresh_.created_us = stamp.created_us;
   fresh_.seq = ++last_seq_;
   const std::string_view prefix[] = {topic};
   const bool sent = internal::SendEnvelope(socket_, prefix, fresh_, body, scratch_,
