@@ -13,6 +13,7 @@
 #include <limits>
 #include <msgpack.hpp>
 #include <new>
+#include <stdexcept>
 
 namespace zmqkit {
 namespace {
@@ -510,8 +511,10 @@ zmq::message_t EncodePacked(const Envelope& envelope, std::string_view body, std
   return frame;
 }
 
-Result<Envelope, DecodeError> DecodePacked(const zmq::message_t& frame, const DecodeLimits& limits) {
-  const std::string_view bytes(frame.data<char>(), frame.size());
+namespace {
+
+// A packed [header and body], wherever it sits in a frame.
+Result<Envelope, DecodeError> DecodePackedBytes(std::string_view bytes, const DecodeLimits& limits) {
   // The header's end is known only once it is parsed: parse within the limit, so a header over it
   // is found without reading past it.
   const std::string_view window = bytes.substr(0, limits.max_header_bytes);
@@ -531,6 +534,59 @@ Result<Envelope, DecodeError> DecodePacked(const zmq::message_t& frame, const De
   const std::size_t body_size = bytes.size() - consumed;
   if (body_size > limits.max_body_bytes) return BodyTooLarge(body_size, limits);
   envelope.body = zmq::message_t(bytes.data() + consumed, body_size);
+  return envelope;
+}
+
+}  // namespace
+
+Result<Envelope, DecodeError> DecodePacked(const zmq::message_t& frame, const DecodeLimits& limits) {
+  return DecodePackedBytes({frame.data<char>(), frame.size()}, limits);
+}
+
+zmq::message_t EncodeTopicPacked(std::string_view topic, const Envelope& envelope,
+                                 std::string_view body, std::string& scratch) {
+  if (topic.size() > kTopicPackedMaxTopic) {
+    throw std::length_error("a topic of " + std::to_string(topic.size()) +
+                            " bytes does not fit the topic-packed form's 16-bit length");
+  }
+  scratch.clear();
+  EncodeHeader(envelope, scratch);
+  const std::size_t topic_size = topic.size();
+  zmq::message_t frame(topic_size + scratch.size() + body.size() + 2);
+  auto* bytes = frame.data<char>();
+  if (topic_size > 0) std::memcpy(bytes, topic.data(), topic_size);
+  bytes += topic_size;
+  std::memcpy(bytes, scratch.data(), scratch.size());
+  bytes += scratch.size();
+  if (!body.empty()) std::memcpy(bytes, body.data(), body.size());
+  bytes += body.size();
+  bytes[0] = static_cast<char>(topic_size >> 8);
+  bytes[1] = static_cast<char>(topic_size & 0xff);
+  return frame;
+}
+
+Result<Envelope, DecodeError> DecodeTopicPacked(const zmq::message_t& frame,
+                                                const DecodeLimits& limits, std::string& topic) {
+  const std::string_view bytes(frame.data<char>(), frame.size());
+  if (bytes.size() < 2) {
+    return DecodeError{DecodeErrc::kMalformedHeader,
+                       "a one-frame message of " + std::to_string(bytes.size()) +
+                           " bytes has no room for its topic's length"};
+  }
+  const auto* trailer = reinterpret_cast<const unsigned char*>(bytes.data() + bytes.size() - 2);
+  const std::size_t topic_size = (std::size_t{trailer[0]} << 8) | trailer[1];
+  if (topic_size > limits.max_topic_bytes) {
+    return DecodeError{DecodeErrc::kFrameTooLarge, "topic is " + std::to_string(topic_size) +
+                                                       " bytes, limit is " +
+                                                       std::to_string(limits.max_topic_bytes)};
+  }
+  if (topic_size > bytes.size() - 2) {
+    return DecodeError{DecodeErrc::kMalformedHeader,
+                       "topic length " + std::to_string(topic_size) + " in a one-frame message of " +
+                           std::to_string(bytes.size()) + " bytes"};
+  }
+  auto envelope = DecodePackedBytes(bytes.substr(topic_size, bytes.size() - 2 - topic_size), limits);
+  if (envelope.ok()) topic.assign(bytes.data(), topic_size);
   return envelope;
 }
 

@@ -2,6 +2,7 @@
 
 #include <span>
 
+#include "deadline.h"
 #include "frames.h"
 
 namespace zmqkit::internal {
@@ -21,8 +22,25 @@ Status EnvelopeReceiver::Reject(DecodeError error) {
 }
 
 Result<Envelope> EnvelopeReceiver::Receive(zmq::socket_ref socket,
-                                           std::chrono::milliseconds timeout,
-                                           std::string* topic) {
+                                           std::chrono::milliseconds timeout, std::string* topic,
+                                           const SubscriptionSet* subscriptions) {
+  bool not_subscribed = false;
+  auto received = ReceiveOnce(socket, timeout, topic, subscriptions, not_subscribed);
+  if (!not_subscribed) return received;
+  // Rare (a subscription longer than a topic, matching header bytes): only now pay for a deadline.
+  Deadline deadline(timeout);
+  while (not_subscribed) {
+    received = ReceiveOnce(socket, deadline.remaining(), topic, subscriptions, not_subscribed);
+  }
+  return received;
+}
+
+Result<Envelope> EnvelopeReceiver::ReceiveOnce(zmq::socket_ref socket,
+                                               std::chrono::milliseconds timeout,
+                                               std::string* topic,
+                                               const SubscriptionSet* subscriptions,
+                                               bool& not_subscribed) {
+  not_subscribed = false;
   std::size_t count = 0;
   try {
     count = RecvAllWithin(socket, frames_, timeout);
@@ -36,10 +54,18 @@ Result<Envelope> EnvelopeReceiver::Receive(zmq::socket_ref socket,
   }
 
   std::span<zmq::message_t> frames(frames_.data(), count);
-  if (topic != nullptr) {
-    if (count == 1) {
-      return Reject({DecodeErrc::kMissingFrames, "1 frame, expected [topic][header][body]"});
+  if (topic != nullptr && count == 1) {
+    auto decoded = DecodeTopicPacked(frames[0], limits_, *topic);
+    if (!decoded.ok()) return Reject(std::move(decoded).error());
+    if (subscriptions != nullptr && !subscriptions->Admits(*topic)) {
+      ++stats_.not_subscribed;
+      not_subscribed = true;
+      return Status::NotFound("not subscribed to \"" + *topic + "\"");
     }
+    ++stats_.received;
+    return std::move(decoded).value();
+  }
+  if (topic != nullptr) {
     if (frames[0].size() > limits_.max_topic_bytes) {
       return Reject({DecodeErrc::kFrameTooLarge,
                      "topic frame is " + std::to_string(frames[0].size()) + " bytes, limit is " +
@@ -48,7 +74,7 @@ Result<Envelope> EnvelopeReceiver::Receive(zmq::socket_ref socket,
     topic->assign(frames[0].data<char>(), frames[0].size());
     frames = frames.subspan(1);
   }
-  // One frame left is the packed form, [header and body]; two are [header][body].
+  // One frame left is the packed form, [header+body]; two are [header][body].
   auto decoded =
       frames.size() == 1 ? DecodePacked(frames[0], limits_) : DecodeFrames(frames, limits_);
   if (!decoded.ok()) return Reject(std::move(decoded).error());

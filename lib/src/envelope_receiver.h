@@ -11,6 +11,7 @@
 #include <zmq.hpp>
 
 #include "zmqkit/envelope_codec.h"
+#include "subscription_set.h"
 #include "zmqkit/receive_stats.h"
 
 namespace zmqkit::internal {
@@ -20,9 +21,10 @@ class EnvelopeReceiver {
   explicit EnvelopeReceiver(const DecodeLimits& limits) : limits_(limits) {}
 
   // Receives one message from `socket`, waiting up to `timeout` (negative: forever, zero: don't
-  // wait). With `topic` non-null the message must be [topic][header][body] or [topic][packed] and
-  // the topic is stored there; otherwise it must be [header][body] or [packed] (the packed form:
-  // header and body in one frame, docs/wire-format.md section 1).
+  // wait). Without `topic` the message must be [header][body] or [header+body] (packed); with it,
+  // [topic][header][body], [topic][header+body] or [topic+header+body+n] (topic-packed), and the
+  // topic is stored there (docs/wire-format.md section 1). A topic-packed message whose topic
+  // `subscriptions` does not admit is dropped, counted as not_subscribed, and the wait goes on.
   // Returns the envelope, or:
   //   kDeadlineExceeded    nothing arrived in time
   //   kInvalidArgument     a malformed message arrived; it was read whole, dropped and counted, and
@@ -31,7 +33,8 @@ class EnvelopeReceiver {
   //   kFailedPrecondition  the context was terminated
   // Never throws for anything a peer sends.
   Result<Envelope> Receive(zmq::socket_ref socket, std::chrono::milliseconds timeout,
-                           std::string* topic = nullptr);
+                           std::string* topic = nullptr,
+                           const SubscriptionSet* subscriptions = nullptr);
 
   const ReceiveStats& stats() const { return stats_; }
   const std::optional<DecodeError>& last_error() const { return last_error_; }
@@ -39,6 +42,9 @@ class EnvelopeReceiver {
 
  private:
   Status Reject(DecodeError error);
+  Result<Envelope> ReceiveOnce(zmq::socket_ref socket, std::chrono::milliseconds timeout,
+                               std::string* topic, const SubscriptionSet* subscriptions,
+                               bool& not_subscribed);
 
   DecodeLimits limits_;
   std::vector<zmq::message_t> frames_;  // reused between calls; holds the last message's frames

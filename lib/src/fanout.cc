@@ -3,6 +3,7 @@
 #include "deadline.h"
 #include "envelope_receiver.h"
 #include "frames.h"
+#include "subscription_set.h"
 
 namespace zmqkit {
 namespace {
@@ -38,8 +39,7 @@ void Publisher::Attach(const Endpoint& endpoint) { AttachSocket(socket_, endpoin
 Status Publisher::Publish(std::string_view topic, Envelope envelope) {
   envelope.seq = ++last_seq_;
   envelope.stream = stream_id_;
-  const std::string_view prefix[] = {topic};
-  const bool sent = internal::SendEnvelope(socket_, prefix, envelope, scratch_,
+  const bool sent = internal::SendEnvelope(socket_, topic, envelope, scratch_,
                                            zmq::send_flags::none,
                                            internal::FormFor(pack_small_bodies_));
   return Sent(envelope.seq, sent);
@@ -50,8 +50,7 @@ Status Publisher::Publish(std::string_view topic, std::string_view body) {
   fresh_.id = stamp.id;
   fresh_.created_us = stamp.created_us;
   fresh_.seq = ++last_seq_;
-  const std::string_view prefix[] = {topic};
-  const bool sent = internal::SendEnvelope(socket_, prefix, fresh_, body, scratch_,
+  const bool sent = internal::SendEnvelope(socket_, topic, fresh_, body, scratch_,
                                            zmq::send_flags::none,
                                            internal::FormFor(pack_small_bodies_));
   return Sent(fresh_.seq, sent);
@@ -111,7 +110,8 @@ Status Publisher::WaitForSubscribers(std::size_t count, std::string_view topic,
 
 Subscriber::Subscriber(zmq::context_t& context, const Endpoint& endpoint, SubscriberOptions options)
     : socket_(OpenSocket(context, zmq::socket_type::sub, options.socket)),
-      receiver_(std::make_unique<internal::EnvelopeReceiver>(options.limits)) {
+      receiver_(std::make_unique<internal::EnvelopeReceiver>(options.limits)),
+      subscriptions_(std::make_unique<internal::SubscriptionSet>()) {
   endpoint_ = AttachSocket(socket_, endpoint);
 }
 
@@ -123,15 +123,17 @@ void Subscriber::Attach(const Endpoint& endpoint) { AttachSocket(socket_, endpoi
 
 void Subscriber::Subscribe(std::string_view prefix) {
   socket_.set(zmq::sockopt::subscribe, prefix);
+  subscriptions_->Add(prefix);
 }
 
 void Subscriber::Unsubscribe(std::string_view prefix) {
   socket_.set(zmq::sockopt::unsubscribe, prefix);
+  subscriptions_->Remove(prefix);
 }
 
 Result<Publication> Subscriber::Receive(std::chrono::milliseconds timeout) {
   Publication publication;
-  auto received = receiver_->Receive(socket_, timeout, &publication.topic);
+  auto received = receiver_->Receive(socket_, timeout, &publication.topic, subscriptions_.get());
   if (!received.ok()) return std::move(received).error();
   publication.envelope = std::move(received).value();
   if (publication.envelope.seq != 0) {

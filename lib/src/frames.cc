@@ -53,7 +53,7 @@ std::size_t RecvAllWithin(zmq::socket_ref socket, std::vector<zmq::message_t>& f
 namespace {
 
 // `body_message`, when given, holds the body's bytes and is shared instead of copied.
-bool SendEnvelopeWith(zmq::socket_ref socket, std::span<const std::string_view> prefix,
+bool SendEnvelopeWith(zmq::socket_ref socket, std::optional<std::string_view> topic,
                       const Envelope& envelope, const zmq::message_t* body_message,
                       std::string_view body, std::string& scratch, zmq::send_flags flags,
                       EnvelopeForm form) {
@@ -66,12 +66,13 @@ bool SendEnvelopeWith(zmq::socket_ref socket, std::span<const std::string_view> 
     first = false;
     return socket.send(frame, frame_flags).has_value();
   };
-  for (std::string_view part : prefix) {
-    if (!send(zmq::message_t(part.data(), part.size()), true)) return false;
-  }
   if (form == EnvelopeForm::kPackSmallBodies && body.size() <= kPackedBodyLimit) {
-    return send(EncodePacked(envelope, body, scratch), false);
+    if (!topic) return send(EncodePacked(envelope, body, scratch), false);
+    if (topic->size() <= kTopicPackedMaxTopic) {
+      return send(EncodeTopicPacked(*topic, envelope, body, scratch), false);
+    }
   }
+  if (topic && !send(zmq::message_t(topic->data(), topic->size()), true)) return false;
   scratch.clear();
   EncodeHeader(envelope, scratch);
   if (!send(zmq::message_t(scratch.data(), scratch.size()), true)) return false;
@@ -86,17 +87,17 @@ bool SendEnvelopeWith(zmq::socket_ref socket, std::span<const std::string_view> 
 
 }  // namespace
 
-bool SendEnvelope(zmq::socket_ref socket, std::span<const std::string_view> prefix,
+bool SendEnvelope(zmq::socket_ref socket, std::optional<std::string_view> topic,
                   const Envelope& envelope, std::string& scratch, zmq::send_flags flags,
                   EnvelopeForm form) {
-  return SendEnvelopeWith(socket, prefix, envelope, &envelope.body, envelope.body_view(), scratch,
+  return SendEnvelopeWith(socket, topic, envelope, &envelope.body, envelope.body_view(), scratch,
                           flags, form);
 }
 
-bool SendEnvelope(zmq::socket_ref socket, std::span<const std::string_view> prefix,
+bool SendEnvelope(zmq::socket_ref socket, std::optional<std::string_view> topic,
                   const Envelope& envelope, std::string_view body, std::string& scratch,
                   zmq::send_flags flags, EnvelopeForm form) {
-  return SendEnvelopeWith(socket, prefix, envelope, nullptr, body, scratch, flags, form);
+  return SendEnvelopeWith(socket, topic, envelope, nullptr, body, scratch, flags, form);
 }
 
 bool SendAll(zmq::socket_ref socket, std::span<zmq::message_t> frames, zmq::send_flags first) {

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -42,26 +43,28 @@ std::size_t RecvAllWithin(zmq::socket_ref socket, std::vector<zmq::message_t>& f
 inline constexpr std::size_t kPackedBodyLimit = 1024;
 
 enum class EnvelopeForm {
-  kFrames,           // [prefix...][header][body], always
-  kPackSmallBodies,  // [prefix...][header and body] for bodies up to kPackedBodyLimit
+  kFrames,           // [topic][header][body] or [header][body], always
+  kPackSmallBodies,  // [topic+header+body+n] or [header+body] for bodies up to kPackedBodyLimit
 };
 
 inline EnvelopeForm FormFor(bool pack_small_bodies) {
   return pack_small_bodies ? EnvelopeForm::kPackSmallBodies : EnvelopeForm::kFrames;
 }
 
-// Sends [prefix...][header][body], or [prefix...][packed] (EnvelopeForm). In the frames form the
-// body's bytes are shared with `envelope`, not copied. `scratch` is a buffer the caller keeps
-// between calls so encoding does not allocate.
+// Sends `envelope` with a topic (PUB) or without one (PUSH), in the frame form or, if `form` says so
+// and the body is small, packed: [header+body] without a topic, topic-packed [topic+header+body+n]
+// with one (docs/wire-format.md section 1). In the frame form the body's bytes are shared with
+// `envelope`, not copied. `scratch` is a buffer the caller keeps between calls so encoding does not
+// allocate.
 // Returns false if the first frame could not be queued (EAGAIN: dontwait, or the send timeout
 // passed); nothing was sent then. Throws zmq::error_t on other errors.
-bool SendEnvelope(zmq::socket_ref socket, std::span<const std::string_view> prefix,
+bool SendEnvelope(zmq::socket_ref socket, std::optional<std::string_view> topic,
                   const Envelope& envelope, std::string& scratch, zmq::send_flags flags,
                   EnvelopeForm form);
 
 // The same with `body` in place of envelope.body (not read): a body the caller holds as bytes is
 // copied once, into the frame that carries it, instead of into the envelope first.
-bool SendEnvelope(zmq::socket_ref socket, std::span<const std::string_view> prefix,
+bool SendEnvelope(zmq::socket_ref socket, std::optional<std::string_view> topic,
                   const Envelope& envelope, std::string_view body, std::string& scratch,
                   zmq::send_flags flags, EnvelopeForm form);
 

@@ -6,6 +6,7 @@
 #include <limits>
 #include <msgpack.hpp>
 #include <random>
+#include <stdexcept>
 #include <vector>
 
 namespace zmqkit {
@@ -771,6 +772,114 @@ TEST(EnvelopeCodecTest, DamagedPackedFramesNeverCrash) {
       (void)DecodeOnePacked(damaged);
     }
   }
+}
+
+// ---- the topic-packed form: [topic, header, body, topic length] in one frame ------------------
+
+Result<Envelope, DecodeError> DecodeOneTopicPacked(std::string_view bytes, std::string& topic,
+                                                   const DecodeLimits& limits = {}) {
+  zmq::message_t frame(bytes.data(), bytes.size());
+  return DecodeTopicPacked(frame, limits, topic);
+}
+
+std::string TopicLength(std::size_t size) {
+  return {static_cast<char>(size >> 8), static_cast<char>(size & 0xff)};
+}
+
+TEST(EnvelopeCodecTest, TopicPackedRoundTripKeepsTopicFieldsAndBody) {
+  Envelope sent = Envelope::New();
+  sent.seq = 7;
+  sent.stream = "publisher-7";
+  sent.headers = {{"type", "ORDER_CREATED"}};
+  const std::string body = std::string("\x92\0body", 6) + ", ending in what looks like a length" +
+                           std::string("\0\5", 2);
+  // Topics of any bytes and length, including none, bytes that look like msgpack, and the longest.
+  for (const std::string& topic :
+       {std::string(), std::string("orders.eu"), std::string("\x96\0\xff", 3),
+        std::string(300, 't'), std::string(kTopicPackedMaxTopic, 'm')}) {
+    std::string scratch;
+    zmq::message_t frame = EncodeTopicPacked(topic, sent, body, scratch);
+    const std::string bytes(frame.data<char>(), frame.size());
+    // The topic first, as libzmq matches subscriptions against the first bytes, then the header,
+    // the body, and the topic's length.
+    EXPECT_EQ(bytes, topic + Encode(sent) + body + TopicLength(topic.size()));
+    DecodeLimits limits;
+    limits.max_topic_bytes = kTopicPackedMaxTopic;
+    std::string got_topic = "left over";
+    auto got = DecodeTopicPacked(frame, limits, got_topic);
+    ASSERT_TRUE(got.ok()) << got.error().ToString();
+    EXPECT_EQ(got_topic, topic);
+    EXPECT_EQ(got->id, sent.id);
+    EXPECT_EQ(got->created_us, sent.created_us);
+    EXPECT_EQ(got->seq, 7u);
+    EXPECT_EQ(got->stream, "publisher-7");
+    EXPECT_EQ(got->headers, sent.headers);
+    EXPECT_EQ(got->body_view(), body);
+  }
+  std::string scratch;
+  EXPECT_THROW(EncodeTopicPacked(std::string(kTopicPackedMaxTopic + 1, 't'), sent, body, scratch),
+               std::length_error);
+}
+
+TEST(EnvelopeCodecTest, TopicPackedFramesAreCheckedByTheirTrailerTopicAndHeaderRules) {
+  const std::string header = ArrayPlus(0);
+  std::string topic = "unchanged";
+  // No room for the trailer.
+  EXPECT_EQ(DecodeOneTopicPacked("", topic).error().code, DecodeErrc::kMalformedHeader);
+  EXPECT_EQ(DecodeOneTopicPacked("t", topic).error().code, DecodeErrc::kMalformedHeader);
+  // A topic length past the frame's bytes.
+  auto past_end = DecodeOneTopicPacked("ab" + header + TopicLength(header.size() + 3), topic);
+  ASSERT_FALSE(past_end.ok());
+  EXPECT_EQ(past_end.error().code, DecodeErrc::kMalformedHeader);
+  EXPECT_NE(past_end.error().detail.find("topic length"), std::string::npos)
+      << past_end.error().detail;
+  // The topic's limit, found from the trailer before anything is parsed.
+  DecodeLimits limits;
+  limits.max_topic_bytes = 2;
+  EXPECT_TRUE(DecodeOneTopicPacked("ab" + header + TopicLength(2), topic, limits).ok());
+  EXPECT_EQ(topic, "ab");
+  topic = "unchanged";
+  auto long_topic = DecodeOneTopicPacked("abc" + header + TopicLength(3), topic, limits);
+  ASSERT_FALSE(long_topic.ok());
+  EXPECT_EQ(long_topic.error().code, DecodeErrc::kFrameTooLarge);
+  // The header and body rules and limits are the packed form's, applied after the topic.
+  EXPECT_EQ(DecodeOneTopicPacked("ab*body" + TopicLength(2), topic).error().code,
+            DecodeErrc::kHeaderNotArrayOrMap);
+  EXPECT_EQ(DecodeOneTopicPacked("ab" + header.substr(0, 10) + TopicLength(2), topic).error().code,
+            DecodeErrc::kMalformedHeader);
+  limits = {};
+  limits.max_body_bytes = 4;
+  EXPECT_TRUE(DecodeOneTopicPacked("ab" + header + "1234" + TopicLength(2), topic, limits).ok());
+  EXPECT_EQ(
+      DecodeOneTopicPacked("ab" + header + "12345" + TopicLength(2), topic, limits).error().code,
+      DecodeErrc::kFrameTooLarge);
+  // A frame that is only a topic (a three-frame message's first frame on its own) is rejected.
+  topic = "unchanged";
+  EXPECT_FALSE(DecodeOneTopicPacked("orders", topic).ok());
+  EXPECT_EQ(topic, "unchanged");  // left alone on failure
+}
+
+TEST(EnvelopeCodecTest, DamagedTopicPackedFramesNeverCrash) {
+  Envelope envelope = Envelope::New();
+  envelope.seq = 9;
+  envelope.stream = "s";
+  std::string scratch;
+  zmq::message_t frame = EncodeTopicPacked("topic", envelope, "body", scratch);
+  const std::string valid(frame.data<char>(), frame.size());
+  std::string topic;
+  for (std::size_t length = 0; length < valid.size(); ++length) {
+    (void)DecodeOneTopicPacked(valid.substr(0, length), topic);
+    (void)DecodeOneTopicPacked(valid.substr(valid.size() - length), topic);
+  }
+  for (std::size_t i = 0; i < valid.size(); ++i) {
+    for (int bit = 0; bit < 8; ++bit) {
+      std::string damaged = valid;
+      damaged[i] = static_cast<char>(damaged[i] ^ (1 << bit));
+      (void)DecodeOneTopicPacked(damaged, topic);
+    }
+  }
+  EXPECT_TRUE(DecodeOneTopicPacked(valid, topic).ok());
+  EXPECT_EQ(topic, "topic");
 }
 
 }  // namespace

@@ -16,6 +16,9 @@ struct ReceiveStats {
   std::uint64_t received = 0;  // well-formed messages handed to the caller
   std::uint64_t rejected = 0;  // malformed messages dropped, all reasons
   std::array<std::uint64_t, kDecodeErrcCount> rejected_by_reason{};
+  // Topic-packed messages that libzmq let through on a subscription longer than their topic (it
+  // matched the header's first bytes), dropped: well-formed, but not subscribed to.
+  std::uint64_t not_subscribed = 0;
 
   std::uint64_t rejected_for(DecodeErrc code) const {
     return rejected_by_reason[static_cast<std::size_t>(code)];
