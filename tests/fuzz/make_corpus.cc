@@ -60,7 +60,7 @@ int main(int argc, char** argv) {
   }
   const fs::path root = argv[1];
 
-  // envelope_decoder: [limits byte][limits byte][frames]
+  // envelope_decoder: [limits byte][form byte: 1 small header limit, 2 topic-packed][frames]
   for (int i = 0; i < 4; ++i) {
     FuzzWriter writer;
     writer.Byte(7).Byte(0).Frames({Header("hello", static_cast<std::uint8_t>(i), i % 2 == 1),
@@ -72,6 +72,14 @@ int main(int argc, char** argv) {
     writer.Byte(7).Byte(0).Frames({Header("hello", static_cast<std::uint8_t>(i), i == 1) +
                                    std::string(i * 10, 'b')});
     Write(root / "envelope_decoder", "packed-" + std::to_string(i), writer.bytes());
+  }
+  for (int i = 0; i < 2; ++i) {  // topic-packed: [topic, header, body, topic length]
+    const std::string topic = i == 0 ? "" : "orders.eu";
+    FuzzWriter writer;
+    writer.Byte(7).Byte(2).Frames({topic + Header("hello", static_cast<std::uint8_t>(i), i == 1) +
+                                   std::string(i * 10, 'b') + '\0' +
+                                   static_cast<char>(topic.size())});
+    Write(root / "envelope_decoder", "topic-packed-" + std::to_string(i), writer.bytes());
   }
 
   // broker_command: conversations of [tag][frames]

@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """A zmqkit peer in Python, written from docs/wire-format.md alone (pyzmq + msgpack).
 
-Starts the C++ envelope_relay helper, sends it envelopes encoded by this file, and decodes what the
-C++ side sends back, checking every rule of the spec on both sides.
+Starts the C++ envelope_relay helper (once as a work queue, once as fanout), sends it envelopes
+encoded by this file, and decodes what the C++ side sends back, checking every rule of the spec on
+both sides.
     python_peer.py PATH_TO_ENVELOPE_RELAY
 """
 import os
@@ -112,6 +113,36 @@ def decode(frames):
     known["form"] = version
     known["packed"] = len(frames) == 1
     return known, body
+
+
+TOPIC_LIMIT = 1024  # a reader's default limit on a topic's bytes
+
+
+def decode_fanout(frames):
+    """Section 1's PUB/SUB forms: [topic][header][body], [topic][header+body], or topic-packed
+    [topic+header+body+n], n being the topic's length in the frame's last 2 bytes, big-endian.
+    Returns (topic, fields, body)."""
+    if len(frames) == 1:
+        frame = frames[0]
+        if len(frame) < 2:
+            raise Rejected("malformed header")
+        topic_length = int.from_bytes(frame[-2:], "big")
+        if topic_length > TOPIC_LIMIT:
+            raise Rejected("frame too large")
+        if topic_length > len(frame) - 2:
+            raise Rejected("malformed header")
+        known, body = decode([frame[topic_length:-2]])
+        known["topic_packed"] = True
+        return frame[:topic_length], known, body
+    if len(frames[0]) > TOPIC_LIMIT:
+        raise Rejected("frame too large")
+    known, body = decode(frames[1:])
+    known["topic_packed"] = False
+    return frames[0], known, body
+
+
+def topic_packed(topic, header, body=b""):
+    return topic + header + body + len(topic).to_bytes(2, "big")
 
 
 def fresh(**extra):
@@ -250,11 +281,92 @@ def main():
                 relay.kill()
             context.destroy(linger=0)
 
+    with tempfile.TemporaryDirectory() as directory:
+        fanout_checks(relay_path, directory, expect)
+
     if failures:
         print(f"python interop: {len(failures)} failure(s)")
         return 1
     print("python interop OK")
     return 0
+
+
+def fanout_checks(relay_path, directory, expect):
+    """The PUB/SUB forms against a C++ Subscriber and Publisher."""
+    into = "ipc://" + os.path.join(directory, "fanout-in")
+    back = "ipc://" + os.path.join(directory, "fanout-out")
+    relay = subprocess.Popen([relay_path, "--fanout", into, back])
+    context = zmq.Context()
+    try:
+        pub = context.socket(zmq.XPUB)  # XPUB: its subscription notices say when the relay listens
+        pub.connect(into)
+        pub.RCVTIMEO = 10000
+        expect(pub.recv() == b"\x01", "the C++ Subscriber subscribes to everything")
+        sub = context.socket(zmq.SUB)
+        sub.setsockopt(zmq.SUBSCRIBE, b"")
+        sub.connect(back)
+        sub.RCVTIMEO = 10000
+        last_seq = 0
+
+        def round_trip(frames):
+            nonlocal last_seq
+            pub.send_multipart(frames)
+            topic, got, body = decode_fanout(sub.recv_multipart())
+            # The C++ Publisher numbers what it sends 1, 2, 3... in one stream.
+            expect(got.get("seq") == last_seq + 1 and got.get("src"), "C++ publishes in sequence")
+            last_seq = got.get("seq", last_seq)
+            return topic, got, body
+
+        # 1. Every form in, topic-packed out for small bodies and three frames above 1 KiB; topics
+        #    of any bytes, including none and bytes that look like msgpack.
+        for topic in (b"", b"orders.eu", b"\x96\x00\xff"):
+            for size in (0, 100, 1024, 1025):
+                body = b"b" * size
+                sent = fresh(seq=7, src="py-stream", h={"size": str(size)})
+                for form, frames in (("topic-packed", [topic_packed(topic, array_header(sent), body)]),
+                                     ("[topic][packed]", [topic, array_header(sent) + body]),
+                                     ("three frames", [topic, array_header(sent), body])):
+                    got_topic, got, got_body = round_trip(frames)
+                    what = f"{form}, topic {topic!r}, {size}-byte body"
+                    expect(got_topic == topic and got["id"] == sent["id"] and got_body == body,
+                           f"{what}: topic, id and body survive")
+                    expect(got["att"] == 1 and got["h"].get("relayed") == "c++",
+                           f"{what}: relayed by C++")
+                    expect(got["topic_packed"] == (size <= 1024),
+                           f"{what}: C++ answers {'topic-packed' if size <= 1024 else 'in three frames'}")
+
+        # 2. Rejections, named by the C++ reader, and this file's reader agrees.
+        header = array_header(fresh())
+        cases = [
+            ([b"t"], "malformed header"),  # no room for the topic's length
+            ([b"orders"], "frame too large"),  # a topic alone: "rs" reads as a 29299-byte topic
+            ([b"ab" + header + (len(header) + 3).to_bytes(2, "big")], "malformed header"),
+            ([b"t" * 2000 + header + (2000).to_bytes(2, "big")], "frame too large"),
+            ([b"t" * 2000, header, b""], "frame too large"),
+            ([topic_packed(b"t", header[:-1])], "malformed header"),
+            ([topic_packed(b"t", b"*body")], "header not an array or map"),
+            ([b"t", header, b"", b""], "extra frames"),
+        ]
+        for frames, reason in cases:
+            pub.send_multipart(frames)
+            topic, got, _ = decode_fanout(sub.recv_multipart())
+            last_seq = got.get("seq", last_seq)
+            got_reason = got["h"].get("rejected")
+            expect(topic == b"rejected" and got_reason == reason,
+                   f"C++ Subscriber rejects with {reason!r} (got {got_reason!r})")
+            try:
+                decode_fanout(frames)
+                python_reason = None
+            except Rejected as error:
+                python_reason = str(error)
+            expect(python_reason == reason, f"python rejects with {reason!r} (got {python_reason!r})")
+
+        pub.send_multipart([topic_packed(b"", array_header(fresh(h={"stop": "1"})))])
+        expect(relay.wait(timeout=10) == 0, "fanout relay exits cleanly")
+    finally:
+        if relay.poll() is None:
+            relay.kill()
+        context.destroy(linger=0)
 
 
 if __name__ == "__main__":
