@@ -10,8 +10,8 @@
 #include <vector>
 #include <zmq.hpp>
 
-#include "zmqkit/envelope_codec.h"
 #include "subscription_set.h"
+#include "zmqkit/envelope_codec.h"
 #include "zmqkit/receive_stats.h"
 
 namespace zmqkit::internal {

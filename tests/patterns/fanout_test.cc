@@ -252,6 +252,34 @@ TEST_F(FanoutTest, SmallBodiesTravelTopicPackedAndSubscribersReadBothForms) {
   EXPECT_EQ(subscriber.stats().rejected, 0u);
 }
 
+// The topic-packed form states a topic's length in 16 bits; a longer topic goes in the frame form
+// whatever the body's size, and a reader whose limit allows it gets it whole.
+TEST_F(FanoutTest, ATopicTooLongForTheTopicPackedFormGoesInThreeFrames) {
+  Publisher publisher(context_, Endpoint::Bind(kAnyLoopbackPort));
+  SubscriberOptions options;
+  options.limits.max_topic_bytes = kTopicPackedMaxTopic + 1;
+  Subscriber subscriber(context_, Endpoint::Connect(publisher.endpoint()), options);
+  subscriber.Subscribe("");
+  zmq::socket_t raw(context_, zmq::socket_type::sub);
+  raw.set(zmq::sockopt::rcvtimeo, 5000);
+  raw.set(zmq::sockopt::subscribe, "");
+  raw.connect(publisher.endpoint());
+  ASSERT_TRUE(publisher.WaitForSubscribers(2, "", 5s).ok());
+
+  const std::string longest(kTopicPackedMaxTopic, 'l');
+  const std::string too_long(kTopicPackedMaxTopic + 1, 't');
+  for (const std::string* topic : {&longest, &too_long}) {
+    ASSERT_TRUE(publisher.Publish(*topic, "small").ok());
+    std::vector<zmq::message_t> frames;
+    ASSERT_TRUE(zmq::recv_multipart(raw, std::back_inserter(frames)).has_value());
+    EXPECT_EQ(frames.size(), topic == &longest ? 1u : 3u);
+    auto got = subscriber.Receive(5s);
+    ASSERT_TRUE(got.ok()) << got.error().ToString();
+    EXPECT_EQ(got->topic, *topic);
+    EXPECT_EQ(got->envelope.body_view(), "small");
+  }
+}
+
 // libzmq matches a subscription against a topic-packed message's first bytes, which run on from
 // the topic into the header. A subscription longer than a topic can then match the topic plus the
 // header's first byte; the Subscriber drops such a message, counts it, and serves the next one.
