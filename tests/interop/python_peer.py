@@ -145,6 +145,15 @@ def topic_packed(topic, header, body=b""):
     return topic + header + body + len(topic).to_bytes(2, "big")
 
 
+def python_verdict(decoder, frames):
+    """The reason this file's reader rejects `frames` with, or None if it accepts them."""
+    try:
+        decoder(frames)
+        return None
+    except Rejected as error:
+        return str(error)
+
+
 def fresh(**extra):
     fields = {"id": uuid.uuid4().bytes, "ts": time.time_ns() // 1000}
     fields.update(extra)
@@ -267,11 +276,7 @@ def main():
                 got_reason = rejection(frames)
                 expect(got_reason == reason, f"C++ rejects with {reason!r} (got {got_reason!r})")
                 # ... and this file's reader agrees.
-                try:
-                    decode(frames)
-                    python_reason = None
-                except Rejected as error:
-                    python_reason = str(error)
+                python_reason = python_verdict(decode, frames)
                 expect(python_reason == reason, f"python rejects with {reason!r} (got {python_reason!r})")
 
             push.send_multipart([array_header(fresh(h={"stop": "1"})), b""])
@@ -354,11 +359,7 @@ def fanout_checks(relay_path, directory, expect):
             got_reason = got["h"].get("rejected")
             expect(topic == b"rejected" and got_reason == reason,
                    f"C++ Subscriber rejects with {reason!r} (got {got_reason!r})")
-            try:
-                decode_fanout(frames)
-                python_reason = None
-            except Rejected as error:
-                python_reason = str(error)
+            python_reason = python_verdict(decode_fanout, frames)
             expect(python_reason == reason, f"python rejects with {reason!r} (got {python_reason!r})")
 
         pub.send_multipart([topic_packed(b"", array_header(fresh(h={"stop": "1"})))])
