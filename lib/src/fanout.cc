@@ -18,7 +18,8 @@ std::string RandomStreamId() {
 Publisher::Publisher(zmq::context_t& context, const Endpoint& endpoint, PublisherOptions options)
     : socket_(OpenSocket(context, zmq::socket_type::xpub, options.socket)),
       stream_id_(options.stream_id.empty() ? RandomStreamId() : options.stream_id),
-      pack_small_bodies_(options.pack_small_bodies) {
+      pack_small_bodies_(options.pack_small_bodies),
+      subscriptions_(std::make_unique<internal::SubscriptionSet>()) {
   fresh_.stream = stream_id_;
   // Every subscribe and unsubscribe notice, duplicates included, so subscribers can be counted.
   socket_.set(zmq::sockopt::xpub_verboser, 1);
@@ -74,23 +75,18 @@ void Publisher::ReadSubscriptions(std::chrono::milliseconds timeout) {
   while (socket_.recv(notice, zmq::recv_flags::dontwait)) {
     if (notice.size() == 0) continue;
     const auto* bytes = notice.data<char>();
-    std::string filter(bytes + 1, notice.size() - 1);
+    const std::string_view filter(bytes + 1, notice.size() - 1);
     if (bytes[0] == 1) {
-      ++subscriptions_[filter];
+      subscriptions_->Add(filter);
     } else if (bytes[0] == 0) {
-      auto it = subscriptions_.find(filter);
-      if (it != subscriptions_.end() && --it->second <= 0) subscriptions_.erase(it);
+      subscriptions_->Remove(filter);
     }
   }
 }
 
 std::size_t Publisher::MatchingSubscriptions(std::string_view topic) {
   ReadSubscriptions(std::chrono::milliseconds(0));
-  std::size_t matching = 0;
-  for (const auto& [filter, count] : subscriptions_) {
-    if (topic.starts_with(filter)) matching += static_cast<std::size_t>(count);
-  }
-  return matching;
+  return subscriptions_->Matching(topic);
 }
 
 Status Publisher::WaitForSubscribers(std::size_t count, std::string_view topic,

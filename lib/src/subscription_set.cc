@@ -24,11 +24,16 @@ void SubscriptionSet::Remove(std::string_view prefix) {
 }
 
 bool SubscriptionSet::Admits(std::string_view topic) const {
-  if (topic.size() >= longest_) return true;
-  for (std::size_t length = 0; length <= topic.size(); ++length) {
-    if (counts_.find(topic.substr(0, length)) != counts_.end()) return true;
+  return topic.size() >= longest_ || Matching(topic) > 0;
+}
+
+std::size_t SubscriptionSet::Matching(std::string_view topic) const {
+  std::size_t matching = 0;
+  for (std::size_t length = 0; length <= std::min(topic.size(), longest_); ++length) {
+    auto it = counts_.find(topic.substr(0, length));
+    if (it != counts_.end()) matching += it->second;
   }
-  return false;
+  return matching;
 }
 
 }  // namespace zmqkit::internal

@@ -1,5 +1,6 @@
-// SubscriptionSet: a SUB socket's subscriptions, as libzmq counts them, so a Subscriber can check a
-// topic-packed message's topic itself.
+// SubscriptionSet: subscriptions as libzmq counts them. A Subscriber keeps its own to check a
+// topic-packed message's topic itself; a Publisher keeps the ones its XPUB socket reported, to count
+// the subscribers a topic reaches.
 //
 // libzmq matches a subscription against a message's first bytes. When the topic has a frame of its
 // own that is exactly the topic; in the topic-packed form (docs/wire-format.md section 1) the header
@@ -28,6 +29,10 @@ class SubscriptionSet {
   // subscription libzmq matched lies within the topic. Otherwise each of the topic's prefixes is
   // looked up, so the cost follows the topic's length, not the number of subscriptions.
   bool Admits(std::string_view topic) const;
+
+  // How many subscriptions, counted as added, are a prefix of `topic`: the subscribers a message
+  // on it reaches, when this set holds a publisher's view of them.
+  std::size_t Matching(std::string_view topic) const;
 
   bool empty() const { return counts_.empty(); }
 

@@ -65,6 +65,22 @@ TEST(SubscriptionSetTest, RemovingTheLongestSubscriptionShortensTheCheck) {
   EXPECT_FALSE(subscriptions.Admits(""));
 }
 
+TEST(SubscriptionSetTest, MatchingCountsEverySubscriptionThatPrefixesATopic) {
+  // A publisher's view: each subscriber's filter counts once, duplicates included.
+  SubscriptionSet subscriptions;
+  subscriptions.Add("");
+  subscriptions.Add("orders.");
+  subscriptions.Add("orders.");
+  subscriptions.Add("orders.eu");
+  subscriptions.Add("payments.");
+  EXPECT_EQ(subscriptions.Matching("orders.eu.paris"), 4u);
+  EXPECT_EQ(subscriptions.Matching("orders.us"), 3u);
+  EXPECT_EQ(subscriptions.Matching("orders"), 1u);
+  subscriptions.Remove("orders.");
+  EXPECT_EQ(subscriptions.Matching("orders.us"), 2u);
+  EXPECT_EQ(SubscriptionSet().Matching("anything"), 0u);
+}
+
 TEST(SubscriptionSetTest, WithNoSubscriptionsItTrustsLibzmq) {
   // Nothing known (subscriptions made on the raw socket): whatever libzmq let through is admitted,
   // as it was before the topic-packed form.

@@ -13,7 +13,6 @@
 
 #include <chrono>
 #include <cstdint>
-#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -113,7 +112,7 @@ class Publisher {
   // message (it is longer than a std::string holds without allocating).
   Envelope fresh_;
   std::string scratch_;
-  std::map<std::string, std::int64_t, std::less<>> subscriptions_;  // filter -> subscribers
+  std::unique_ptr<internal::SubscriptionSet> subscriptions_;  // as the XPUB socket reported them
   PublisherStats stats_;
 };
 
