@@ -514,7 +514,8 @@ zmq::message_t EncodePacked(const Envelope& envelope, std::string_view body, std
 namespace {
 
 // A packed [header and body], wherever it sits in a frame.
-Result<Envelope, DecodeError> DecodePackedBytes(std::string_view bytes, const DecodeLimits& limits) {
+Result<Envelope, DecodeError> DecodePackedBytes(std::string_view bytes, const DecodeLimits& limits,
+                                                std::size_t& header_size) {
   // The header's end is known only once it is parsed: parse within the limit, so a header over it
   // is found without reading past it.
   const std::string_view window = bytes.substr(0, limits.max_header_bytes);
@@ -534,13 +535,20 @@ Result<Envelope, DecodeError> DecodePackedBytes(std::string_view bytes, const De
   const std::size_t body_size = bytes.size() - consumed;
   if (body_size > limits.max_body_bytes) return BodyTooLarge(body_size, limits);
   envelope.body = zmq::message_t(bytes.data() + consumed, body_size);
+  header_size = consumed;
   return envelope;
 }
 
 }  // namespace
 
 Result<Envelope, DecodeError> DecodePacked(const zmq::message_t& frame, const DecodeLimits& limits) {
-  return DecodePackedBytes({frame.data<char>(), frame.size()}, limits);
+  std::size_t header_size = 0;
+  return DecodePackedBytes({frame.data<char>(), frame.size()}, limits, header_size);
+}
+
+Result<Envelope, DecodeError> DecodePacked(const zmq::message_t& frame, const DecodeLimits& limits,
+                                           std::size_t& header_size) {
+  return DecodePackedBytes({frame.data<char>(), frame.size()}, limits, header_size);
 }
 
 zmq::message_t EncodeTopicPacked(std::string_view topic, const Envelope& envelope,
@@ -585,7 +593,9 @@ Result<Envelope, DecodeError> DecodeTopicPacked(const zmq::message_t& frame,
                        "topic length " + std::to_string(topic_size) + " in a one-frame message of " +
                            std::to_string(bytes.size()) + " bytes"};
   }
-  auto envelope = DecodePackedBytes(bytes.substr(topic_size, bytes.size() - 2 - topic_size), limits);
+  std::size_t header_size = 0;
+  auto envelope = DecodePackedBytes(bytes.substr(topic_size, bytes.size() - 2 - topic_size), limits,
+                                    header_size);
   if (envelope.ok()) topic.assign(bytes.data(), topic_size);
   return envelope;
 }

@@ -12,6 +12,8 @@
 #include <thread>
 #include <zmq_addon.hpp>
 
+#include "broker/protocol.h"
+#include "frames.h"
 #include "helpers/test_support.h"
 #include "zmqkit/broker.h"
 
@@ -243,6 +245,81 @@ TEST_F(BrokerClientTest, APublishBatchIsPackedWithinTheBrokersLimitAndArrivesInt
   ASSERT_TRUE(counters.ok());
   EXPECT_EQ((*counters)["malformed"], 0u) << "no PUBLISH was over the broker's max_frames";
   EXPECT_EQ((*counters)["oversized_messages"], 0u);
+}
+
+// The client packs small publishes, [header+body] in one frame, once the broker's greeting has
+// said it reads them. A broker from before packed publishes (no "packed_publish" in its greeting),
+// and the first publish of a connection, before any greeting, get [header][body]; so does a body
+// over the packing limit, and a batch with one in it.
+TEST_F(BrokerClientTest, PublishesArePackedOnlyForABrokerThatSaysItReadsThem) {
+  namespace p = internal::protocol;
+  for (const bool broker_reads_packed : {false, true}) {
+    SCOPED_TRACE(broker_reads_packed ? "a broker that reads packed publishes" : "an older broker");
+    const std::string endpoint =
+        testing::IpcAddress(dir_, broker_reads_packed ? "packing" : "older");
+    zmq::socket_t stand_in(context_, zmq::socket_type::router);
+    stand_in.set(zmq::sockopt::linger, 0);
+    stand_in.set(zmq::sockopt::rcvtimeo, 5000);
+    stand_in.bind(endpoint);
+    BrokerClientOptions options;
+    options.heartbeat_interval = kHeartbeat;
+    BrokerClient client(context_, Endpoint::Connect(endpoint), options);
+    std::string peer;
+    // The payload of the next PUBLISH (the client's heartbeats are passed over).
+    auto next_publish = [&] {
+      std::vector<zmq::message_t> frames;
+      while (true) {
+        frames.clear();
+        if (!zmq::recv_multipart(stand_in, std::back_inserter(frames))) {
+          ADD_FAILURE() << "no PUBLISH within 5 s";
+          return frames;
+        }
+        if (frames.size() > 3 && frames[2].to_string_view() == p::kPublish) break;
+      }
+      peer = frames[0].to_string();
+      frames.erase(frames.begin(), frames.begin() + 4);  // routing id, signature, command, args
+      return frames;
+    };
+
+    ASSERT_TRUE(client.Publish("q", "before the greeting").ok());
+    EXPECT_EQ(next_publish().size(), 2u) << "nothing has said the broker reads packed ones";
+    p::ArgsWriter greeting(broker_reads_packed ? 3 : 2);
+    greeting.Str("instance", "stand-in").Uint("max_publish_batch", 30);
+    if (broker_reads_packed) greeting.Bool("packed_publish", true);
+    auto reply = p::Frames(p::kHeartbeat, greeting.Finish());
+    reply.insert(reply.begin(), zmq::message_t(peer));
+    ASSERT_TRUE(internal::SendAll(stand_in, reply));
+    auto confirm = p::Frames(p::kConfirm, p::ArgsWriter(2).Uint("from", 1).Uint("upto", 1).Finish());
+    confirm.insert(confirm.begin(), zmq::message_t(peer));
+    ASSERT_TRUE(internal::SendAll(stand_in, confirm));
+    ASSERT_TRUE(client.WaitForConfirms(5s).ok()) << "the greeting came before the confirm";
+
+    const std::size_t per_message = broker_reads_packed ? 1 : 2;
+    ASSERT_TRUE(client.Publish("q", "small").ok());
+    auto small = next_publish();
+    ASSERT_EQ(small.size(), per_message);
+    if (broker_reads_packed) {
+      auto decoded = DecodePacked(small[0], {});
+      ASSERT_TRUE(decoded.ok()) << decoded.error().ToString();
+      EXPECT_EQ(decoded->body_view(), "small");
+    }
+    const std::string over_limit(internal::kPackedBodyLimit + 1, 'x');
+    const std::string at_limit(internal::kPackedBodyLimit, 'y');
+    ASSERT_TRUE(client.Publish("q", at_limit).ok());
+    EXPECT_EQ(next_publish().size(), per_message);
+    ASSERT_TRUE(client.Publish("q", over_limit).ok());
+    EXPECT_EQ(next_publish().size(), 2u) << "a large body keeps its own frame";
+
+    std::vector<Envelope> batch;
+    for (const char* body : {"a", "b", "c"}) batch.push_back(Envelope::New(body));
+    PublishOptions to_q;
+    to_q.key = "q";
+    ASSERT_EQ(*client.PublishBatch(batch, to_q), 3u);
+    EXPECT_EQ(next_publish().size(), 3 * per_message);
+    batch.push_back(Envelope::New(over_limit));
+    ASSERT_EQ(*client.PublishBatch(batch, to_q), 4u);
+    EXPECT_EQ(next_publish().size(), 8u) << "one PUBLISH is all packed or all [header][body]";
+  }
 }
 
 TEST_F(BrokerClientTest, ASigkilledConsumersMessageReachesTheOtherConsumer) {

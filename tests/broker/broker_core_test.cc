@@ -185,6 +185,60 @@ TEST_F(BrokerCoreTest, APackedPublishIsThatManyPublishesEachAdmittedOnItsOwn) {
   EXPECT_EQ(Body(delivered[1]), "fourth");
 }
 
+// A packed PUBLISH carries each message in one frame, [header+body], n frames for n messages. Each
+// is admitted or refused as in the [header][body] form, and what is delivered is what was written.
+TEST_F(BrokerCoreTest, APublishCarriesPackedMessagesOneFrameEach) {
+  options_.max_message_bytes = 100;
+  options_.max_header_bytes = 60;
+  std::string scratch;
+  Envelope first = Envelope::New("first");
+  first.priority = 2;
+  first.headers["region"] = "eu";
+  Envelope huge = Envelope::New(std::string(200, 'x'));  // seq 11: over max_message_bytes
+  Envelope long_header = Envelope::New("h");              // seq 12: header over max_header_bytes
+  long_header.headers["k"] = std::string(50, 'v');
+  std::vector<zmq::message_t> payload;
+  payload.push_back(EncodePacked(first, scratch));
+  payload.push_back(EncodePacked(huge, scratch));
+  payload.push_back(EncodePacked(long_header, scratch));
+  payload.emplace_back(std::string_view("\xc1" "body"));  // seq 13: no header at all
+  payload.push_back(EncodePacked(Envelope::New(""), scratch));  // seq 14: an empty body
+  Client("p", p::kPublish,
+         p::ArgsWriter(3).Uint("seq", 10).Uint("count", 5).Str("key", "q").Finish(),
+         std::move(payload));
+  auto out = Take();
+  std::map<std::uint64_t, std::string> codes;
+  for (const Out& rejected : Of(out, "p", p::kRejected)) {
+    codes[*rejected.args->Uint("seq")] =
+        *rejected.args->Str("code") + "/" + *rejected.args->Str("limit", "");
+  }
+  EXPECT_EQ(codes, (std::map<std::uint64_t, std::string>{{11, "message-too-large/max-message-bytes"},
+                                                        {12, "limit-reached/max-header-bytes"},
+                                                        {13, "malformed/"}}));
+  auto confirms = Of(out, "p", p::kConfirm);
+  ASSERT_EQ(confirms.size(), 1u);
+  EXPECT_EQ(*confirms[0].args->Uint("upto"), 14u);
+  // A single message packed: count 1 (the default), one frame.
+  std::vector<zmq::message_t> single;
+  single.push_back(EncodePacked(Envelope::New("alone"), scratch));
+  Client("p", p::kPublish, p::ArgsWriter(2).Uint("seq", 15).Str("key", "q").Finish(),
+         std::move(single));
+  EXPECT_EQ(*Of(Take(), "p", p::kConfirm).at(0).args->Uint("upto"), 15u);
+  ASSERT_EQ(core().FindQueue("q")->ready(), 3u);
+
+  Consume("c", "q", 10);
+  auto delivered = Of(Take(), "c", p::kDeliver);
+  ASSERT_EQ(delivered.size(), 3u);
+  auto decoded = Decoded(delivered[0]);
+  ASSERT_TRUE(decoded.ok());
+  EXPECT_EQ(decoded->id, first.id);
+  EXPECT_EQ(decoded->priority, 2);
+  EXPECT_EQ(decoded->headers, first.headers);
+  EXPECT_EQ(decoded->body_view(), "first");
+  EXPECT_EQ(Body(delivered[1]), "");
+  EXPECT_EQ(Body(delivered[2]), "alone");
+}
+
 // A count that does not match the frames is malformed: every seq it claims is refused (so the client
 // waits for none of them), but never more than a message within max_frames could hold.
 TEST_F(BrokerCoreTest, APackedPublishWhoseCountDoesNotMatchItsFramesIsRefusedWhole) {
@@ -203,11 +257,24 @@ TEST_F(BrokerCoreTest, APackedPublishWhoseCountDoesNotMatchItsFramesIsRefusedWho
   EXPECT_EQ(refused, (std::set<std::uint64_t>{1, 2, 3}));
   EXPECT_EQ(core().FindQueue("q"), nullptr) << "nothing of it was queued";
 
+  // Three frames for two messages: neither two packed nor two [header][body].
+  std::string scratch;
+  std::vector<zmq::message_t> mixed;
+  mixed.push_back(EncodePacked(Envelope::New("packed"), scratch));
+  mixed.emplace_back(header.data(), header.size());
+  mixed.emplace_back(std::string_view("x"));
+  Client("p", p::kPublish, p::ArgsWriter(3).Uint("seq", 4).Uint("count", 2).Str("key", "q").Finish(),
+         std::move(mixed));
+  refused.clear();
+  for (const Out& rejected : Of(Take(), "p", p::kRejected)) refused.insert(*rejected.args->Uint("seq"));
+  EXPECT_EQ(refused, (std::set<std::uint64_t>{4, 5}));
+  EXPECT_EQ(core().FindQueue("q"), nullptr) << "a PUBLISH does not mix the forms";
+
   std::vector<zmq::message_t> one;
   one.emplace_back(header.data(), header.size());
   one.emplace_back(std::string_view("x"));
   Client("p", p::kPublish,
-         p::ArgsWriter(3).Uint("seq", 4).Uint("count", std::uint64_t{1} << 60).Str("key", "q").Finish(),
+         p::ArgsWriter(3).Uint("seq", 6).Uint("count", std::uint64_t{1} << 60).Str("key", "q").Finish(),
          std::move(one));
   EXPECT_EQ(Of(Take(), "p", p::kRejected).size(), options_.max_frames)
       << "a count no message could carry is not believed";
@@ -220,6 +287,8 @@ TEST_F(BrokerCoreTest, TheGreetingSaysHowManyMessagesAPublishMayCarry) {
   auto greeting = Of(Take(), "c", p::kHeartbeat);
   ASSERT_EQ(greeting.size(), 1u);
   EXPECT_EQ(*greeting[0].args->Uint("max_publish_batch"), 11u) << "3 + 2 * 11 frames <= 25";
+  EXPECT_TRUE(*greeting[0].args->Bool("packed_publish", false))
+      << "and that it reads [header+body] publishes";
 }
 
 TEST_F(BrokerCoreTest, PrefetchBoundsWhatAConsumerHolds) {

@@ -42,10 +42,15 @@ class JournalReplayTest : public ::testing::Test, public CoreDriver {
     envelope.priority = priority;
     envelope.headers["n"] = std::string(body);
     std::string header;
-    EncodeHeader(envelope, header);
     std::vector<zmq::message_t> payload;
-    payload.emplace_back(header.data(), header.size());
-    payload.emplace_back(body.data(), body.size());
+    // Every other one packed, [header+body]: the journal keeps the header's bytes either way.
+    if (seq_ % 2 == 1) {
+      payload.push_back(EncodePacked(envelope, header));
+    } else {
+      EncodeHeader(envelope, header);
+      payload.emplace_back(header.data(), header.size());
+      payload.emplace_back(body.data(), body.size());
+    }
     Client("producer", p::kPublish,
            p::ArgsWriter(5).Uint("seq", ++seq_).Str("exchange", exchange).Str("key", key)
                .Uint("delay_ms", delay_ms).Uint("ttl_ms", ttl_ms).Finish(),

@@ -701,6 +701,20 @@ TEST(EnvelopeCodecTest, PackedRoundTripKeepsEveryFieldAndTheBody) {
   EXPECT_EQ(got->body_view(), sent.body_view());
 }
 
+// The broker journals a packed publish's header as the client wrote it: header_size says where it
+// ends, here inside a body that itself starts like a header.
+TEST(EnvelopeCodecTest, DecodingAPackedFrameTellsWhereItsHeaderEnds) {
+  Envelope sent = Envelope::New(Encode(Envelope::New("inner")));
+  sent.headers = {{"k", "v"}};
+  std::string scratch;
+  zmq::message_t frame = EncodePacked(sent, scratch);
+  std::size_t header_size = 0;
+  auto got = DecodePacked(frame, {}, header_size);
+  ASSERT_TRUE(got.ok()) << got.error().ToString();
+  EXPECT_EQ(std::string_view(frame.data<char>(), header_size), Encode(sent));
+  EXPECT_EQ(got->body_view(), sent.body_view());
+}
+
 TEST(EnvelopeCodecTest, PackedFrameWithNothingAfterTheHeaderHasAnEmptyBody) {
   auto got = DecodeOnePacked(ArrayPlus(0));
   ASSERT_TRUE(got.ok()) << got.error().ToString();

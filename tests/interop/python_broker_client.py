@@ -29,6 +29,12 @@ def envelope(body, version=2):
     return [msgpack.packb(header, use_bin_type=True), body]
 
 
+def packed_envelope(body):
+    """The same in one frame: the header's msgpack value, then the body's bytes."""
+    header, body = envelope(body)
+    return header + body
+
+
 def read_header(frame):
     """The header's fields by name, from either form (wire-format.md section 2)."""
     header = msgpack.unpackb(frame, raw=False)
@@ -90,12 +96,19 @@ class Client:
         self.send(b"PUBLISH", {"seq": self.seq, "key": key}, envelope(body, version))
         return self.seq
 
-    def publish_packed(self, key, bodies):
-        """One PUBLISH carrying len(bodies) messages; returns their seqs."""
+    def publish_batch(self, key, bodies, packed=False):
+        """One PUBLISH carrying len(bodies) messages, [header][body] each or packed
+        [header+body]; returns their seqs."""
         first = self.seq + 1
         self.seq += len(bodies)
-        frames = [frame for body in bodies for frame in envelope(body)]
-        self.send(b"PUBLISH", {"seq": first, "count": len(bodies), "key": key}, frames)
+        if packed:
+            frames = [packed_envelope(body) for body in bodies]
+        else:
+            frames = [frame for body in bodies for frame in envelope(body)]
+        args = {"seq": first, "key": key}
+        if len(bodies) > 1:
+            args["count"] = len(bodies)
+        self.send(b"PUBLISH", args, frames)
         return list(range(first, self.seq + 1))
 
     def deliveries(self):
@@ -175,35 +188,39 @@ def main():
             _, greeting, _ = packer.expect("HEARTBEAT")
             most = greeting.get("max_publish_batch", 1)
             check(most == 30, "the greeting announces 30 messages per PUBLISH (%r)" % greeting)
+            check(greeting.get("packed_publish") is True,
+                  "the greeting says packed [header+body] publishes are read (%r)" % greeting)
             bodies = [b"packed %d" % i for i in range(most)]
-            packer.publish_packed("packed", bodies)
-            packer.publish_packed("packed", [b"x"] * (most + 1))  # more than allowed: dropped
+            packer.publish_batch("packed", bodies)
+            packer.publish_batch("packed", [b"x"] * (most + 1))  # more than allowed: dropped
             _, args, _ = packer.expect("ERROR")
             check(args["code"] == "limit-reached" and args.get("limit") == "max-frames",
                   "a PUBLISH over max_frames is refused (%r)" % args)
             packer.seq -= most + 1  # those seqs never reached the broker: used again below
-            seqs = packer.publish_packed("packed", [b"y"] * 3)
+            # One frame per message: a batch of three, and one alone.
+            packer.publish_batch("packed", [b"y"] * 3, packed=True)
+            seqs = packer.publish_batch("packed", [b"z" * 100], packed=True)
             confirmed = 0
             while confirmed < seqs[-1]:
                 _, args, _ = packer.expect("CONFIRM")
                 confirmed = args["upto"]
-            check(confirmed == most + 3, "every packed publish confirmed (upto %d)" % confirmed)
+            check(confirmed == most + 4, "every batched publish confirmed (upto %d)" % confirmed)
             command, _, _ = packer.call("CONSUME", queue="packed", consumer="batcher",
                                         prefetch=100, batch=16)
             check(command == "OK", "CONSUME with batch answered OK")
             got = []
             packs = 0
-            while len(got) < most + 3:
+            while len(got) < most + 4:
                 pack = packer.deliveries()
                 packs += 1
                 check(len(pack) <= 16, "no DELIVER carries more than batch")
                 got.extend(pack)
-            check([body for _, _, body in got] == bodies + [b"y"] * 3,
-                  "packed deliveries in queue order")
+            check([body for _, _, body in got] == bodies + [b"y"] * 3 + [b"z" * 100],
+                  "packed deliveries in queue order, packed publishes intact")
             check(packs < len(got), "deliveries were packed (%d DELIVERs for %d)" % (packs, len(got)))
             packer.send(b"ACK", {"tags": [tag for tag, _, _ in got]})
             command, args, _ = packer.call("STATS", queue="packed")
-            check(command == "OK" and args["queues"][0]["acked"] == most + 3,
+            check(command == "OK" and args["queues"][0]["acked"] == most + 4,
                   "every packed delivery acked (%r)" % args)
             packer.send(b"BYE", {})
 

@@ -185,6 +185,9 @@ class BrokerClient {
   std::uint64_t last_sent_seq_ = 0;
   // Messages one PUBLISH may carry, from the broker's greeting; 0 until it has been heard.
   std::uint64_t max_publish_batch_ = 0;
+  // The greeting also says whether the broker reads packed [header+body] publishes; brokers from
+  // before them do not, and get [header][body].
+  bool packed_publish_ = false;
   std::uint64_t last_settled_seq_ = 0;
   ConfirmLevel confirm_level_ = ConfirmLevel::kQueued;
   std::vector<Rejection> rejections_;

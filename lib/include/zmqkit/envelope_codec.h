@@ -101,6 +101,11 @@ zmq::message_t EncodePacked(const Envelope& envelope, std::string_view body, std
 // Decodes a packed frame. The header must end within limits.max_header_bytes (else kFrameTooLarge);
 // the bytes after it, possibly none, are the body, copied out of `frame`.
 Result<Envelope, DecodeError> DecodePacked(const zmq::message_t& frame, const DecodeLimits& limits);
+// The same, and sets `header_size` to the header's length: the frame's first `header_size` bytes
+// are the header exactly as written, for a reader that keeps or forwards it without encoding it
+// again (the broker journals it).
+Result<Envelope, DecodeError> DecodePacked(const zmq::message_t& frame, const DecodeLimits& limits,
+                                           std::size_t& header_size);
 
 // The topic-packed form (docs/wire-format.md, section 1), for PUB/SUB: the topic's bytes, the
 // header, the body's bytes, and the topic's length as 2 bytes, big-endian, in one frame. The topic

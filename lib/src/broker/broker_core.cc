@@ -213,7 +213,10 @@ void BrokerCore::HandlePublish(Session& session, const SessionKey& key, const p:
   }
   if (!session.first_seq) session.first_seq = *seq;
   auto count = args.Uint("count", 1);
-  if (!count.ok() || *count == 0 || payload.size() != 2 * *count) {
+  // Each message is two frames, [header][body], or one, packed [header+body]: n messages are 2n
+  // frames or n, never both.
+  if (!count.ok() || *count == 0 ||
+      (payload.size() != 2 * *count && payload.size() != *count)) {
     ++counters_.malformed;
     // Every seq the client may think it sent is answered. A count no message within max_frames
     // could carry is a lie, and is not believed past that.
@@ -221,8 +224,8 @@ void BrokerCore::HandlePublish(Session& session, const SessionKey& key, const p:
     const std::uint64_t answered = std::min<std::uint64_t>(claimed, options_.max_frames);
     for (std::uint64_t i = 0; i < answered; ++i) {
       SendRejected(key.peer, *seq + i, p::kErrMalformed,
-                   "PUBLISH carries [header][body] for each of its \"count\" messages (default 1) "
-                   "after its args");
+                   "PUBLISH carries [header][body], or packed [header+body], for each of its "
+                   "\"count\" messages (default 1) after its args");
     }
     return;
   }
@@ -246,6 +249,7 @@ void BrokerCore::HandlePublish(Session& session, const SessionKey& key, const p:
     if (*delay_ms > 0) route.enqueue.delay = Millis(*delay_ms);
     if (*ttl_ms > 0) route.enqueue.ttl = Millis(*ttl_ms);
   }
+  const std::size_t frames_per_message = payload.size() / *count;
   bool accepted = false;
   for (std::uint64_t i = 0; i < *count; ++i) {
     const std::uint64_t message_seq = *seq + i;
@@ -253,7 +257,8 @@ void BrokerCore::HandlePublish(Session& session, const SessionKey& key, const p:
       SendRejected(key.peer, message_seq, p::kErrInvalidArgument, invalid->message());
       continue;
     }
-    if (PublishOne(key, message_seq, payload.subspan(2 * i, 2), route, now)) {
+    if (PublishOne(key, message_seq,
+                   payload.subspan(frames_per_message * i, frames_per_message), route, now)) {
       accepted = true;
       session.confirm_upto = message_seq;
       owed_confirms_.insert(key.peer);
@@ -290,15 +295,22 @@ bool BrokerCore::PublishOne(const SessionKey& key, std::uint64_t seq,
     SendRejected(key.peer, seq, p::kErrStorage, *publish_refusal_);
     return false;
   }
-  if (message[0].size() + message[1].size() > options_.max_message_bytes) {
+  std::size_t message_bytes = 0;
+  for (const zmq::message_t& frame : message) message_bytes += frame.size();
+  if (message_bytes > options_.max_message_bytes) {
     ++counters_.oversized_messages;
     SendRejected(key.peer, seq, p::kErrTooLarge,
-                 "message is " + std::to_string(message[0].size() + message[1].size()) +
-                     " bytes, the limit is " + std::to_string(options_.max_message_bytes),
+                 "message is " + std::to_string(message_bytes) + " bytes, the limit is " +
+                     std::to_string(options_.max_message_bytes),
                  p::kLimitMessageBytes);
     return false;
   }
-  auto envelope = DecodeFrames(message, limits_);
+  // The header's bytes as the client wrote them, journaled as they are.
+  std::string_view header = View(message[0]);
+  std::size_t packed_header_size = 0;
+  auto envelope = message.size() == 1 ? DecodePacked(message[0], limits_, packed_header_size)
+                                      : DecodeFrames(message, limits_);
+  if (message.size() == 1) header = header.substr(0, packed_header_size);
   if (!envelope.ok()) {
     const DecodeErrc errc = envelope.error().code;
     if (errc == DecodeErrc::kFrameTooLarge || errc == DecodeErrc::kTooManyHeaders) {
@@ -332,7 +344,7 @@ bool BrokerCore::PublishOne(const SessionKey& key, std::uint64_t seq,
     ++counters_.published;
   }
   if (!numbers.empty()) {
-    Emit([&] { return records::EncodePublish(numbers, View(message[0]), envelope->body_view(),
+    Emit([&] { return records::EncodePublish(numbers, header, envelope->body_view(),
                                              unix_micros_(), route.delay_us, route.ttl_us, ""); });
   }
   return true;
@@ -830,9 +842,10 @@ std::vector<zmq::message_t> BrokerCore::ClientHeartbeat() const {
   // How many messages one PUBLISH may carry: as many [header][body] pairs as fit in max_frames
   // beside the signature, the command and the args.
   const std::uint64_t max_publish_batch = (options_.max_frames - 3) / 2;
-  return p::Frames(p::kHeartbeat, p::ArgsWriter(2)
+  return p::Frames(p::kHeartbeat, p::ArgsWriter(3)
                                       .Str("instance", instance_)
                                       .Uint("max_publish_batch", max_publish_batch)
+                                      .Bool("packed_publish", true)
                                       .Finish());
 }
 
