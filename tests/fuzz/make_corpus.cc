@@ -117,13 +117,20 @@ int main(int argc, char** argv) {
     Write(root / "broker_command", "exchanges-delays", writer.bytes());
   }
   {
-    FuzzWriter writer;  // packed forms: a PUBLISH of two messages, a consumer taking batches
+    FuzzWriter writer;  // batched and packed forms: PUBLISHes of two messages, a consumer taking batches
     auto packed = Strs(p::Frames(p::kPublish, p::ArgsWriter(3).Uint("seq", 1).Uint("count", 2).Str("key", "jobs").Finish()));
     for (std::string_view body : {"one", "two"}) {
       packed.push_back(Header(body, 0, false));
       packed.emplace_back(body);
     }
     writer.Byte(0).Frames(packed);
+    // The same two as [header+body] frames, then one alone.
+    auto one_frame = Strs(p::Frames(p::kPublish, p::ArgsWriter(3).Uint("seq", 3).Uint("count", 2).Str("key", "jobs").Finish()));
+    for (std::string_view body : {"three", "four"}) one_frame.push_back(Header(body, 0, true) + std::string(body));
+    writer.Byte(0).Frames(one_frame);
+    auto alone = Strs(p::Frames(p::kPublish, p::ArgsWriter(2).Uint("seq", 5).Str("key", "jobs").Finish()));
+    alone.push_back(Header("five", 1, false) + "five");
+    writer.Byte(0).Frames(alone);
     writer.Byte(1).Frames(Strs(p::Frames(p::kConsume, p::ArgsWriter(5).Uint("rid", 1).Str("queue", "jobs")
                                                          .Str("consumer", "c").Uint("prefetch", 10).Uint("batch", 5).Finish())));
     writer.Byte(1).Frames(Strs(p::Frames(p::kAck, p::ArgsWriter(1).UintList("tags", {1, 2}).Finish())));
