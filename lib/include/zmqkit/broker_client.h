@@ -107,11 +107,13 @@ class BrokerClient {
 
   // Sends a message and returns its publish sequence number; does not wait for the confirm.
   // kUnavailable if the broker took nothing for one heartbeat interval (it is away and the
-  // connection's queue, send_hwm messages, is full); the message was not sent then.
+  // connection's queue, send_hwm messages, is full); the message was not sent then. A body of up
+  // to 1 KiB goes in one frame with its header once the broker has said it reads that
+  // (docs/protocol.md, PUBLISH); the caller sees no difference.
   Result<std::uint64_t> Publish(Envelope envelope, const PublishOptions& options);
   // Shorthand: to the queue `queue` through the default exchange.
   Result<std::uint64_t> Publish(const std::string& queue, std::string_view body);
-  // Publishes `envelopes` with the same options as consecutive sequence numbers, packed into as
+  // Publishes `envelopes` with the same options as consecutive sequence numbers, batched into as
   // few messages as the broker takes (its greeting says how many; docs/protocol.md). Each is
   // still confirmed or rejected on its own. Cheaper per message than Publish() in a loop, for the
   // broker and both sides' libzmq. Returns how many were sent, from the front: all, or fewer if

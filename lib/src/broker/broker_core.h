@@ -181,7 +181,7 @@ class BrokerCore {
   void HandleClientHeartbeat(Session& session, const SessionKey& key, const protocol::Args& args);
   void HandlePublish(Session& session, const SessionKey& key, const protocol::Args& args,
                      std::span<zmq::message_t> payload, TimePoint now);
-  // Where the messages of one PUBLISH go, and how (its args, shared by a packed publish's
+  // Where the messages of one PUBLISH go, and how (its args, shared by a batched PUBLISH's
   // messages).
   struct PublishRoute {
     std::string exchange;
@@ -189,7 +189,7 @@ class BrokerCore {
     std::int64_t delay_us = 0;
     std::int64_t ttl_us = 0;
     EnqueueOptions enqueue;
-    // Resolved for the first message that decodes, then shared by the rest of a packed PUBLISH:
+    // Resolved for the first message that decodes, then shared by the rest of a batched PUBLISH:
     // the target queues, or why there are none.
     bool resolved = false;
     std::vector<QueueSlot*> targets;

@@ -77,7 +77,7 @@ inline constexpr std::string_view kLimitClients = "max-clients";
 
 // The most messages one DELIVER carries, whatever a consumer's "batch" asks for.
 inline constexpr std::uint32_t kMaxDeliverBatch = 256;
-// A packed DELIVER takes no further message once its bodies reach this many bytes.
+// A batched DELIVER takes no further message once its bodies reach this many bytes.
 inline constexpr std::size_t kMaxDeliverBytes = 1 << 20;
 // Paranoid Pirate (RFC 6) one-byte commands on the worker endpoint.
 inline constexpr char kPppReady = '\x01';
