@@ -840,7 +840,8 @@ void BrokerCore::OnWorkerMessage(std::string_view peer, std::span<zmq::message_t
 
 std::vector<zmq::message_t> BrokerCore::ClientHeartbeat() const {
   // How many messages one PUBLISH may carry: as many [header][body] pairs as fit in max_frames
-  // beside the signature, the command and the args.
+  // beside the signature, the command and the args (clients keep to it in the packed form too,
+  // where twice as many would fit: one number for both forms keeps clients simple).
   const std::uint64_t max_publish_batch = (options_.max_frames - 3) / 2;
   return p::Frames(p::kHeartbeat, p::ArgsWriter(3)
                                       .Str("instance", instance_)
