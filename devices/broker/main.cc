@@ -88,6 +88,12 @@ int main(int argc, char** argv) {
                  "batch: longest an ack (or anything no reply waits on) stays written but unsynced")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  std::int64_t min_sync_interval_us = options.min_sync_interval.count();
+  app.add_option("--min-sync-interval-us", min_sync_interval_us,
+                 "batch: a sync starts at least this long after the previous one started (fewer "
+                 "syncs at low rates; a confirm waits at most this much longer); 0: at once")
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{1'000'000}))
+      ->capture_default_str();
   app.add_option("--segment-bytes", options.segment_bytes,
                  "journal segment size; the journal is compacted when it holds more than twice "
                  "the live messages plus a segment")
@@ -117,6 +123,7 @@ int main(int argc, char** argv) {
                                      : zmqkit::FsyncPolicy::kBatch;
   options.heartbeat_interval = std::chrono::milliseconds(heartbeat_ms);
   options.max_unsynced_age = std::chrono::milliseconds(max_unsynced_ms);
+  options.min_sync_interval = std::chrono::microseconds(min_sync_interval_us);
   queue.ack_timeout = std::chrono::milliseconds(ack_timeout_ms);
   queue.retry_delay = std::chrono::milliseconds(retry_delay_ms);
   queue.max_retry_delay = std::chrono::milliseconds(max_retry_delay_ms);

@@ -302,6 +302,28 @@ TEST_F(DurabilityTest, WrittenRecordsAreSyncedWithinMaxUnsyncedAge) {
   EXPECT_EQ(Syncs(*consumer), syncs_before + 1) << "synced by the broker's own timer";
 }
 
+// Under group commit a sync starts at least min_sync_interval after the previous one began: a
+// confirm needed sooner waits for it, and what is published meanwhile joins that one sync.
+TEST_F(DurabilityTest, SyncsStartAtLeastMinSyncIntervalApartAndWhatWaitsJoinsOne) {
+  constexpr auto kInterval = 300ms;
+  StartBroker(FsyncPolicy::kBatch, [&](BrokerOptions& options) {
+    options.heartbeat_interval = 10s;
+    options.max_unsynced_age = 60s;
+    options.min_sync_interval = kInterval;
+  });
+  auto producer = Client();
+  const auto first_sent = std::chrono::steady_clock::now();
+  ASSERT_TRUE(producer->Publish("spaced", "first").ok());
+  ASSERT_TRUE(producer->WaitForConfirms(10s).ok());
+  const std::uint64_t syncs_before = Syncs(*producer);
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(producer->Publish("spaced", std::to_string(i)).ok());
+  ASSERT_TRUE(producer->WaitForConfirms(10s).ok()) << "the held sync did start";
+  // The first sync began after the first publish was sent, so the next may begin no sooner than
+  // kInterval after that.
+  EXPECT_GE(std::chrono::steady_clock::now() - first_sent, kInterval);
+  EXPECT_EQ(Syncs(*producer), syncs_before + 1) << "the ten publishes shared one sync";
+}
+
 // The zmqkit-broker binary on `data`, clients at `clients`, with `flags` added.
 std::unique_ptr<testing::ChildProcess> StartBrokerBinary(const testing::TempDir& dir,
                                                          const std::string& clients,

@@ -3,6 +3,9 @@
 // hand a burst of input to the core, flush confirms, send what the core produced.
 #include "zmqkit/broker.h"
 
+#include <sys/timerfd.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstring>
@@ -27,6 +30,39 @@ constexpr auto kBatchWindow = std::chrono::milliseconds(2);
 constexpr std::size_t kBatchRecords = 1000;
 // While the journal cannot write, commits are retried this often.
 constexpr auto kJournalRetry = std::chrono::milliseconds(100);
+
+// A one-shot timer the loop polls beside its sockets. zmq::poll's own timeout is in milliseconds,
+// too coarse to hold a sync back for a fraction of one.
+class PollableTimer {
+ public:
+  PollableTimer() : fd_(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)) {}
+  ~PollableTimer() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  PollableTimer(const PollableTimer&) = delete;
+  PollableTimer& operator=(const PollableTimer&) = delete;
+
+  // -1 if the timer could not be made; the loop's millisecond timeout still wakes it then.
+  int fd() const { return fd_; }
+  // Readable from `at` on (steady_clock is CLOCK_MONOTONIC on Linux).
+  void ArmAt(std::chrono::steady_clock::time_point at) {
+    if (fd_ < 0) return;
+    const auto since_epoch = std::chrono::duration_cast<std::chrono::nanoseconds>(at.time_since_epoch());
+    itimerspec spec{};
+    spec.it_value.tv_sec = static_cast<time_t>(since_epoch.count() / 1'000'000'000);
+    spec.it_value.tv_nsec = static_cast<long>(since_epoch.count() % 1'000'000'000);
+    if (spec.it_value.tv_sec == 0 && spec.it_value.tv_nsec == 0) spec.it_value.tv_nsec = 1;  // 0 disarms
+    ::timerfd_settime(fd_, TFD_TIMER_ABSTIME, &spec, nullptr);
+  }
+  // Takes the expiry, so the fd is no longer readable.
+  void Clear() {
+    std::uint64_t expirations = 0;
+    [[maybe_unused]] auto ignored = ::read(fd_, &expirations, sizeof expirations);
+  }
+
+ private:
+  int fd_;
+};
 
 class JournalAdapter final : public internal::JournalSink {
  public:
@@ -162,6 +198,11 @@ void Broker::Run() {
   // After a failed sync, the next one waits this long: a disk that fails every sync must not make
   // the loop spin on it.
   std::optional<std::chrono::steady_clock::time_point> next_sync_allowed;
+  // Group commit spaces syncs min_sync_interval apart (BrokerOptions): when the last one began,
+  // and until when a sync that is wanted now is held back.
+  std::optional<std::chrono::steady_clock::time_point> last_sync_start;
+  std::optional<std::chrono::steady_clock::time_point> sync_held_until;
+  PollableTimer sync_spacing;
   auto is_confirm = [](const internal::Outgoing& out) {
     return out.frames.size() > 1 && out.frames[1].size() == 7 &&
            std::memcmp(out.frames[1].data(), "CONFIRM", 7) == 0;
@@ -221,13 +262,22 @@ void Broker::Run() {
     return *since + options_.max_unsynced_age;
   };
   auto start_sync_if_wanted = [&] {
+    sync_held_until.reset();
     if (!journal_ || journal_->syncing() || journal_->synced() == journal_->written()) return;
     const auto now = std::chrono::steady_clock::now();
     if (next_sync_allowed && now < *next_sync_allowed) return;
     auto lazy_at = lazy_sync_at();
-    if (!group_commit || gate.highest_need() > journal_->synced() || (lazy_at && now >= *lazy_at)) {
-      journal_->StartSync();
+    if (group_commit && gate.highest_need() <= journal_->synced() && !(lazy_at && now >= *lazy_at)) {
+      return;
     }
+    if (group_commit && last_sync_start && now < *last_sync_start + options_.min_sync_interval) {
+      // Too soon after the last one: what arrives meanwhile joins this sync.
+      sync_held_until = *last_sync_start + options_.min_sync_interval;
+      sync_spacing.ArmAt(*sync_held_until);
+      return;
+    }
+    journal_->StartSync();
+    last_sync_start = now;
   };
   auto finish_sync = [&] {
     Status synced = journal_->FinishSync();
@@ -333,15 +383,18 @@ void Broker::Run() {
       }
       if (journal_failing) wake_by(kJournalRetry);  // to write again
       const auto steady_now = std::chrono::steady_clock::now();
-      for (auto at : {lazy_sync_at(), next_sync_allowed}) {
+      for (auto at : {lazy_sync_at(), next_sync_allowed, sync_held_until}) {
         if (at) wake_by(std::chrono::ceil<std::chrono::milliseconds>(*at - steady_now));
       }
+      // The sync's completion and the spacing timer are polled only while they can fire.
       zmq::pollitem_t items[] = {{clients_.handle(), 0, ZMQ_POLLIN, 0},
                                  {workers_.handle(), 0, ZMQ_POLLIN, 0},
                                  {control_.handle(), 0, ZMQ_POLLIN, 0},
-                                 {nullptr, journal_ ? journal_->sync_event_fd() : -1, ZMQ_POLLIN, 0}};
-      const int polled = items[3].fd >= 0 ? 4 : 3;
-      zmq::poll(items, polled, timeout);
+                                 {nullptr, journal_ ? journal_->sync_event_fd() : -1, ZMQ_POLLIN, 0},
+                                 {nullptr, sync_held_until ? sync_spacing.fd() : -1, ZMQ_POLLIN, 0}};
+      // A negative fd is ignored by poll(2), under zmq::poll too.
+      zmq::poll(items, std::size(items), timeout);
+      if (items[4].revents & ZMQ_POLLIN) sync_spacing.Clear();  // finish_turn starts the sync
       if (items[2].revents & ZMQ_POLLIN) {
         if (journal_) {
           // Whatever is not yet durable, though nothing may wait for it; then what waited for it.
@@ -349,7 +402,7 @@ void Broker::Run() {
         }
         return;
       }
-      if (polled == 4 && (items[3].revents & ZMQ_POLLIN)) finish_sync();
+      if (items[3].revents & ZMQ_POLLIN) finish_sync();
       if (items[0].revents & ZMQ_POLLIN) drain(clients_, internal::Side::kClients);
       if (items[1].revents & ZMQ_POLLIN) drain(workers_, internal::Side::kWorkers);
       if (journal_ && group_commit) {
