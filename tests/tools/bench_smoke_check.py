@@ -26,6 +26,8 @@ def main():
     names = " | ".join(figure["name"] for figure in report["figures"])
     for storage in ("in memory", "fsync never", "fsync batch", "fsync always"):
         assert "1 consumer, " + storage in names, storage
+    for storage in ("fsync batch", "fsync always"):
+        assert "publish->confirm, one at a time, p50, " + storage in names, storage
     # --quick caps the backlog at 20,000: depths 1K and 10K.
     scaling = [figure for figure in report["figures"] if figure["section"] == "scaling"]
     assert len(scaling) == 2, scaling

@@ -276,11 +276,15 @@ const char* StorageName(Storage storage) {
   return "";
 }
 
+// --min-sync-interval-us, for every durable broker of the run; nullopt: the broker's default.
+std::optional<std::chrono::microseconds> bench_min_sync_interval;
+
 // A broker on a thread of this process, with its own context; stopped and joined on destruction.
 class BenchBroker {
  public:
   BenchBroker(Storage storage, const std::string& data_dir, std::uint64_t max_length) {
     BrokerOptions options;
+    if (bench_min_sync_interval) options.min_sync_interval = *bench_min_sync_interval;
     options.clients = Endpoint::Bind(LoopbackAny());
     options.workers = Endpoint::Bind(LoopbackAny());
     options.queue_defaults.max_length = std::max<std::uint64_t>(max_length, 1'000'000);
@@ -499,6 +503,31 @@ Percentiles BrokerLatency(Storage storage, const std::string& data_dir, std::uin
   return Percentiles_us(std::move(latencies));
 }
 
+// Publish -> confirm latency of a lone publish, one every `gap` (or as soon as the last one's
+// confirm came, if that took longer): what a publisher that waits for each confirm sees.
+Percentiles ConfirmLatency(Storage storage, const std::string& data_dir, std::uint64_t samples,
+                           std::size_t size, Clock::duration gap) {
+  std::filesystem::remove_all(data_dir);
+  BenchBroker broker(storage, data_dir, samples);
+  zmq::context_t context;
+  BrokerClient producer(context, Endpoint::Connect(broker.endpoint()));
+  const std::string body(size, 'x');
+  std::vector<double> latencies;
+  latencies.reserve(samples);
+  auto next = Clock::now();
+  for (std::uint64_t i = 0; i < samples; ++i) {
+    std::this_thread::sleep_until(next);
+    next = std::max(next + gap, Clock::now());
+    const auto sent = Clock::now();
+    if (!producer.Publish("confirm-latency", body).ok() || !producer.WaitForConfirms(10s).ok()) {
+      return {};
+    }
+    latencies.push_back(std::chrono::duration<double, std::micro>(Clock::now() - sent).count());
+  }
+  std::filesystem::remove_all(data_dir);
+  return Percentiles_us(std::move(latencies));
+}
+
 // Raw libzmq one-way latency at one message per `gap`, timestamp in the body: PUSH->PULL directly
 // (one hop), or through a relay thread on its own context (two hops: producer -> relay ->
 // consumer), which is the path a broker's delivery takes and so its floor. Unlike back-to-back
@@ -646,6 +675,9 @@ int RunBench(BenchOptions options) {
     options.backlog = std::min<std::uint64_t>(options.backlog, 20'000);
     options.latency_samples = std::min<std::uint64_t>(options.latency_samples, 200);
   }
+  if (options.min_sync_interval_us >= 0) {
+    bench_min_sync_interval = std::chrono::microseconds(options.min_sync_interval_us);
+  }
   const std::string data_dir =
       (std::filesystem::absolute(options.data_dir) / ("zmqkit-bench-" + std::to_string(::getpid()))).string();
   std::filesystem::create_directories(data_dir);
@@ -783,6 +815,20 @@ int RunBench(BenchOptions options) {
              versus += "; p99 " + Ratio(p.p99, disk_sync_p99_us + 500, "disk p99 + 0.5 ms");
            }
            figures.push_back({"latency", std::string("broker publish->deliver at 500 us gaps p50, ") + StorageName(storage),
+                              p.p50, "us", versus});
+         }
+         // What a confirm costs a publisher that waits for each: the other side of the sync
+         // spacing that keeps the delivery tail above short (BrokerOptions::min_sync_interval).
+         const std::string interval =
+             std::to_string(bench_min_sync_interval ? bench_min_sync_interval->count()
+                                                    : BrokerOptions{}.min_sync_interval.count()) +
+             " us apart";
+         for (Storage storage : {Storage::kBatch, Storage::kAlways}) {
+           auto p = ConfirmLatency(storage, broker_dir, options.latency_samples, size, 500us);
+           if (p.p50 == 0) failures.push_back(std::string("confirm latency ") + StorageName(storage));
+           std::string versus = spread(p);
+           if (storage == Storage::kBatch) versus += "; syncs at least " + interval;
+           figures.push_back({"latency", std::string("broker publish->confirm, one at a time, p50, ") + StorageName(storage),
                               p.p50, "us", versus});
          }
          const auto timeout = options.quick ? 200ms : 1000ms;

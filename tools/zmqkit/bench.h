@@ -14,6 +14,7 @@ struct BenchOptions {
   std::uint64_t backlog = 1'000'000;        // queued with no consumer; also recovery and memory
   std::uint64_t latency_samples = 10'000;
   std::uint64_t publish_batch = 100;        // envelopes per PublishBatch() in the batched runs
+  std::int64_t min_sync_interval_us = -1;   // the durable brokers' min_sync_interval; -1: default
   std::string data_dir = ".";               // where the disk and the durable broker are measured
   std::string only;                         // run only the sections whose name contains this
   bool quick = false;                       // CI's smoke run: small counts, seconds in all

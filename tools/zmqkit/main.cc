@@ -468,6 +468,11 @@ int main(int argc, char** argv) {
                     "envelopes per PublishBatch() call in the batched broker runs")
       ->capture_default_str()
       ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{100000}));
+  bench->add_option("--min-sync-interval-us", bench_options.min_sync_interval_us,
+                    "the durable brokers' min_sync_interval (zmqkit-broker --min-sync-interval-us); "
+                    "-1: the broker's default")
+      ->check(CLI::Range(std::int64_t{-1}, std::int64_t{1'000'000}))
+      ->capture_default_str();
   bench->add_option("--data-dir", bench_options.data_dir, "where the disk and the durable broker are measured")
       ->capture_default_str();
   bench->add_option("--only", bench_options.only,
