@@ -543,7 +543,7 @@ Result<Envelope, DecodeError> DecodePackedBytes(std::string_view bytes, const De
 
 Result<Envelope, DecodeError> DecodePacked(const zmq::message_t& frame, const DecodeLimits& limits) {
   std::size_t header_size = 0;
-  return DecodePackedBytes({frame.data<char>(), frame.size()}, limits, header_size);
+  return DecodePacked(frame, limits, header_size);
 }
 
 Result<Envelope, DecodeError> DecodePacked(const zmq::message_t& frame, const DecodeLimits& limits,

@@ -276,15 +276,16 @@ const char* StorageName(Storage storage) {
   return "";
 }
 
-// --min-sync-interval-us, for every durable broker of the run; nullopt: the broker's default.
-std::optional<std::chrono::microseconds> bench_min_sync_interval;
+// The durable brokers' sync spacing for the whole run: --min-sync-interval-us, or the broker's
+// default. Set once by RunBench before any broker starts.
+std::chrono::microseconds bench_min_sync_interval = BrokerOptions{}.min_sync_interval;
 
 // A broker on a thread of this process, with its own context; stopped and joined on destruction.
 class BenchBroker {
  public:
   BenchBroker(Storage storage, const std::string& data_dir, std::uint64_t max_length) {
     BrokerOptions options;
-    if (bench_min_sync_interval) options.min_sync_interval = *bench_min_sync_interval;
+    options.min_sync_interval = bench_min_sync_interval;
     options.clients = Endpoint::Bind(LoopbackAny());
     options.workers = Endpoint::Bind(LoopbackAny());
     options.queue_defaults.max_length = std::max<std::uint64_t>(max_length, 1'000'000);
@@ -819,10 +820,7 @@ int RunBench(BenchOptions options) {
          }
          // What a confirm costs a publisher that waits for each: the other side of the sync
          // spacing that keeps the delivery tail above short (BrokerOptions::min_sync_interval).
-         const std::string interval =
-             std::to_string(bench_min_sync_interval ? bench_min_sync_interval->count()
-                                                    : BrokerOptions{}.min_sync_interval.count()) +
-             " us apart";
+         const std::string interval = std::to_string(bench_min_sync_interval.count()) + " us apart";
          for (Storage storage : {Storage::kBatch, Storage::kAlways}) {
            auto p = ConfirmLatency(storage, broker_dir, options.latency_samples, size, 500us);
            if (p.p50 == 0) failures.push_back(std::string("confirm latency ") + StorageName(storage));
