@@ -882,11 +882,24 @@ TEST_F(BrokerCoreTest, EachLimitIsADistinctRefusalNamingTheLimit) {
   ASSERT_EQ(errors.size(), 1u);
   EXPECT_EQ(*errors[0].args->Str("limit"), "max-exchanges");
 
-  core().OnOversizedMessage(Side::kClients, "p", clock_.Now());
+  // Too many frames: the loop keeps max_frames of them. Not a PUBLISH: one ERROR.
+  auto kept = p::Frames(p::kStats, p::NoArgs());
+  core().OnOversizedMessage(Side::kClients, "p", kept, 100, clock_.Now());
   auto frames = Of(Take(), "p", p::kError);
   ASSERT_EQ(frames.size(), 1u);
   EXPECT_EQ(*frames[0].args->Str("limit"), "max-frames");
   EXPECT_EQ(core().counters().oversized_messages, 4u);
+  // A PUBLISH: a REJECTED for each seq its count claims, within the frames it had.
+  kept = p::Frames(p::kPublish, p::ArgsWriter(3).Uint("seq", 20).Str("key", "q1").Uint("count", 100).Finish());
+  core().OnOversizedMessage(Side::kClients, "p", kept, 2 * 100, clock_.Now());
+  std::vector<std::uint64_t> rejected;
+  for (const Out& out : Of(Take(), "p", p::kRejected)) {
+    EXPECT_EQ(*out.args->Str("limit"), "max-frames");
+    rejected.push_back(*out.args->Uint("seq"));
+  }
+  ASSERT_EQ(rejected.size(), 100u);
+  EXPECT_EQ(rejected.front(), 20u);
+  EXPECT_EQ(rejected.back(), 119u);
 
   Client("fourth", p::kHeartbeat, p::NoArgs());  // p, admin and... one more fits
   Client("fifth", p::kHeartbeat, p::NoArgs());
@@ -894,6 +907,12 @@ TEST_F(BrokerCoreTest, EachLimitIsADistinctRefusalNamingTheLimit) {
   ASSERT_EQ(full.size(), 1u);
   EXPECT_EQ(*full[0].args->Str("limit"), "max-clients");
   EXPECT_EQ(core().sessions(), 3u) << "the refused client holds no session";
+  // A refused client's publish is rejected by seq, so it is not left for a later confirm to cover.
+  Publish("fifth", 9, "q1", "body");
+  auto refused = Of(Take(), "fifth", p::kRejected);
+  ASSERT_EQ(refused.size(), 1u);
+  EXPECT_EQ(*refused[0].args->Uint("seq"), 9u);
+  EXPECT_EQ(*refused[0].args->Str("limit"), "max-clients");
 }
 
 }  // namespace

@@ -354,11 +354,11 @@ void Broker::Run() {
       if (count == 0) return;
       const TimePoint now = clock_.Now();
       std::string_view peer(frames[0].data<char>(), frames[0].size());
+      std::span<zmq::message_t> rest(frames.data() + 1, count - 1);
       if (dropped > 0) {
-        core_->OnOversizedMessage(side, peer, now);
+        core_->OnOversizedMessage(side, peer, rest, dropped, now);
         continue;
       }
-      std::span<zmq::message_t> rest(frames.data() + 1, count - 1);
       if (side == internal::Side::kClients) {
         core_->OnClientMessage(peer, rest, now);
       } else {

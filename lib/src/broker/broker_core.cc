@@ -133,10 +133,13 @@ void BrokerCore::OnClientMessage(std::string_view peer, std::span<zmq::message_t
   SessionKey key{Side::kClients, std::string(peer)};
   const bool new_session = !sessions_.contains(key);  // one lookup: this runs for every message
   if (new_session && sessions_.size() >= options_.max_clients) {
-    SendError(peer, p::kErrLimit,
-              "the broker serves its maximum of " + std::to_string(options_.max_clients) +
-                  " clients; try again later",
-              command, std::nullopt, p::kLimitClients);
+    const std::string message = "the broker serves its maximum of " +
+                                std::to_string(options_.max_clients) + " clients; try again later";
+    if (command == p::kPublish) {
+      RejectWholePublish(peer, *args, frames.size() - 3, p::kErrLimit, message, p::kLimitClients);
+    } else {
+      SendError(peer, p::kErrLimit, message, command, std::nullopt, p::kLimitClients);
+    }
     Log("refused a new client: max_clients reached");
     return;
   }
@@ -165,17 +168,42 @@ void BrokerCore::OnClientMessage(std::string_view peer, std::span<zmq::message_t
   current_rid_ = 0;
 }
 
-void BrokerCore::OnOversizedMessage(Side side, std::string_view peer, TimePoint now) {
+void BrokerCore::OnOversizedMessage(Side side, std::string_view peer,
+                                    std::span<zmq::message_t> kept, std::size_t dropped,
+                                    TimePoint now) {
   ++counters_.messages_in;
   input_time_ = now;
   ++counters_.oversized_messages;
-  if (side == Side::kClients) {
-    SendError(peer, p::kErrLimit,
-              "a message may have at most " + std::to_string(options_.max_frames) +
-                  " frames; this one was dropped",
-              "", std::nullopt, p::kLimitFrames);
-  }
   Log("dropped a message with more than " + std::to_string(options_.max_frames) + " frames");
+  if (side != Side::kClients) return;
+  const std::string message = "a message may have at most " + std::to_string(options_.max_frames) +
+                              " frames; this one had " + std::to_string(kept.size() + dropped) +
+                              " and was dropped";
+  if (kept.size() >= 3 && View(kept[0]) == p::kSignature && View(kept[1]) == p::kPublish) {
+    if (auto args = p::Args::Parse(View(kept[2])); args.ok() && args->Has("seq")) {
+      return RejectWholePublish(peer, *args, kept.size() - 3 + dropped, p::kErrLimit, message,
+                                p::kLimitFrames);
+    }
+  }
+  SendError(peer, p::kErrLimit, message, "", std::nullopt, p::kLimitFrames);
+}
+
+void BrokerCore::RejectWholePublish(std::string_view peer, const p::Args& args,
+                                    std::size_t payload_frames, std::string_view code,
+                                    const std::string& message, std::string_view limit) {
+  auto seq = args.Uint("seq");
+  if (!seq.ok()) {
+    ++counters_.malformed;
+    return SendError(peer, p::kErrInvalidArgument, seq.error().message(), p::kPublish);
+  }
+  // Every seq the client may think it sent is answered. Each message takes at least one frame, so
+  // a count beyond both the frames that came and what any message may carry is a lie, and is not
+  // believed past them.
+  auto count = args.Uint("count", 1);
+  const std::uint64_t claimed = count.ok() ? std::max<std::uint64_t>(*count, 1) : 1;
+  const std::uint64_t answered =
+      std::min<std::uint64_t>(claimed, std::max(payload_frames, options_.max_frames));
+  for (std::uint64_t i = 0; i < answered; ++i) SendRejected(peer, *seq + i, code, message, limit);
 }
 
 void BrokerCore::HandleNative(Session& session, const SessionKey& key, std::string_view command,
@@ -207,8 +235,9 @@ void BrokerCore::HandlePublish(Session& session, const SessionKey& key, const p:
                                std::span<zmq::message_t> payload, TimePoint now) {
   auto seq = args.Uint("seq");
   if (!seq.ok()) {
+    // Nothing can be rejected by seq: the ERROR is all the client gets.
     ++counters_.malformed;
-    SendError(key.peer, p::kErrMalformed, seq.error().message(), p::kPublish);
+    SendError(key.peer, p::kErrInvalidArgument, seq.error().message(), p::kPublish);
     return;
   }
   if (!session.first_seq) session.first_seq = *seq;
@@ -218,16 +247,18 @@ void BrokerCore::HandlePublish(Session& session, const SessionKey& key, const p:
   if (!count.ok() || *count == 0 ||
       (payload.size() != 2 * *count && payload.size() != *count)) {
     ++counters_.malformed;
-    // Every seq the client may think it sent is answered. A count no message within max_frames
-    // could carry is a lie, and is not believed past that.
-    const std::uint64_t claimed = count.ok() ? std::max<std::uint64_t>(*count, 1) : 1;
-    const std::uint64_t answered = std::min<std::uint64_t>(claimed, options_.max_frames);
-    for (std::uint64_t i = 0; i < answered; ++i) {
-      SendRejected(key.peer, *seq + i, p::kErrMalformed,
-                   "PUBLISH carries [header][body], or packed [header+body], for each of its "
-                   "\"count\" messages (default 1) after its args");
-    }
-    return;
+    return RejectWholePublish(key.peer, args, payload.size(), p::kErrMalformed,
+                              "PUBLISH carries [header][body], or packed [header+body], for each "
+                              "of its \"count\" messages (default 1) after its args");
+  }
+  if (*count > MaxPublishBatch()) {
+    // A packed PUBLISH of more would fit in max_frames; the limit is on messages, in both forms,
+    // so that a client needs to know one number.
+    ++counters_.oversized_messages;
+    return RejectWholePublish(key.peer, args, payload.size(), p::kErrLimit,
+                              "a PUBLISH may carry at most " + std::to_string(MaxPublishBatch()) +
+                                  " messages (max_publish_batch in the broker's HEARTBEAT)",
+                              p::kLimitPublishBatch);
   }
   PublishRoute route;
   auto exchange = args.Str("exchange", "");
@@ -839,13 +870,9 @@ void BrokerCore::OnWorkerMessage(std::string_view peer, std::span<zmq::message_t
 // ---- Sessions and consumers ------------------------------------------------------------------
 
 std::vector<zmq::message_t> BrokerCore::ClientHeartbeat() const {
-  // How many messages one PUBLISH may carry: as many [header][body] pairs as fit in max_frames
-  // beside the signature, the command and the args (clients keep to it in the packed form too,
-  // where twice as many would fit: one number for both forms keeps clients simple).
-  const std::uint64_t max_publish_batch = (options_.max_frames - 3) / 2;
   return p::Frames(p::kHeartbeat, p::ArgsWriter(3)
                                       .Str("instance", instance_)
-                                      .Uint("max_publish_batch", max_publish_batch)
+                                      .Uint("max_publish_batch", MaxPublishBatch())
                                       .Bool("packed_publish", true)
                                       .Finish());
 }

@@ -76,8 +76,11 @@ class BrokerCore {
   void OnClientMessage(std::string_view peer, std::span<zmq::message_t> frames, TimePoint now);
   // One message from the worker ROUTER.
   void OnWorkerMessage(std::string_view peer, std::span<zmq::message_t> frames, TimePoint now);
-  // A message from `peer` with more than max_frames frames, which the loop read and dropped.
-  void OnOversizedMessage(Side side, std::string_view peer, TimePoint now);
+  // A message from `peer` with more than max_frames frames: the loop kept the first `kept` (at most
+  // max_frames) and read and dropped `dropped` more. A PUBLISH among them has each of its seqs
+  // rejected, so no later CONFIRM covers them.
+  void OnOversizedMessage(Side side, std::string_view peer, std::span<zmq::message_t> kept,
+                          std::size_t dropped, TimePoint now);
   // Delayed messages due, TTLs expired, leases timed out, silent peers dropped, heartbeats sent.
   void Tick(TimePoint now);
   // The earliest time Tick() has work to do.
@@ -181,6 +184,12 @@ class BrokerCore {
   void HandleClientHeartbeat(Session& session, const SessionKey& key, const protocol::Args& args);
   void HandlePublish(Session& session, const SessionKey& key, const protocol::Args& args,
                      std::span<zmq::message_t> payload, TimePoint now);
+  // Refuses a whole PUBLISH before any of its messages is looked at: a REJECTED for each seq it
+  // carries, so that no later CONFIRM's range covers one. `payload_frames` is how many frames
+  // followed its args; a PUBLISH cannot carry more messages than that, whatever its count says.
+  void RejectWholePublish(std::string_view peer, const protocol::Args& args,
+                          std::size_t payload_frames, std::string_view code,
+                          const std::string& message, std::string_view limit = {});
   // Where the messages of one PUBLISH go, and how (its args, shared by a batched PUBLISH's
   // messages).
   struct PublishRoute {
@@ -218,6 +227,10 @@ class BrokerCore {
 
   Session& Touch(const SessionKey& key, TimePoint now);
   std::vector<zmq::message_t> ClientHeartbeat() const;
+  // How many messages one PUBLISH may carry: as many [header][body] pairs as fit in max_frames
+  // beside the signature, the command and the args. The packed form, where twice as many would
+  // fit, keeps to it too: one number for both forms keeps clients simple.
+  std::uint64_t MaxPublishBatch() const { return (options_.max_frames - 3) / 2; }
   void DropSession(const SessionKey& key, TimePoint now);
   void RemoveConsumer(std::uint64_t consumer_id, TimePoint now);
   std::uint64_t AddConsumer(const SessionKey& key, Session& session, std::string name,

@@ -65,6 +65,7 @@ inline constexpr std::string_view kErrForbidden = "forbidden";
 // (BrokerOptions, zmqkit-broker's flags) it hit. docs/protocol.md lists them.
 inline constexpr std::string_view kLimitMessageBytes = "max-message-bytes";
 inline constexpr std::string_view kLimitFrames = "max-frames";
+inline constexpr std::string_view kLimitPublishBatch = "max-publish-batch";
 inline constexpr std::string_view kLimitHeaderBytes = "max-header-bytes";
 inline constexpr std::string_view kLimitHeaders = "max-headers";
 inline constexpr std::string_view kLimitNameBytes = "max-name-bytes";

@@ -1,0 +1,187 @@
+// The delivery contract at the wire, against an in-process broker and a raw DEALER that speaks
+// docs/protocol.md: a publish is settled only by a REJECTED or a CONFIRM meant for it, and a
+// delivery only by an ack meant for it — across refusals, limits and broker restarts.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <optional>
+#include <set>
+#include <thread>
+
+#include "broker/protocol.h"
+#include "frames.h"
+#include "helpers/test_support.h"
+#include "zmqkit/broker.h"
+#include "zmqkit/broker_client.h"
+#include "zmqkit/envelope_codec.h"
+
+namespace zmqkit {
+namespace {
+
+using namespace std::chrono_literals;
+namespace p = internal::protocol;
+
+struct Message {
+  std::string command;
+  p::Args args;
+  std::vector<std::string> payload;
+};
+
+// A native client with nothing of BrokerClient's logic: what it sends is exactly what a test says.
+class RawClient {
+ public:
+  RawClient(zmq::context_t& context, const std::string& endpoint)
+      : socket_(context, zmq::socket_type::dealer) {
+    socket_.set(zmq::sockopt::linger, 0);
+    socket_.connect(endpoint);
+  }
+  void Send(std::string_view command, zmq::message_t args, std::vector<zmq::message_t> payload = {}) {
+    auto frames = p::Frames(command, std::move(args), std::move(payload));
+    ASSERT_TRUE(internal::SendAll(socket_, frames));
+  }
+  // [header][body] of a fresh envelope, `count` times.
+  static std::vector<zmq::message_t> Envelopes(std::size_t count, std::string_view body = "x") {
+    std::vector<zmq::message_t> payload;
+    for (std::size_t i = 0; i < count; ++i) {
+      std::string header;
+      EncodeHeader(Envelope::New(body), header);
+      payload.emplace_back(header.data(), header.size());
+      payload.emplace_back(body.data(), body.size());
+    }
+    return payload;
+  }
+  void Publish(std::uint64_t seq, std::size_t count, const std::string& queue) {
+    p::ArgsWriter args(count > 1 ? 3 : 2);
+    args.Uint("seq", seq).Str("key", queue);
+    if (count > 1) args.Uint("count", count);
+    Send(p::kPublish, args.Finish(), Envelopes(count));
+  }
+  std::optional<Message> Receive(std::chrono::milliseconds timeout) {
+    std::vector<zmq::message_t> frames;
+    if (internal::RecvAllWithin(socket_, frames, timeout) == 0) return std::nullopt;
+    EXPECT_GE(frames.size(), 3u);
+    auto args = p::Args::Parse(frames[2].to_string());
+    EXPECT_TRUE(args.ok());
+    Message message{frames[1].to_string(), std::move(*args), {}};
+    for (std::size_t i = 3; i < frames.size(); ++i) message.payload.push_back(frames[i].to_string());
+    return message;
+  }
+  // Reads until `done` holds for a message (returned), or fails the test after `timeout`.
+  // Every message read is also kept in log().
+  std::optional<Message> ReceiveUntil(const std::function<bool(const Message&)>& done,
+                                      std::chrono::milliseconds timeout = 10s) {
+    const auto give_up = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < give_up) {
+      auto message = Receive(100ms);
+      if (!message) continue;
+      log_.push_back(*message);
+      if (done(*message)) return message;
+    }
+    ADD_FAILURE() << "no awaited message within " << timeout.count() << " ms";
+    return std::nullopt;
+  }
+  const std::vector<Message>& log() const { return log_; }
+
+ private:
+  zmq::socket_t socket_;
+  std::vector<Message> log_;
+};
+
+// What a client following docs/protocol.md section 2 concludes about each seq, from the messages
+// in the order it read them: rejected, confirmed, or lost (below a CONFIRM's "from", unsettled).
+std::map<std::uint64_t, std::string> Settle(const std::vector<Message>& messages) {
+  std::map<std::uint64_t, std::string> fate;
+  for (const Message& message : messages) {
+    if (message.command == p::kRejected) {
+      fate.try_emplace(*message.args.Uint("seq"), "rejected");
+    } else if (message.command == p::kConfirm) {
+      const std::uint64_t from = *message.args.Uint("from");
+      const std::uint64_t upto = *message.args.Uint("upto");
+      for (std::uint64_t seq = 1; seq < from; ++seq) fate.try_emplace(seq, "lost");
+      for (std::uint64_t seq = from; seq <= upto; ++seq) fate.try_emplace(seq, "confirmed");
+    }
+  }
+  return fate;
+}
+
+bool ConfirmsUpTo(const Message& message, std::uint64_t seq) {
+  return message.command == p::kConfirm && *message.args.Uint("upto") >= seq;
+}
+
+class DeliveryContractTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    options_.clients = Endpoint::Bind(testing::IpcAddress(dir_, "clients"));
+    options_.workers = Endpoint::Bind(testing::IpcAddress(dir_, "workers"));
+    options_.heartbeat_interval = 200ms;
+    options_.queue_defaults.retry_delay = 0ms;
+  }
+  void TearDown() override { StopBroker(); }
+  void StartBroker() {
+    broker_ = std::make_unique<Broker>(context_, options_);
+    broker_->set_log([](std::string_view) {});
+    thread_ = std::thread([this] { broker_->Run(); });
+  }
+  void StopBroker() {
+    if (!broker_) return;
+    broker_->Stop();
+    thread_.join();
+    broker_.reset();
+  }
+  std::string endpoint() const { return testing::IpcAddress(dir_, "clients"); }
+
+  testing::TempDir dir_;
+  zmq::context_t context_;
+  BrokerOptions options_;
+  std::unique_ptr<Broker> broker_;
+  std::thread thread_;
+};
+
+// ---- A later CONFIRM never covers a publish the broker did not store ----------------------------
+
+TEST_F(DeliveryContractTest, APublishOverMaxFramesIsRejectedSeqBySeqNotCoveredByTheNextConfirm) {
+  options_.max_frames = 64;  // 3 + 2n: 30 messages fit, 40 do not
+  StartBroker();
+  RawClient client(context_, endpoint());
+  client.Publish(1, 1, "q");
+  client.Publish(2, 40, "q");  // 83 frames: the broker cannot take them
+  client.Publish(42, 1, "q");
+  client.ReceiveUntil([](const Message& m) { return ConfirmsUpTo(m, 42); });
+  auto fate = Settle(client.log());
+  EXPECT_EQ(fate[1], "confirmed");
+  for (std::uint64_t seq = 2; seq <= 41; ++seq) {
+    EXPECT_EQ(fate[seq], "rejected") << "seq " << seq;
+  }
+  EXPECT_EQ(fate[42], "confirmed");
+  for (const Message& m : client.log()) {
+    if (m.command == p::kRejected) {
+      EXPECT_EQ(*m.args.Str("code"), "limit-reached");
+      EXPECT_EQ(*m.args.Str("limit"), "max-frames");
+    }
+  }
+}
+
+TEST_F(DeliveryContractTest, APackedPublishOverMaxPublishBatchIsRejectedWhole) {
+  StartBroker();
+  RawClient client(context_, endpoint());
+  // The greeting says how many one PUBLISH may carry.
+  client.Send(p::kHeartbeat, p::NoArgs());
+  auto greeting = client.ReceiveUntil([](const Message& m) { return m.command == p::kHeartbeat; });
+  ASSERT_TRUE(greeting);
+  const std::uint64_t batch = *greeting->args.Uint("max_publish_batch");
+  // One more than that, packed: it fits in max_frames, but the limit is on messages.
+  const std::uint64_t count = batch + 1;
+  std::vector<zmq::message_t> payload;
+  std::string scratch;
+  for (std::uint64_t i = 0; i < count; ++i) payload.push_back(EncodePacked(Envelope::New("x"), scratch));
+  client.Send(p::kPublish, p::ArgsWriter(3).Uint("seq", 1).Str("key", "q").Uint("count", count).Finish(),
+              std::move(payload));
+  client.Publish(count + 1, 1, "q");
+  client.ReceiveUntil([&](const Message& m) { return ConfirmsUpTo(m, count + 1); });
+  auto fate = Settle(client.log());
+  for (std::uint64_t seq = 1; seq <= count; ++seq) EXPECT_EQ(fate[seq], "rejected") << "seq " << seq;
+  EXPECT_EQ(fate[count + 1], "confirmed");
+}
+
+}  // namespace
+}  // namespace zmqkit
