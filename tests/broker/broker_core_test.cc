@@ -441,6 +441,33 @@ TEST_F(BrokerCoreTest, PerConsumerAckTimeoutAndExtend) {
   EXPECT_EQ(core().counters().deliveries_taken_back, 1u);
 }
 
+// An EXTEND naming another broker instance carries tags of a run before a restart: ignored,
+// without an error and without extending anything; one naming this instance counts.
+TEST_F(BrokerCoreTest, AnExtendNamingAnotherInstanceIsIgnored) {
+  options_.liveness = 1000;
+  Client("c", p::kConsume,
+         p::ArgsWriter(4).Str("queue", "q").Str("consumer", "c").Uint("prefetch", 1)
+             .Uint("ack_timeout_ms", 2000).Finish());
+  Publish("p", 1, "q", "job");
+  auto out = Take();
+  auto delivered = Of(out, "c", p::kDeliver);
+  ASSERT_EQ(delivered.size(), 1u);
+  const std::string instance = *Of(out, "c", p::kHeartbeat).at(0).args->Str("instance");
+  const std::uint64_t tag = Tag(delivered[0]);
+  Client("c", p::kExtend,
+         p::ArgsWriter(3).UintList("tags", {tag}).Uint("ms", 60000).Str("instance", "not-this-one").Finish());
+  EXPECT_TRUE(Of(Take(), "c", p::kError).empty());
+  EXPECT_EQ(core().counters().unknown_tags, 0u);
+  Advance(2000ms);
+  EXPECT_EQ(core().counters().deliveries_taken_back, 1u) << "the void EXTEND extended nothing";
+  auto again = Of(Take(), "c", p::kDeliver);
+  ASSERT_EQ(again.size(), 1u);
+  Client("c", p::kExtend,
+         p::ArgsWriter(3).UintList("tags", {Tag(again[0])}).Uint("ms", 60000).Str("instance", instance).Finish());
+  Advance(2000ms);
+  EXPECT_EQ(core().counters().deliveries_taken_back, 1u) << "this instance's EXTEND counts";
+}
+
 TEST_F(BrokerCoreTest, ASilentConsumerLosesEverythingItHeldAtOnce) {
   Consume("doomed", "q", 5);
   for (int i = 0; i < 3; ++i) Publish("p", i + 1, "q", std::to_string(i));

@@ -68,6 +68,22 @@ class RawClient {
   }
   // Reads until `done` holds for a message (returned), or fails the test after `timeout`.
   // Every message read is also kept in log().
+  // The broker's instance, from its greeting: asks until one arrives that is not `other` (a
+  // restarted broker; what was sent before the connection noticed is lost with it).
+  std::string AwaitInstance(const std::string& other = "") {
+    const auto give_up = std::chrono::steady_clock::now() + 10s;
+    while (std::chrono::steady_clock::now() < give_up) {
+      Send(p::kHeartbeat, p::NoArgs());
+      for (auto m = Receive(200ms); m; m = Receive(200ms)) {
+        log_.push_back(*m);
+        if (m->command != p::kHeartbeat) continue;
+        std::string instance = *m->args.Str("instance", "");
+        if (instance != other) return instance;
+      }
+    }
+    ADD_FAILURE() << "no greeting from a broker other than " << other;
+    return "";
+  }
   std::optional<Message> ReceiveUntil(const std::function<bool(const Message&)>& done,
                                       std::chrono::milliseconds timeout = 10s) {
     const auto give_up = std::chrono::steady_clock::now() + timeout;
@@ -181,6 +197,73 @@ TEST_F(DeliveryContractTest, APackedPublishOverMaxPublishBatchIsRejectedWhole) {
   auto fate = Settle(client.log());
   for (std::uint64_t seq = 1; seq <= count; ++seq) EXPECT_EQ(fate[seq], "rejected") << "seq " << seq;
   EXPECT_EQ(fate[count + 1], "confirmed");
+}
+
+// ---- A delivery is settled only by an ack meant for it ---------------------------------------
+
+// A consumer busy while the broker restarted acks what it got from the old run. Those tags must
+// not name the new run's deliveries: they are answered unknown-delivery-tag and settle nothing.
+void ExpectStaleAcksSettleNothing(RawClient& client, const std::function<void()>& restart,
+                                  const std::function<void()>& after_restart = [] {}) {
+  for (std::uint64_t seq = 1; seq <= 3; ++seq) client.Publish(seq, 1, "q");
+  client.ReceiveUntil([](const Message& m) { return ConfirmsUpTo(m, 3); });
+  auto consume = [&] {
+    client.Send(p::kConsume, p::ArgsWriter(4).Uint("rid", 7).Str("queue", "q").Str("consumer", "c")
+                                 .Uint("prefetch", 10).Finish());
+    std::vector<std::uint64_t> tags;
+    client.ReceiveUntil([&](const Message& m) {
+      if (m.command == p::kDeliver) tags.push_back(*m.args.Uint("tag"));
+      return tags.size() == 3;
+    });
+    return tags;
+  };
+  const std::vector<std::uint64_t> old_tags = consume();
+  const std::string old_instance = client.AwaitInstance();
+  restart();
+  client.AwaitInstance(old_instance);
+  after_restart();
+  const std::vector<std::uint64_t> new_tags = consume();
+  ASSERT_EQ(new_tags.size(), 3u);
+  for (std::uint64_t tag : new_tags) {
+    EXPECT_EQ(std::count(old_tags.begin(), old_tags.end(), tag), 0) << "tag " << tag << " given twice";
+  }
+  client.Send(p::kAck, p::ArgsWriter(1).UintList("tags", old_tags).Finish());
+  auto error = client.ReceiveUntil([](const Message& m) { return m.command == p::kError; });
+  ASSERT_TRUE(error);
+  EXPECT_EQ(*error->args.Str("code"), "unknown-delivery-tag");
+  // Had the old tags settled the new deliveries, acking those would be refused now.
+  const std::size_t before = client.log().size();
+  client.Send(p::kAck, p::ArgsWriter(1).UintList("tags", new_tags).Finish());
+  client.Send(p::kStats, p::ArgsWriter(2).Uint("rid", 8).Bool("queues", false).Finish());
+  client.ReceiveUntil([](const Message& m) { return m.command == p::kOk && *m.args.Uint("rid", 0) == 8; });
+  for (std::size_t i = before; i < client.log().size(); ++i) {
+    EXPECT_NE(client.log()[i].command, p::kError) << *client.log()[i].args.Str("message", "");
+  }
+}
+
+TEST_F(DeliveryContractTest, AnAckFromBeforeADurableBrokerRestartedSettlesNothing) {
+  options_.data_dir = (dir_.path() / "data").string();
+  StartBroker();
+  RawClient client(context_, endpoint());
+  ExpectStaleAcksSettleNothing(client, [&] {
+    StopBroker();
+    StartBroker();
+  });
+}
+
+TEST_F(DeliveryContractTest, AnAckFromBeforeAMemoryBrokerRestartedSettlesNothing) {
+  StartBroker();
+  RawClient client(context_, endpoint());
+  ExpectStaleAcksSettleNothing(
+      client,
+      [&] {
+        StopBroker();
+        StartBroker();
+      },
+      [&] {
+        // The messages died with the broker: the client publishes them again.
+        for (std::uint64_t seq = 4; seq <= 6; ++seq) client.Publish(seq, 1, "q");
+      });
 }
 
 }  // namespace

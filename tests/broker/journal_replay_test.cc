@@ -197,6 +197,55 @@ TEST_F(JournalReplayTest, ASnapshotRebuildsTheSameState) {
   EXPECT_EQ(rebuilt.FindQueue("a")->NextDeadline(), core().FindQueue("a")->NextDeadline());
 }
 
+// No delivery tag is given twice by a durable broker, in one run or across runs: each start takes
+// the epoch after the last journaled one, running out of tags moves to the next, a snapshot keeps
+// the epoch, and the epochs wrap below 2^21 (tags below 2^53).
+TEST_F(JournalReplayTest, DeliveryTagEpochsAreJournaledAndNeverRepeat) {
+  auto epoch_of = [](std::uint64_t tag) { return tag >> 32; };
+  auto epochs_in = [](const std::vector<std::string>& journal) {
+    std::vector<std::uint64_t> epochs;
+    for (const std::string& bytes : journal) {
+      auto record = records::Decode(bytes);
+      if (record.ok() && record->op == records::Op::kEpoch) epochs.push_back(record->epoch);
+    }
+    return epochs;
+  };
+  StartRecording();
+  ASSERT_TRUE(core().Replay(records::EncodeEpoch(41), clock_.Now()).ok());
+  core().BeginJournaledEpoch();
+  EXPECT_EQ(epochs_in(journal_.records), (std::vector<std::uint64_t>{42}));
+  for (const char* body : {"m0", "m1", "m2"}) PublishWith("q", body, 0, 0, 0);
+  Consume("c", "q", 1);
+  auto first = Delivered("c");
+  ASSERT_EQ(first.size(), 1u);
+  EXPECT_EQ(epoch_of(first[0]), 42u);
+  EXPECT_EQ(first[0] & 0xffffffff, 1u);
+  // The epoch's last counter value, then the next epoch, journaled before its first tag leaves.
+  core().SetNextTagCounterForTesting(0xffffffff);
+  Ack("c", first[0]);
+  auto last = Delivered("c");
+  ASSERT_EQ(last.size(), 1u);
+  EXPECT_EQ(last[0], (std::uint64_t{42} << 32) | 0xffffffff);
+  Ack("c", last[0]);
+  auto next = Delivered("c");
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_EQ(epoch_of(next[0]), 43u);
+  EXPECT_EQ(epochs_in(journal_.records), (std::vector<std::uint64_t>{42, 43}));
+  // A compacted journal still names the epoch in use.
+  EXPECT_EQ(epochs_in(core().SnapshotRecords(clock_.Now())), (std::vector<std::uint64_t>{43}));
+  // Wrapping: after the largest epoch comes 1.
+  BrokerCore wrapped(options_);
+  RecordingJournal wrapped_journal;
+  wrapped.set_journal(&wrapped_journal);
+  ASSERT_TRUE(wrapped.Replay(records::EncodeEpoch((1u << 21) - 1), clock_.Now()).ok());
+  wrapped.BeginJournaledEpoch();
+  EXPECT_EQ(wrapped.tag_epoch(), 1u);
+  // A memory-only core picks an epoch of its own, in range.
+  BrokerCore memory(options_);
+  EXPECT_GE(memory.tag_epoch(), 1u);
+  EXPECT_LT(memory.tag_epoch(), 1u << 21);
+}
+
 // Journals written before wire format version 2 hold version 1's map headers. They replay, and the
 // message goes out in version 2's form with its id, priority and headers.
 TEST_F(JournalReplayTest, AJournaledVersion1HeaderReplaysAndIsDeliveredAsVersion2) {

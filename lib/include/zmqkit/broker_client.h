@@ -22,6 +22,7 @@
 #include <span>
 #include <string>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 #include <zmq.hpp>
 
@@ -138,6 +139,11 @@ class BrokerClient {
   // The next delivery, waiting up to `timeout`. Also processes confirms and heartbeats arriving
   // meanwhile.
   Result<Delivery> Receive(std::chrono::milliseconds timeout);
+  // Settle deliveries. A delivery the broker has since taken back by itself — it restarted (a new
+  // instance in its heartbeat), or it expired this client's session — is void: the broker gives
+  // the message again, so the client drops such deliveries it had not yet returned from Receive()
+  // and does not send the tags of those it had. Settling a void tag returns kFailedPrecondition
+  // ("broker-restarted: ..."); the other tags of the same call are settled.
   Status Ack(std::uint64_t tag);
   Status Ack(const std::vector<std::uint64_t>& tags);  // one message for a batch
   Status Nack(std::uint64_t tag, bool requeue);
@@ -195,6 +201,17 @@ class BrokerClient {
   std::vector<Rejection> rejections_;
   std::set<std::uint64_t> rejected_seqs_;
   std::deque<Delivery> deliveries_;
+  std::chrono::steady_clock::time_point last_look_{};  // Receive(): when it last read the socket
+  // Tags this client was given and has not settled; when the broker takes them all back (a
+  // restart, an expired session) they move to void_tags_, and are never sent again.
+  std::unordered_set<std::uint64_t> unsettled_;
+  std::unordered_set<std::uint64_t> void_tags_;
+  // The broker took back every delivery this client held: drops the prefetched ones and voids
+  // the tags of the rest.
+  void VoidDeliveries();
+  // Removes the void tags from `tags` (and from void_tags_) and the rest from unsettled_; an
+  // error naming the void ones if there were any.
+  Status KeepSettleable(std::vector<std::uint64_t>& tags);
   std::map<std::uint64_t, Result<std::string>> replies_;  // by rid
   std::uint64_t next_rid_ = 1;
   std::uint64_t next_consumer_ = 1;

@@ -148,6 +148,11 @@ Broker::Broker(zmq::context_t& context, BrokerOptions options, const Clock* cloc
     journal_sink_ = std::make_unique<JournalAdapter>(*journal_);
     core_->set_journal(journal_sink_.get());
     if (options_.fsync != FsyncPolicy::kNever) core_->set_confirm_level("on-disk");
+    // Synced before anyone is served: a tag given in this run must not be given by the next.
+    core_->BeginJournaledEpoch();
+    if (Status committed = journal_->Commit(); !committed.ok()) {
+      throw BrokerStartError("cannot journal this run's delivery tag epoch: " + committed.message());
+    }
     recovery_summary_ =
         "recovered " + std::to_string(report.records) + " journal records from " +
         std::to_string(report.segments) + " segment(s) in " +

@@ -99,6 +99,8 @@ struct BrokerClient::Connection {
   // The last publish seq handed to the socket. Heartbeats carry it, so a broker whose session got
   // none of them — they were written into a connection that died — can report them lost.
   std::uint64_t published = 0;
+  // The broker instance the held tags came from (its greeting), for the keeper's EXTENDs.
+  std::string instance;
   std::condition_variable keeper_cv;
   bool stopping = false;
 };
@@ -125,10 +127,12 @@ void BrokerClient::RunKeeper(Connection& connection, const BrokerClientOptions& 
           if (now - since < options.max_lease) tags.push_back(tag);
         }
         if (!tags.empty()) {
+          // Naming the instance the tags came from: a broker that restarted since ignores them.
           auto extend = p::Frames(p::kExtend,
-                                  p::ArgsWriter(2)
+                                  p::ArgsWriter(3)
                                       .UintList("tags", tags)
                                       .Uint("ms", static_cast<std::uint64_t>(extend_by.count()))
+                                      .Str("instance", connection.instance)
                                       .Finish());
           internal::SendAll(connection.socket, extend, zmq::send_flags::dontwait);
         }
@@ -350,6 +354,7 @@ bool BrokerClient::ReadOne(std::chrono::milliseconds timeout) {
         continue;
       }
       tags[taken++] = tags[i];
+      unsettled_.insert(tags[i]);
       deliveries_.push_back(Delivery{tags[i], consumer, queue, std::move(decoded).value()});
     }
     if (options_.auto_extend) connection_->Hold(std::span(tags.data(), taken));
@@ -366,16 +371,20 @@ bool BrokerClient::ReadOne(std::chrono::milliseconds timeout) {
     if (instance.empty() || instance == broker_instance_) return true;
     const bool restarted = !broker_instance_.empty();
     broker_instance_ = std::move(instance);
+    {
+      std::lock_guard lock(connection_->mutex);
+      connection_->instance = broker_instance_;
+    }
     if (!restarted) return true;
-    connection_->ReleaseAll();
+    VoidDeliveries();
     Resubscribe();
     errors_.push_back(
-        "broker-restarted: the broker restarted; deliveries held from before are void (acks for "
-        "them are refused) and consumers were started again");
+        "broker-restarted: the broker restarted; deliveries held from before are void (the broker "
+        "gives the messages again; Ack refuses their tags) and consumers were started again");
   } else if (command == p::kError) {
     if (str("code") == p::kErrSessionExpired) {
-      // The broker took back everything this client held: nothing left to extend.
-      connection_->ReleaseAll();
+      // The broker took back everything this client held: nothing left to extend or ack.
+      VoidDeliveries();
       Resubscribe();
     }
     std::string text = str("code") + ": " + str("message");
@@ -475,6 +484,17 @@ Status BrokerClient::Cancel(const std::string& consumer) {
 
 Result<Delivery> BrokerClient::Receive(std::chrono::milliseconds timeout) {
   internal::Deadline deadline(timeout);
+  // Deliveries already here are handed out without reading the socket, which a slow handler of a
+  // large prefetch would then not read for long. Looking now and then (at most once a millisecond:
+  // a clock read per delivery otherwise) notices a restarted broker's greeting, which voids them.
+  if (!deliveries_.empty()) {
+    const auto now = Clock::now();
+    if (now - last_look_ >= std::chrono::milliseconds(1)) {
+      last_look_ = now;
+      for (int i = 0; i < 64 && ReadOne(std::chrono::milliseconds(0)); ++i) {
+      }
+    }
+  }
   // Reads at least once, even with a zero timeout: Receive(0ms) takes a delivery that has arrived.
   while (deliveries_.empty()) {
     const bool read = ReadOne(deadline.remaining());
@@ -488,19 +508,56 @@ Result<Delivery> BrokerClient::Receive(std::chrono::milliseconds timeout) {
   return delivery;
 }
 
+void BrokerClient::VoidDeliveries() {
+  connection_->ReleaseAll();
+  // Prefetched and never handed out: the broker gives them again, to this client or another.
+  for (const Delivery& delivery : deliveries_) unsettled_.erase(delivery.tag);
+  deliveries_.clear();
+  // Handed out: the handler may still settle them; those tags must not reach the new broker.
+  void_tags_.merge(unsettled_);
+  unsettled_.clear();
+}
+
+Status BrokerClient::KeepSettleable(std::vector<std::uint64_t>& tags) {
+  std::size_t voided = 0;
+  if (!void_tags_.empty()) {
+    voided = std::erase_if(tags, [this](std::uint64_t tag) { return void_tags_.erase(tag) > 0; });
+  }
+  for (std::uint64_t tag : tags) unsettled_.erase(tag);
+  if (voided == 0) return Status::Ok();
+  return Status::FailedPrecondition(
+      "broker-restarted: " + std::to_string(voided) +
+      " delivery tag(s) are from before the broker restarted or expired this client's session; "
+      "it took those deliveries back and gives the messages again, so they were not settled");
+}
+
 Status BrokerClient::Ack(std::uint64_t tag) { return Ack(std::vector<std::uint64_t>{tag}); }
 
 Status BrokerClient::Ack(const std::vector<std::uint64_t>& tags) {
-  if (options_.auto_extend) connection_->Release(tags);
-  return SendCommand(p::kAck, p::ArgsWriter(1).UintList("tags", tags).Finish());
+  std::vector<std::uint64_t> settle = tags;
+  Status kept = KeepSettleable(settle);
+  if (options_.auto_extend) connection_->Release(settle);
+  if (!settle.empty()) {
+    if (Status sent = SendCommand(p::kAck, p::ArgsWriter(1).UintList("tags", settle).Finish());
+        !sent.ok()) {
+      return sent;
+    }
+  }
+  return kept;
 }
 
 Status BrokerClient::Nack(std::uint64_t tag, bool requeue) {
+  std::vector<std::uint64_t> settle{tag};
+  if (Status kept = KeepSettleable(settle); !kept.ok()) return kept;
   if (options_.auto_extend) connection_->Release(std::span(&tag, 1));
   return SendCommand(p::kNack, p::ArgsWriter(2).Uint("tag", tag).Bool("requeue", requeue).Finish());
 }
 
 Status BrokerClient::Extend(std::uint64_t tag, std::chrono::milliseconds by) {
+  if (void_tags_.contains(tag)) {
+    return Status::FailedPrecondition("broker-restarted: delivery tag " + std::to_string(tag) +
+                                      " is from before the broker restarted; it cannot be extended");
+  }
   return SendCommand(p::kExtend, p::ArgsWriter(2).UintList("tags", {tag})
                                      .Uint("ms", static_cast<std::uint64_t>(by.count())).Finish());
 }

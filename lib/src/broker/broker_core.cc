@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <random>
 
 namespace zmqkit::internal {
 namespace {
@@ -15,6 +16,16 @@ namespace p = protocol;
 std::string_view View(const zmq::message_t& frame) { return {frame.data<char>(), frame.size()}; }
 
 constexpr std::string_view kDeadLetterSuffix = ".dlq";
+// A delivery tag is epoch << kTagCounterBits | counter (BrokerCore::tag_epoch_).
+constexpr unsigned kTagCounterBits = 32;
+constexpr std::uint64_t kMaxTagEpoch = (std::uint64_t{1} << 21) - 1;
+
+std::uint64_t EpochAfter(std::uint64_t epoch) { return epoch >= kMaxTagEpoch ? 1 : epoch + 1; }
+
+std::uint64_t RandomEpoch() {
+  std::random_device random;
+  return std::uniform_int_distribution<std::uint64_t>(1, kMaxTagEpoch)(random);
+}
 // More than a well-behaved client ever gets; a peer past it is only sending garbage.
 constexpr std::uint32_t kErrorsPerPeerPerSecond = 100;
 
@@ -84,7 +95,10 @@ Duration Millis(std::uint64_t ms) { return std::chrono::milliseconds(static_cast
 }  // namespace
 
 BrokerCore::BrokerCore(const BrokerOptions& options)
-    : options_(options), peer_identity_(ZapUserId), instance_(MessageId::Generate().ToString()) {
+    : options_(options),
+      peer_identity_(ZapUserId),
+      tag_epoch_(RandomEpoch()),
+      instance_(MessageId::Generate().ToString()) {
   limits_.max_body_bytes = options_.max_message_bytes;
   limits_.max_header_bytes = std::min(options_.max_message_bytes, options_.max_header_bytes);
   limits_.max_headers = options_.max_headers;
@@ -492,6 +506,12 @@ void BrokerCore::HandleSettle(const SessionKey& key, std::string_view command, c
       return SendError(key.peer, p::kErrInvalidArgument, list.error().message(), command);
     }
     tags = std::move(*list);
+  }
+  if (command == p::kExtend) {
+    // A client's background EXTEND names the broker instance its tags came from: one sent to a
+    // restarted broker before the client noticed is void, and not an error worth answering.
+    auto instance = args.Str("instance", "");
+    if (instance.ok() && !instance->empty() && *instance != instance_) return;
   }
   auto requeue = args.Bool("requeue", true);
   auto extend_ms = args.Uint("ms", 0);
@@ -920,6 +940,25 @@ void BrokerCore::MakeWaiting(std::uint64_t consumer_id) {
   consumer.waiting_position = consumer.slot->waiting.insert(consumer.slot->waiting.end(), consumer_id);
 }
 
+std::uint64_t BrokerCore::NextTag() {
+  if (next_tag_counter_ >> kTagCounterBits != 0) {
+    // 2^32 deliveries in this epoch (hours at full speed): go on in the next one. Journaled like
+    // the epoch of a start, so the next start goes past it; this record leaves with the delivery's
+    // write, not its sync, so only a power cut in that moment and a stale ack from before it could
+    // meet a tag twice.
+    tag_epoch_ = EpochAfter(tag_epoch_);
+    next_tag_counter_ = 1;
+    Emit([&] { return records::EncodeEpoch(tag_epoch_); });
+  }
+  return tag_epoch_ << kTagCounterBits | next_tag_counter_++;
+}
+
+void BrokerCore::BeginJournaledEpoch() {
+  tag_epoch_ = EpochAfter(last_journaled_epoch_);
+  next_tag_counter_ = 1;
+  Emit([&] { return records::EncodeEpoch(tag_epoch_); });
+}
+
 void BrokerCore::ForgetDelivery(std::uint64_t tag) {
   auto it = deliveries_.find(tag);
   if (it == deliveries_.end()) return;
@@ -1037,7 +1076,7 @@ void BrokerCore::DispatchNow(QueueSlot& slot, TimePoint now) {
       if (!delivered) return;
       continue;
     }
-    const std::uint64_t tag = next_tag_++;
+    const std::uint64_t tag = NextTag();
     auto lease = slot.queue.LeaseNext(tag, now, consumer.ack_timeout);
     if (!lease) {
       MakeWaiting(consumer_id);
@@ -1067,7 +1106,7 @@ bool BrokerCore::DeliverToClient(QueueSlot& slot, std::uint64_t consumer_id, Tim
   std::size_t bytes = 0;
   // Big messages go few at a time: a DELIVER stops growing past kMaxDeliverBytes of bodies.
   while (tags.size() < wanted && bytes < p::kMaxDeliverBytes) {
-    const std::uint64_t tag = next_tag_++;
+    const std::uint64_t tag = NextTag();
     auto lease = slot.queue.LeaseNext(tag, now, consumer.ack_timeout);
     if (!lease) break;
     consumer.given.push_back(tag);
@@ -1260,6 +1299,8 @@ std::vector<std::string> BrokerCore::SnapshotRecords(TimePoint now) const {
     return std::max<std::int64_t>(
         0, std::chrono::duration_cast<std::chrono::microseconds>(at - now).count());
   };
+  // A compacted journal still says which epochs were used, or the next start could repeat one.
+  snapshot.push_back(records::EncodeEpoch(tag_epoch_));
   for (const auto& [name, slot] : queues_) {
     snapshot.push_back(records::EncodeQueue(name, slot.queue.options(),
                                             std::max<std::uint64_t>(slot.queue.next_number(), 1)));
@@ -1333,6 +1374,9 @@ Status BrokerCore::Replay(std::string_view bytes, TimePoint now) {
       }
       return Status::Ok();
     }
+    case records::Op::kEpoch:
+      last_journaled_epoch_ = record.epoch;
+      return Status::Ok();
     case records::Op::kExchange:
       return exchanges_.Declare(record.exchange, record.exchange_type);
     case records::Op::kBind:

@@ -110,6 +110,15 @@ class BrokerCore {
   void set_peer_identity(std::function<std::string(const zmq::message_t&)> identity) {
     peer_identity_ = std::move(identity);
   }
+  // Durable brokers, once recovery has replayed the journal: delivery tags from now on carry the
+  // epoch after the last one journaled, and that epoch is journaled. The caller syncs it before it
+  // serves anyone, so no epoch, and so no tag, is used by two runs of the broker.
+  void BeginJournaledEpoch();
+  // The epoch delivery tags carry now (docs/protocol.md, DELIVER): a tag is epoch << 32 | n.
+  std::uint64_t tag_epoch() const { return tag_epoch_; }
+  // Tests: the next tag of this epoch is `counter`, to reach the end of an epoch without 2^32
+  // deliveries.
+  void SetNextTagCounterForTesting(std::uint64_t counter) { next_tag_counter_ = counter; }
   // Recovery: applies one journal record, through the same state changes as live operation. Sends
   // nothing and writes no journal. kCorruption if the record does not decode or does not fit the
   // state (a message it names is missing).
@@ -253,6 +262,9 @@ class BrokerCore {
   // nothing could be leased.
   bool DeliverToClient(QueueSlot& slot, std::uint64_t consumer_id, TimePoint now);
   void MakeWaiting(std::uint64_t consumer_id);
+  // A delivery tag no earlier delivery of this broker had, in this run or (durable brokers) any
+  // earlier one; moves to the next epoch when this one's numbers run out.
+  std::uint64_t NextTag();
   // Removes a delivery from the books after the queue settled or took it back.
   void ForgetDelivery(std::uint64_t tag);
   // Finds a delivery held by `key`; nullptr (and counted) if unknown or someone else's.
@@ -307,7 +319,14 @@ class BrokerCore {
   std::deque<std::string> expired_order_;
   std::unordered_set<std::string> expired_;
   std::uint64_t next_consumer_id_ = 1;
-  std::uint64_t next_tag_ = 1;
+  // Delivery tags are tag_epoch_ << 32 | a counter from 1. A consumer may ack a tag long after it
+  // was given — even to a later run of the broker, if it was busy while the broker restarted — so
+  // a tag value is never given twice: a durable broker takes a new epoch at each start (journaled,
+  // synced before it serves), a memory-only one a random epoch. Epochs stay below 2^21, so tags
+  // stay below 2^53 and survive clients whose numbers are doubles (JavaScript, JSON).
+  std::uint64_t tag_epoch_;
+  std::uint64_t next_tag_counter_ = 1;
+  std::uint64_t last_journaled_epoch_ = 0;  // from replay
   std::optional<TimePoint> next_housekeeping_;
   std::uint64_t current_rid_ = 0;  // of the native command being handled; 0 if none
   // ERRORs sent per peer in the current one-second window. A peer that sends nothing but bad

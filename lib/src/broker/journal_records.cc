@@ -157,6 +157,10 @@ std::string EncodeRedrive(std::string_view origin,
   });
 }
 
+std::string EncodeEpoch(std::uint64_t epoch) {
+  return Build(Op::kEpoch, 1, [&](Packer& p) { p.pack_uint64(epoch); });
+}
+
 Result<Record> Decode(std::string_view bytes) {
   Record record;
   try {
@@ -246,6 +250,9 @@ Result<Record> Decode(std::string_view bytes) {
       case Op::kRedrive:
         record.queue = in.Text();
         record.moves = in.Next().as<std::vector<std::pair<std::uint64_t, std::uint64_t>>>();
+        break;
+      case Op::kEpoch:
+        record.epoch = in.Uint();
         break;
       default:
         return Status::Corruption("unknown journal record op " +

@@ -29,6 +29,7 @@ enum class Op : std::uint8_t {
   kRemove = 9,    // messages purged
   kRedrive = 10,  // messages moved from the dead-letter queue back to their queue
   kRestore = 11,  // (snapshots) a message's attempt count and failure history
+  kEpoch = 12,    // the delivery tags of this run (or from here on) carry this epoch
 };
 
 // Every field any record has; each op uses a subset (see the format document).
@@ -54,6 +55,7 @@ struct Record {
   std::uint64_t dlq_number = 0; // kDead
   std::vector<std::uint64_t> numbers;                          // kRemove
   std::vector<std::pair<std::uint64_t, std::uint64_t>> moves;  // kRedrive: (dlq number, new number)
+  std::uint64_t epoch = 0;      // kEpoch
 };
 
 std::string EncodeQueue(std::string_view name, const QueueOptions& options,
@@ -74,6 +76,7 @@ std::string EncodeDead(std::string_view queue, std::uint64_t number, DeadLetterR
 std::string EncodeRemove(std::string_view queue, const std::vector<std::uint64_t>& numbers);
 std::string EncodeRedrive(std::string_view origin,
                           const std::vector<std::pair<std::uint64_t, std::uint64_t>>& moves);
+std::string EncodeEpoch(std::uint64_t epoch);
 
 // kCorruption if `bytes` is not a record of this format (it passed the journal's checksum, so a
 // record that does not decode is a bug or a foreign writer, not a torn write).
