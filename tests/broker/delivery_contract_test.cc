@@ -3,6 +3,7 @@
 // delivery only by an ack meant for it — across refusals, limits and broker restarts.
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <map>
 #include <optional>
 #include <set>
@@ -197,6 +198,57 @@ TEST_F(DeliveryContractTest, APackedPublishOverMaxPublishBatchIsRejectedWhole) {
   auto fate = Settle(client.log());
   for (std::uint64_t seq = 1; seq <= count; ++seq) EXPECT_EQ(fate[seq], "rejected") << "seq " << seq;
   EXPECT_EQ(fate[count + 1], "confirmed");
+}
+
+// ---- Journal damage is never a silent loss -----------------------------------------------------
+
+// A byte flipped in a confirmed message's record, in the newest segment's last block: the broker
+// refuses to start, naming the place; with salvage it starts, every other message is there, and
+// its log says how many messages the damage took.
+TEST_F(DeliveryContractTest, AFlippedByteInTheJournalRefusesTheStartAndSalvageCountsTheLoss) {
+  options_.data_dir = (dir_.path() / "data").string();
+  StartBroker();
+  {
+    BrokerClient producer(context_, Endpoint::Connect(endpoint()));
+    for (int i = 0; i < 40; ++i) ASSERT_TRUE(producer.Publish("q", "message-" + std::to_string(i)).ok());
+    ASSERT_TRUE(producer.WaitForConfirms(5s).ok());
+    ASSERT_EQ(producer.confirm_level(), ConfirmLevel::kOnDisk);
+  }
+  StopBroker();
+  const auto segment = dir_.path() / "data" / "journal" / "000001.zkj";
+  std::string bytes;
+  {
+    std::ifstream in(segment, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  ASSERT_LT(bytes.size(), 32768u) << "the damage is meant for the last block";
+  const std::size_t at = bytes.find("message-17");
+  ASSERT_NE(at, std::string::npos);
+  bytes[at] ^= 0x20;
+  {
+    std::ofstream out(segment, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  }
+  try {
+    Broker refused(context_, options_);
+    FAIL() << "started on a damaged journal: " << refused.recovery_summary();
+  } catch (const BrokerStartError& error) {
+    EXPECT_NE(std::string(error.what()).find("segment 1, offset"), std::string::npos) << error.what();
+  }
+  options_.salvage = true;
+  StartBroker();
+  const std::string summary = broker_->recovery_summary();
+  EXPECT_NE(summary.find("took the records of 1 message(s)"), std::string::npos) << summary;
+  BrokerClient consumer(context_, Endpoint::Connect(endpoint()));
+  ASSERT_TRUE(consumer.Consume("q", 100).ok());
+  std::set<std::string> bodies;
+  while (bodies.size() < 39) {
+    auto delivery = consumer.Receive(5s);
+    ASSERT_TRUE(delivery.ok()) << delivery.error().ToString() << " after " << bodies.size();
+    bodies.insert(std::string(delivery->envelope.body_view()));
+  }
+  EXPECT_FALSE(bodies.contains("message-17"));
+  EXPECT_TRUE(bodies.contains("message-39")) << "records after the damage were kept";
 }
 
 // ---- A delivery is settled only by an ack meant for it ---------------------------------------

@@ -236,6 +236,125 @@ TEST_F(JournalDirTest, DamageInTheMiddleRefusesToStartUnlessSalvaging) {
   EXPECT_EQ(replayed.back(), std::string(20000, 'f'));
 }
 
+// A byte flipped in the newest segment's last block, with confirmed records after it, is not a
+// torn tail: refusing names the place; salvage keeps every record but the damaged one.
+TEST_F(JournalDirTest, DamageInTheNewestBlockWithRecordsAfterItIsNotDroppedAsATornTail) {
+  WriteRecords(50, Options());
+  // Record 20: after the header record and 20 records of 7 + 9 or 10 bytes each.
+  std::vector<std::string> all;
+  ASSERT_TRUE(Open(Options(), &all).ok());
+  ASSERT_EQ(all.size(), 50u);
+  const std::uint64_t size = std::filesystem::file_size(Segment(1));
+  ASSERT_LT(size, 32768u) << "one block: the damage is in the newest segment's last block";
+  Damage(Segment(1), size - 200);
+  std::vector<std::string> replayed;
+  auto refused = Open(Options(), &replayed);
+  ASSERT_FALSE(refused.ok()) << "records after the damage were dropped as a torn tail";
+  EXPECT_NE(refused.error().message().find("segment 1, offset"), std::string::npos)
+      << refused.error().message();
+  JournalOptions salvage = Options();
+  salvage.salvage = true;
+  replayed.clear();
+  RecoveryReport report;
+  ASSERT_TRUE(Open(salvage, &replayed, &report).ok());
+  EXPECT_EQ(replayed.size(), 49u) << "all but the damaged record";
+  EXPECT_EQ(report.torn_bytes_dropped, 0u);
+  EXPECT_EQ(std::filesystem::file_size(Segment(1)), size) << "nothing was cut off";
+}
+
+// A damaged segment header: salvage still starts, and keeps every record of the segment.
+TEST_F(JournalDirTest, ADamagedSegmentHeaderIsSalvagedKeepingItsRecords) {
+  WriteRecords(10, Options());
+  Damage(Segment(1), 10);  // inside the header record's payload
+  std::vector<std::string> replayed;
+  EXPECT_FALSE(Open(Options(), &replayed).ok());
+  JournalOptions salvage = Options();
+  salvage.salvage = true;
+  replayed.clear();
+  RecoveryReport report;
+  auto salvaged = Open(salvage, &replayed, &report);
+  ASSERT_TRUE(salvaged.ok()) << salvaged.error().ToString();
+  EXPECT_EQ(replayed.size(), 10u);
+  std::string all;
+  for (const std::string& corruption : report.corruptions) all += corruption + "; ";
+  EXPECT_NE(all.find("header is damaged"), std::string::npos) << all;
+}
+
+// A whole segment that vanished — from the middle, the start or the end — is corruption, not a
+// quiet gap in the queues.
+TEST_F(JournalDirTest, AMissingSegmentIsCorruptionWhereverItWas) {
+  JournalOptions options = Options();
+  options.segment_bytes = 256;
+  for (int round = 0; round < 4; ++round) WriteRecords(20, options);  // several segments
+  ASSERT_TRUE(std::filesystem::exists(Segment(4)));
+  auto expect_missing = [&](int number, const std::string& phrase) {
+    std::vector<std::string> replayed;
+    auto refused = Open(options, &replayed);
+    ASSERT_FALSE(refused.ok()) << "segment " << number << " gone unnoticed";
+    EXPECT_NE(refused.error().message().find(phrase), std::string::npos) << refused.error().message();
+  };
+  const auto keep = dir_.path() / "kept";
+  std::filesystem::create_directories(keep);
+  for (int number : {2, 1}) {
+    std::filesystem::copy_file(Segment(number), keep / "segment");
+    std::filesystem::remove(Segment(number));
+    expect_missing(number, "segment " + std::to_string(number) + " of the journal is missing");
+    std::filesystem::rename(keep / "segment", Segment(number));
+  }
+  // The newest: nothing after it would show it existed but journal/NEWEST.
+  std::uint64_t newest = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir_.path() / "journal")) {
+    if (entry.path().extension() == ".zkj") newest = std::max<std::uint64_t>(newest, std::stoull(entry.path().stem()));
+  }
+  std::filesystem::remove(Segment(static_cast<int>(newest)));
+  expect_missing(static_cast<int>(newest), "NEWEST says segment " + std::to_string(newest));
+  // Salvage starts, and says how many segments are gone.
+  JournalOptions salvage = options;
+  salvage.salvage = true;
+  std::vector<std::string> replayed;
+  RecoveryReport report;
+  ASSERT_TRUE(Open(salvage, &replayed, &report).ok());
+  EXPECT_EQ(report.segments_missing, 1u);
+  // And from then on the journal is whole again.
+  replayed.clear();
+  ASSERT_TRUE(Open(options, &replayed).ok());
+}
+
+// A segment file that is another segment's copy says so in its header.
+TEST_F(JournalDirTest, ASegmentWhoseHeaderNamesAnotherNumberIsCorruption) {
+  JournalOptions options = Options();
+  options.segment_bytes = 256;
+  for (int round = 0; round < 2; ++round) WriteRecords(20, options);
+  ASSERT_TRUE(std::filesystem::exists(Segment(2)));
+  std::filesystem::copy_file(Segment(1), Segment(2), std::filesystem::copy_options::overwrite_existing);
+  std::vector<std::string> replayed;
+  auto refused = Open(options, &replayed);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().message().find("header says it is segment 1"), std::string::npos)
+      << refused.error().message();
+}
+
+// Salvage skips records that name what the damage removed, counts them and starts; without salvage
+// such a record refuses the start.
+TEST_F(JournalDirTest, SalvageSkipsRecordsThatDoNotApplyAndCountsThem) {
+  WriteRecords(10, Options());
+  auto open = [&](bool salvage, RecoveryReport* report) {
+    JournalOptions options = Options();
+    options.salvage = salvage;
+    return Journal::Open(options, [](std::string_view record) {
+      return record == "record 3" || record == "record 7" ? Status::Corruption("names a lost message")
+                                                          : Status::Ok();
+    }, report);
+  };
+  RecoveryReport report;
+  EXPECT_FALSE(open(false, &report).ok());
+  RecoveryReport salvaged;
+  ASSERT_TRUE(open(true, &salvaged).ok());
+  EXPECT_EQ(salvaged.records, 8u);
+  EXPECT_EQ(salvaged.records_unapplied, 2u);
+  EXPECT_NE(salvaged.first_unapplied.find("names a lost message"), std::string::npos);
+}
+
 TEST_F(JournalDirTest, ACompleteSnapshotReplacesEverythingBeforeIt) {
   JournalOptions options = Options();
   options.segment_bytes = 4096;
@@ -250,7 +369,7 @@ TEST_F(JournalDirTest, ACompleteSnapshotReplacesEverythingBeforeIt) {
     auto on_disk = [&] {
       std::uint64_t bytes = 0;
       for (const auto& entry : std::filesystem::directory_iterator(dir_.path() / "journal")) {
-        bytes += std::filesystem::file_size(entry.path());
+        if (entry.path().extension() == ".zkj") bytes += std::filesystem::file_size(entry.path());
       }
       return bytes;
     };

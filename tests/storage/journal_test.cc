@@ -337,6 +337,68 @@ TEST_F(JournalCorruptionTest, ZeroBytesInTheMiddle) {
   EXPECT_NE(report_.message.find("zero bytes"), std::string::npos);
 }
 
+// A flipped byte in the last block, with whole records after it: not a torn tail (a crash never
+// leaves valid records after the bytes it cut), so the records after it are read, and the damage is
+// reported with its place — never dropped as if the tail were torn.
+TEST_F(JournalCorruptionTest, DamageInTheLastBlockWithRecordsAfterItIsCorruptionNotATornTail) {
+  std::vector<std::size_t> starts;
+  for (int i = 0; i < 20; ++i) {
+    starts.push_back(WrittenBytes());
+    Write("record " + std::to_string(i));
+  }
+  IncrementByte(starts[5] + kHeaderSize + 2, 1);  // inside record 5's payload
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(Read(), "record " + std::to_string(i));
+  for (int i = 6; i < 20; ++i) EXPECT_EQ(Read(), "record " + std::to_string(i));
+  EXPECT_EQ(Read(), "EOF");
+  EXPECT_FALSE(tail().torn);
+  EXPECT_EQ(report_.offsets, std::vector<std::uint64_t>{starts[5]});
+  EXPECT_EQ(report_.dropped_bytes, starts[6] - starts[5]) << "only the damaged record is skipped";
+}
+
+// After damage, reading resumes at the very next record, not at the next block: salvage keeps
+// every record the damage did not touch.
+TEST_F(JournalCorruptionTest, ReadingResumesAtTheNextRecordInsideTheSameBlock) {
+  Write(BigString("a", 1000));
+  Write(BigString("b", 1000));
+  Write(BigString("c", 1000));
+  Write(BigString("d", 40000));  // into the next block
+  IncrementByte(kHeaderSize + 1000 + 3, 1);  // b's header: its length
+  EXPECT_EQ(Read(), BigString("a", 1000));
+  EXPECT_EQ(Read(), BigString("c", 1000));
+  EXPECT_EQ(Read(), BigString("d", 40000));
+  EXPECT_FALSE(tail().torn);
+  EXPECT_EQ(report_.dropped_bytes, kHeaderSize + 1000);
+}
+
+// What looks like a record inside a damaged record's payload (a message body may hold a journal's
+// bytes) is not one: reading resumes at the writer's next record.
+TEST_F(JournalCorruptionTest, ARecordInsideADamagedPayloadIsNotTakenForOne) {
+  // A whole fragment, checksum and all, as a payload, with more bytes after it.
+  StringDest inner;
+  JournalWriter inner_writer(&inner, 0);
+  ASSERT_TRUE(inner_writer.AddRecord("FAKE").ok());
+  Write(inner.contents + BigString("tail", 50));
+  Write("real");
+  IncrementByte(0, 1);  // the outer record's checksum
+  EXPECT_EQ(Read(), "real");
+  EXPECT_EQ(Read(), "EOF");
+  EXPECT_EQ(report_.offsets, std::vector<std::uint64_t>{0});
+}
+
+// Damage with nothing valid after it is what a crash leaves, wherever in the last block it is.
+TEST_F(JournalTest, DamageWithOnlyGarbageAfterItIsATornTail) {
+  Write("kept");
+  Write(BigString("cut", 500));
+  const std::size_t end = WrittenBytes();
+  dest_.contents.append(std::string(300, '\x5a'));  // bytes that never were a record
+  IncrementByte(end - 100, 1);
+  EXPECT_EQ(Read(), "kept");
+  EXPECT_EQ(Read(), "EOF");
+  EXPECT_TRUE(tail().torn);
+  EXPECT_EQ(tail().valid_end, kHeaderSize + 4);
+  EXPECT_TRUE(report_.offsets.empty());
+}
+
 TEST_F(JournalTest, UnexpectedMiddleType) {
   Write("foo");
   SetByte(6, journal::kMiddleType);

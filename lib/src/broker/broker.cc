@@ -82,6 +82,29 @@ internal::FsyncMode ToFsyncMode(FsyncPolicy policy) {
   return internal::FsyncMode::kBatch;
 }
 
+// What a salvaged start skipped, in records and messages, not only bytes: an operator must know
+// what was lost. Empty if nothing was damaged.
+std::string SalvageSummary(const internal::RecoveryReport& report,
+                           const internal::BrokerCore::ReplayAudit& audit) {
+  if (report.corruptions.empty() && report.records_unapplied == 0) return "";
+  std::string summary = "; SALVAGED past " + std::to_string(report.corruptions.size()) +
+                        " damaged place(s)";
+  if (report.segments_missing > 0) {
+    summary += " (" + std::to_string(report.segments_missing) + " whole segment(s) missing)";
+  }
+  if (!report.corruptions.empty()) summary += ", first: " + report.corruptions.front();
+  const std::uint64_t lost = audit.messages_missing - std::min(audit.messages_missing, audit.missing_acked);
+  summary += "; the damage took the records of " + std::to_string(audit.messages_missing) +
+             " message(s) as numbered in their queues (" + std::to_string(audit.missing_acked) +
+             " of them acked later, " + std::to_string(lost) +
+             " lost); records of messages beyond the last number seen cannot be counted";
+  if (report.records_unapplied > 0) {
+    summary += "; skipped " + std::to_string(report.records_unapplied) +
+               " record(s) naming what the damage removed, first: " + report.first_unapplied;
+  }
+  return summary;
+}
+
 bool NeedsZap(const BrokerOptions& options) {
   return options.access.active() || !options.admin_keys.empty();
 }
@@ -161,10 +184,7 @@ Broker::Broker(zmq::context_t& context, BrokerOptions options, const Clock* cloc
         (report.torn_bytes_dropped > 0
              ? "; dropped a torn tail of " + std::to_string(report.torn_bytes_dropped) + " bytes"
              : "") +
-        (report.corruptions.empty()
-             ? ""
-             : "; SALVAGED past " + std::to_string(report.corruptions.size()) +
-                   " damaged place(s), first: " + report.corruptions.front());
+        SalvageSummary(report, core_->replay_audit());
   }
   if (NeedsZap(options_)) {
     // Before binding: libzmq asks the handler about each connection as it is accepted.

@@ -1338,6 +1338,12 @@ std::vector<std::string> BrokerCore::QueueNames() const {
   return names;
 }
 
+void BrokerCore::NoteReplayedNumber(const std::string& queue, std::uint64_t number) {
+  std::uint64_t& next = replay_next_number_.try_emplace(queue, 1).first->second;
+  if (number > next) replay_audit_.messages_missing += number - next;
+  next = std::max(next, number + 1);
+}
+
 Status BrokerCore::Replay(std::string_view bytes, TimePoint now) {
   auto decoded = records::Decode(bytes);
   if (!decoded.ok()) return decoded.error();
@@ -1363,7 +1369,11 @@ Status BrokerCore::Replay(std::string_view bytes, TimePoint now) {
     case records::Op::kQueue: {
       QueueSlot& slot = queue(record.queue);
       slot.queue.set_options(record.options);
-      if (record.next_number > 0) slot.queue.set_next_number(record.next_number);
+      if (record.next_number > 0) {
+        slot.queue.set_next_number(record.next_number);
+        // A snapshot: its messages have numbers below this, in no particular order.
+        replay_next_number_[record.queue] = record.next_number;
+      }
       return Status::Ok();
     }
     case records::Op::kRestore: {
@@ -1397,6 +1407,7 @@ Status BrokerCore::Replay(std::string_view bytes, TimePoint now) {
       envelope.set_body(record.body);
       for (std::size_t target = 0; target < record.targets.size(); ++target) {
         const auto& [name, number] = record.targets[target];
+        NoteReplayedNumber(name, number);
         QueueSlot& slot = queue(name);
         EnqueueOptions options;
         options.number = number;
@@ -1425,7 +1436,10 @@ Status BrokerCore::Replay(std::string_view bytes, TimePoint now) {
     }
     case records::Op::kAck: {
       auto it = queues_.find(record.queue);
-      if (it == queues_.end() || !it->second.queue.Settle(record.number)) return missing("an acked message");
+      if (it == queues_.end() || !it->second.queue.Settle(record.number)) {
+        ++replay_audit_.missing_acked;
+        return missing("an acked message");
+      }
       return Status::Ok();
     }
     case records::Op::kFail: {
@@ -1440,6 +1454,10 @@ Status BrokerCore::Replay(std::string_view bytes, TimePoint now) {
     case records::Op::kDead: {
       auto it = queues_.find(record.queue);
       if (it == queues_.end()) return missing("a dead-lettered message's queue");
+      NoteReplayedNumber(record.queue.ends_with(kDeadLetterSuffix)
+                             ? record.queue
+                             : record.queue + std::string(kDeadLetterSuffix),
+                         record.dlq_number);
       auto dead = it->second.queue.KillNumber(record.number,
                                               static_cast<DeadLetterReason>(record.reason));
       if (!dead) return missing("a dead-lettered message");
@@ -1457,6 +1475,7 @@ Status BrokerCore::Replay(std::string_view bytes, TimePoint now) {
       auto dlq = queues_.find(record.queue + std::string(kDeadLetterSuffix));
       if (origin == queues_.end() || dlq == queues_.end()) return missing("a redriven queue");
       for (const auto& [from, to] : record.moves) {
+        NoteReplayedNumber(record.queue, to);
         auto message = dlq->second.queue.Take(from);
         if (!message) return missing("a redriven message");
         PrepareRedrive(*message);

@@ -124,6 +124,15 @@ class BrokerCore {
   // state (a message it names is missing).
   Status Replay(std::string_view record, TimePoint now);
 
+  // What replay could tell was lost, for a salvaged start's report. Messages are numbered 1, 2, 3
+  // … per queue, and every number is given by a journal record (PUBLISH, DEAD, REDRIVE) in
+  // increasing order, so a number skipped is a message whose record the damage took. Those later
+  // acked were done with anyway; the others are lost.
+  struct ReplayAudit {
+    std::uint64_t messages_missing = 0;
+    std::uint64_t missing_acked = 0;
+  };
+  const ReplayAudit& replay_audit() const { return replay_audit_; }
   const BrokerCounters& counters() const { return counters_; }
   const MessageQueue* FindQueue(std::string_view name) const;
   std::vector<std::string> QueueNames() const;
@@ -327,6 +336,10 @@ class BrokerCore {
   std::uint64_t tag_epoch_;
   std::uint64_t next_tag_counter_ = 1;
   std::uint64_t last_journaled_epoch_ = 0;  // from replay
+  ReplayAudit replay_audit_;
+  // Replay: each queue's next message number, as the records so far gave them.
+  std::unordered_map<std::string, std::uint64_t> replay_next_number_;
+  void NoteReplayedNumber(const std::string& queue, std::uint64_t number);
   std::optional<TimePoint> next_housekeeping_;
   std::uint64_t current_rid_ = 0;  // of the native command being handled; 0 if none
   // ERRORs sent per peer in the current one-second window. A peer that sends nothing but bad

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <optional>
 #include <cstring>
 #include <msgpack.hpp>
@@ -50,7 +51,7 @@ std::string SnapshotEnd() {
 }
 
 Status CheckSegmentHeader(std::string_view record, const std::filesystem::path& path,
-                          bool* snapshot) {
+                          bool* snapshot, std::uint64_t* number = nullptr) {
   try {
     auto handle = msgpack::unpack(record.data(), record.size());
     auto fields = handle.get().as<std::map<std::string, msgpack::object>>();
@@ -58,6 +59,7 @@ Status CheckSegmentHeader(std::string_view record, const std::filesystem::path& 
     auto marked = fields.find("snapshot");
     *snapshot = marked != fields.end() && marked->second.type == msgpack::type::BOOLEAN &&
                 marked->second.via.boolean;
+    if (number) *number = fields.at("segment").as<std::uint64_t>();
     if (fields.at("version").as<std::uint64_t>() != kVersion) {
       return Status::FailedPrecondition(path.string() + " is journal version " +
                                         std::to_string(fields.at("version").as<std::uint64_t>()) +
@@ -108,6 +110,46 @@ std::vector<std::uint64_t> ListSegments(const std::filesystem::path& directory) 
   }
   std::sort(numbers.begin(), numbers.end());
   return numbers;
+}
+
+// journal/NEWEST names the newest segment ever started, so that recovery notices when the newest
+// segments are gone (a restore that missed them, a deletion): nothing else in the directory would
+// say they ever existed. Rewritten, atomically, each time a segment is started.
+std::filesystem::path NewestPath(const std::filesystem::path& directory) {
+  return directory / "journal" / "NEWEST";
+}
+
+std::optional<std::uint64_t> ReadNewest(const std::filesystem::path& directory) {
+  std::FILE* file = std::fopen(NewestPath(directory).c_str(), "r");
+  if (file == nullptr) return std::nullopt;
+  unsigned long long number = 0;
+  const bool read = std::fscanf(file, "%llu", &number) == 1;
+  std::fclose(file);
+  if (!read) return std::nullopt;
+  return static_cast<std::uint64_t>(number);
+}
+
+Status WriteNewest(const std::filesystem::path& directory, std::uint64_t number) {
+  const auto path = NewestPath(directory);
+  const auto temporary = path.string() + ".tmp";
+  auto file = PosixWritableFile::Open(temporary);
+  if (!file.ok()) return file.error();
+  if (Status truncated = (*file)->Truncate(0); !truncated.ok()) return truncated;
+  if (Status appended = (*file)->Append(std::to_string(number) + "\n"); !appended.ok()) return appended;
+  if (Status flushed = (*file)->Flush(); !flushed.ok()) return flushed;
+  if (Status synced = (*file)->Sync(); !synced.ok()) return synced;
+  file->reset();
+  if (::rename(temporary.c_str(), path.c_str()) != 0) {
+    return Status::IOError("cannot rename " + temporary + ": " + std::strerror(errno));
+  }
+  SyncDirectory(directory / "journal");
+  return Status::Ok();
+}
+
+// "segment 7" or "segments 7 to 9".
+std::string SegmentRange(std::uint64_t first, std::uint64_t last) {
+  return first == last ? "segment " + std::to_string(first)
+                       : "segments " + std::to_string(first) + " to " + std::to_string(last);
 }
 
 class CollectingReporter : public JournalReader::Reporter {
@@ -165,10 +207,13 @@ Result<std::unique_ptr<Journal>> Journal::Open(const JournalOptions& options, co
   // Start from the newest complete snapshot: it holds the whole state, so older segments are not
   // read (and are deleted — a crash may have come between the snapshot and their deletion). An
   // unfinished snapshot is discarded: nothing was ever written after it.
+  bool from_snapshot = false;
+  std::uint64_t discarded_snapshot = 0;
   for (std::size_t i = segments.size(); i-- > 0;) {
     auto complete = SnapshotComplete(SegmentPath(options.directory, segments[i]));
     if (!complete) continue;
     if (!*complete) {
+      discarded_snapshot = std::max(discarded_snapshot, segments[i]);
       std::filesystem::remove(SegmentPath(options.directory, segments[i]), error);
       segments.erase(segments.begin() + static_cast<std::ptrdiff_t>(i));
       continue;
@@ -177,8 +222,42 @@ Result<std::unique_ptr<Journal>> Journal::Open(const JournalOptions& options, co
       std::filesystem::remove(SegmentPath(options.directory, segments[j]), error);
     }
     segments.erase(segments.begin(), segments.begin() + static_cast<std::ptrdiff_t>(i));
+    from_snapshot = true;
     break;
   }
+  // A whole segment that vanished leaves no damaged bytes to find: only the numbering shows it.
+  // Segments are numbered one after another from 1, or from the snapshot that replaced the ones
+  // before it, up to the newest one ever started (journal/NEWEST).
+  auto missing = [&](std::uint64_t first, std::uint64_t last, const std::string& why) {
+    out.segments_missing += last - first + 1;
+    out.corruptions.push_back(SegmentRange(first, last) + " of the journal " +
+                              (first == last ? "is" : "are") + " missing (" + why +
+                              "): every record in it is lost");
+  };
+  if (!segments.empty() && !from_snapshot && segments.front() != 1) {
+    missing(1, segments.front() - 1, "the journal starts at segment 1 unless a snapshot replaced "
+                                     "the segments before it, and segment " +
+                                         std::to_string(segments.front()) + " is no snapshot");
+  }
+  for (std::size_t i = 1; i < segments.size(); ++i) {
+    if (segments[i] != segments[i - 1] + 1) {
+      missing(segments[i - 1] + 1, segments[i] - 1, "segments are numbered one after another");
+    }
+  }
+  const std::uint64_t newest_found = std::max(segments.empty() ? 0 : segments.back(), discarded_snapshot);
+  if (auto newest = ReadNewest(options.directory); newest && *newest > newest_found) {
+    missing(newest_found + 1, *newest,
+            "journal/NEWEST says segment " + std::to_string(*newest) + " was started");
+  }
+  auto refuse_unless_salvaging = [&]() -> std::optional<Status> {
+    if (out.corruptions.empty() || options.salvage) return std::nullopt;
+    return Status::Corruption("the journal is damaged: " + out.corruptions.front() +
+                              (out.corruptions.size() > 1
+                                   ? " (and " + std::to_string(out.corruptions.size() - 1) + " more)"
+                                   : "") +
+                              ". Start with --salvage to skip what is damaged and keep the rest.");
+  };
+  if (auto refused = refuse_unless_salvaging()) return *refused;
   const std::string snapshot_end = SnapshotEnd();
   for (std::size_t i = 0; i < segments.size(); ++i) {
     const bool newest = i + 1 == segments.size();
@@ -193,14 +272,33 @@ Result<std::unique_ptr<Journal>> Journal::Open(const JournalOptions& options, co
     while (reader.ReadRecord(&record, &offset)) {
       if (first) {
         first = false;
-        bool snapshot = false;
-        if (Status header = CheckSegmentHeader(record, path, &snapshot); !header.ok()) return header;
-        continue;
+        if (offset == 0) {
+          bool snapshot = false;
+          std::uint64_t number = 0;
+          if (Status header = CheckSegmentHeader(record, path, &snapshot, &number); !header.ok()) {
+            return header;
+          }
+          if (number != segments[i]) {
+            reporter.found.push_back("segment " + std::to_string(segments[i]) +
+                                     ": its header says it is segment " + std::to_string(number) +
+                                     " (a file copied or renamed into the journal?)");
+          }
+          continue;
+        }
+        // The header's bytes are damaged (the reader reported them): this is the segment's first
+        // whole record after them, an ordinary one.
+        reporter.found.push_back("segment " + std::to_string(segments[i]) +
+                                 ": its header is damaged; its records are read from offset " +
+                                 std::to_string(offset));
       }
       if (record == snapshot_end) continue;
       if (Status applied = apply(record); !applied.ok()) {
-        return Status::Corruption("segment " + std::to_string(segments[i]) + ", offset " +
-                                  std::to_string(offset) + ": " + applied.message());
+        const std::string where = "segment " + std::to_string(segments[i]) + ", offset " +
+                                  std::to_string(offset) + ": " + applied.message();
+        // After damage, a record may name a message or queue whose own record was lost.
+        if (!options.salvage) return Status::Corruption(where);
+        if (out.records_unapplied++ == 0) out.first_unapplied = where;
+        continue;
       }
       ++out.records;
     }
@@ -219,13 +317,7 @@ Result<std::unique_ptr<Journal>> Journal::Open(const JournalOptions& options, co
                                 std::to_string(tail.valid_end) + ": " + tail.reason + " (" +
                                 std::to_string(tail.dropped) + " bytes) in a segment that is not the newest");
     }
-    if (!out.corruptions.empty() && !options.salvage) {
-      return Status::Corruption("the journal is damaged in the middle: " + out.corruptions.front() +
-                                (out.corruptions.size() > 1
-                                     ? " (and " + std::to_string(out.corruptions.size() - 1) + " more)"
-                                     : "") +
-                                ". Start with --salvage to skip the damaged records and keep the rest.");
-    }
+    if (auto refused = refuse_unless_salvaging()) return *refused;
     if (tail.torn && newest) {
       // What a crash leaves: cut back to the last whole record.
       auto file = PosixWritableFile::Open(path);
@@ -249,6 +341,10 @@ Result<std::unique_ptr<Journal>> Journal::Open(const JournalOptions& options, co
     if (Status opened = journal->OpenSegment(1, /*fresh=*/true); !opened.ok()) return opened;
   } else {
     if (Status opened = journal->OpenSegment(segments.back(), /*fresh=*/false); !opened.ok()) return opened;
+    // A journal from before NEWEST, or one salvaged past missing segments, says what is true now.
+    if (ReadNewest(options.directory) != segments.back()) {
+      if (Status noted = WriteNewest(options.directory, segments.back()); !noted.ok()) return noted;
+    }
   }
   out.took = std::chrono::steady_clock::now() - started;
   return journal;
@@ -274,6 +370,8 @@ Status Journal::OpenSegment(std::uint64_t number, bool fresh, bool snapshot) {
     if (Status synced = writer_->Sync(); !synced.ok()) return synced;
     ++syncs_;
     SyncDirectory(options_.directory / "journal");  // the new file's name must survive a crash
+    // After the segment exists: a crash in between leaves NEWEST one behind, which is harmless.
+    if (Status noted = WriteNewest(options_.directory, number); !noted.ok()) return noted;
   }
   written_offset_ = synced_offset_ = writer_->offset();
   return Status::Ok();
@@ -301,6 +399,8 @@ Status Journal::Compact(const std::vector<std::string>& snapshot) {
     std::error_code ignored;
     std::filesystem::remove(SegmentPath(options_.directory, previous + 1), ignored);
     if (Status reopened = OpenSegment(previous, /*fresh=*/false); !reopened.ok()) return reopened;
+    // NEWEST named the abandoned snapshot; left so, the next recovery would look for it.
+    if (Status noted = WriteNewest(options_.directory, previous); !noted.ok()) return noted;
     written_offset_ = previous_written_offset;
     synced_offset_ = previous_synced_offset;
     return failure;

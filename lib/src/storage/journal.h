@@ -55,7 +55,12 @@ struct RecoveryReport {
   std::size_t segments = 0;
   std::uint64_t records = 0;
   std::uint64_t torn_bytes_dropped = 0;    // truncated from the newest segment's tail
-  std::vector<std::string> corruptions;    // "segment N, offset O: reason (B bytes)"
+  std::vector<std::string> corruptions;    // "segment N, offset O: reason (B bytes)", ...
+  std::uint64_t segments_missing = 0;      // whole segments gone (gaps in the numbering)
+  // Salvage: records skipped because they named something the damage removed (an ack of a message
+  // whose publish record was lost), and the first of them with its place.
+  std::uint64_t records_unapplied = 0;
+  std::string first_unapplied;
   std::chrono::steady_clock::duration took{};
 };
 

@@ -1,5 +1,7 @@
 #include "storage/journal_reader.h"
 
+#include <algorithm>
+
 #include "storage/crc32c.h"
 
 namespace zmqkit::internal {
@@ -56,12 +58,32 @@ bool JournalReader::ReadBlock() {
   return !block_.empty();
 }
 
-bool JournalReader::BlockStartsWithValidFragment() const {
-  if (block_.size() < kHeaderSize) return false;
-  Header header = ParseHeader(block_.data());
+bool JournalReader::FragmentAt(std::size_t position, bool record_start) const {
+  if (block_.size() - position < kHeaderSize) return false;
+  Header header = ParseHeader(block_.data() + position);
   if (header.type == journal::kZeroType || header.type > journal::kMaxRecordType) return false;
-  if (kHeaderSize + header.length > block_.size()) return false;
-  return ChecksumMatches(header, block_.data() + 6);
+  if (record_start && header.type != journal::kFullType && header.type != journal::kFirstType) {
+    return false;
+  }
+  if (kHeaderSize + header.length > block_.size() - position) return false;
+  return ChecksumMatches(header, block_.data() + position + 6);
+}
+
+bool JournalReader::ResumesHere(std::size_t position) const {
+  // A fragment at a block start is where the writer began that block: a real one.
+  if (position == 0) return FragmentAt(0, /*record_start=*/false);
+  // Elsewhere only a record starts (MIDDLE and LAST always begin a block), and what passes for one
+  // could lie inside a damaged record's payload — a message body may hold any bytes. So it must
+  // also end where the writer's next fragment would begin: the block's end or trailer, another
+  // valid record, or nothing but the zeros at the end of the file.
+  if (!FragmentAt(position, /*record_start=*/true)) return false;
+  const Header header = ParseHeader(block_.data() + position);
+  const std::size_t end = position + kHeaderSize + header.length;
+  if (header.type == journal::kFirstType) return end == block_.size();
+  if (block_.size() - end < kHeaderSize) return true;
+  if (FragmentAt(end, /*record_start=*/true)) return true;
+  return eof_ && std::all_of(block_.begin() + static_cast<std::ptrdiff_t>(end), block_.end(),
+                             [](char c) { return c == 0; });
 }
 
 JournalReader::Fragment JournalReader::ReadFragment(journal::RecordType* type,
@@ -107,12 +129,21 @@ JournalReader::Fragment JournalReader::ReadFragment(journal::RecordType* type,
 }
 
 bool JournalReader::Resync(std::uint64_t damage_offset, const std::string& reason) {
-  // The damaged length may be the broken part, so it is not trusted: look only at block starts.
-  while (ReadBlock()) {
-    if (BlockStartsWithValidFragment()) {
-      if (reporter_) reporter_->Corruption(damage_offset, block_start_ - damage_offset, reason);
-      return true;
+  // The damaged length may be the broken part, so it is not trusted: every later offset is a
+  // candidate. Finding a whole fragment anywhere after the damage means the bytes were changed
+  // after they were written, not cut short by a crash: corruption, never a torn tail, because what
+  // follows may be confirmed records.
+  std::size_t from = position_ + 1;
+  for (;;) {
+    for (std::size_t at = from; at < block_.size(); ++at) {
+      if (ResumesHere(at)) {
+        position_ = at;
+        if (reporter_) reporter_->Corruption(damage_offset, block_start_ + at - damage_offset, reason);
+        return true;
+      }
     }
+    if (!ReadBlock()) break;
+    from = 0;
   }
   if (!status_.ok()) return false;
   tail_.torn = true;

@@ -52,11 +52,15 @@ class JournalReader {
   bool ReadBlock();
   Fragment ReadFragment(journal::RecordType* type, std::string_view* payload,
                         std::uint64_t* fragment_offset, std::string* damage);
-  // Whether block_ starts with a fragment whose header and checksum are valid.
-  bool BlockStartsWithValidFragment() const;
-  // After damage at `damage_offset`: looks for a valid fragment at a later block boundary. Found:
-  // reports the skipped bytes as corruption and returns true (reading continues there). Not found:
-  // records a torn tail and returns false.
+  // Whether a fragment with a valid header and checksum, that fits in its block, starts at
+  // block_[position]; `record_start`: and it is FULL or FIRST.
+  bool FragmentAt(std::size_t position, bool record_start) const;
+  // Whether reading can resume at block_[position] after damage: a valid fragment starts there
+  // that is the writer's, not bytes inside a damaged payload that look like one.
+  bool ResumesHere(std::size_t position) const;
+  // After damage at `damage_offset`, found at position_: looks for the first later offset where
+  // reading can resume. Found: reports the skipped bytes as corruption and returns true (reading
+  // continues there). Not found before the end: records a torn tail and returns false.
   bool Resync(std::uint64_t damage_offset, const std::string& reason);
 
   SequentialFile* file_;
