@@ -468,6 +468,35 @@ TEST_F(BrokerCoreTest, AnExtendNamingAnotherInstanceIsIgnored) {
   EXPECT_EQ(core().counters().deliveries_taken_back, 1u) << "this instance's EXTEND counts";
 }
 
+// A delivery the consumer's connection would not take never left: it goes, unchanged, to a consumer
+// that can take it, and the full one is passed over for a moment, then tried again.
+TEST_F(BrokerCoreTest, ADeliveryAConnectionRefusedGoesElsewhereAsIfNeverGiven) {
+  options_.liveness = 1000;
+  Consume("full", "q", 10);
+  Consume("free", "q", 10);
+  Take();
+  Publish("p", 1, "q", "job");
+  auto out = Take();
+  ASSERT_EQ(Of(out, "full", p::kDeliver).size(), 1u) << "the longest-waiting consumer first";
+  const std::uint64_t tag = Tag(Of(out, "full", p::kDeliver)[0]);
+  core().OnDeliveryRefused(Side::kClients, "full", std::vector<std::uint64_t>{tag}, clock_.Now());
+  out = Take();
+  auto elsewhere = Of(out, "free", p::kDeliver);
+  ASSERT_EQ(elsewhere.size(), 1u);
+  EXPECT_EQ(Body(elsewhere[0]), "job");
+  EXPECT_EQ(Decoded(elsewhere[0])->attempt, 1u) << "a delivery that never left is no attempt";
+  EXPECT_EQ(core().counters().deliveries_withheld, 1u);
+  Ack("full", tag);
+  EXPECT_EQ(Of(Take(), "full", p::kError).size(), 1u) << "the refused tag is no longer held";
+  Publish("p", 2, "q", "second");
+  EXPECT_TRUE(Of(Take(), "full", p::kDeliver).empty()) << "paused";
+  Advance(20ms);
+  Publish("p", 3, "q", "third");
+  Publish("p", 4, "q", "fourth");
+  // Back in line (behind "free", which waited longer): one of the two.
+  EXPECT_EQ(Of(Take(), "full", p::kDeliver).size(), 1u) << "tried again after the pause";
+}
+
 TEST_F(BrokerCoreTest, ASilentConsumerLosesEverythingItHeldAtOnce) {
   Consume("doomed", "q", 5);
   for (int i = 0; i < 3; ++i) Publish("p", i + 1, "q", std::to_string(i));

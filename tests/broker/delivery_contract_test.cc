@@ -31,9 +31,10 @@ struct Message {
 // A native client with nothing of BrokerClient's logic: what it sends is exactly what a test says.
 class RawClient {
  public:
-  RawClient(zmq::context_t& context, const std::string& endpoint)
+  RawClient(zmq::context_t& context, const std::string& endpoint, int receive_hwm = 1000)
       : socket_(context, zmq::socket_type::dealer) {
     socket_.set(zmq::sockopt::linger, 0);
+    socket_.set(zmq::sockopt::rcvhwm, receive_hwm);
     socket_.connect(endpoint);
   }
   void Send(std::string_view command, zmq::message_t args, std::vector<zmq::message_t> payload = {}) {
@@ -198,6 +199,87 @@ TEST_F(DeliveryContractTest, APackedPublishOverMaxPublishBatchIsRejectedWhole) {
   auto fate = Settle(client.log());
   for (std::uint64_t seq = 1; seq <= count; ++seq) EXPECT_EQ(fate[seq], "rejected") << "seq " << seq;
   EXPECT_EQ(fate[count + 1], "confirmed");
+}
+
+// ---- Nothing is dropped on the way to a peer that stopped reading ------------------------------
+
+class FullConnectionTest : public DeliveryContractTest {
+ protected:
+  void SetUp() override {
+    DeliveryContractTest::SetUp();
+    // A small send queue per peer, and a peer that is not read for a while but stays alive.
+    options_.socket.send_hwm = 50;
+    options_.heartbeat_interval = 1s;
+    options_.liveness = 100;
+    options_.queue_defaults.ack_timeout = 60s;
+  }
+  std::uint64_t Counter(const std::string& name) {
+    BrokerClient admin(context_, Endpoint::Connect(endpoint()));
+    auto counters = admin.ServerCounters();
+    return counters.ok() && counters->contains(name) ? counters->at(name) : 0;
+  }
+};
+
+// A consumer with a large prefetch stops reading: what its connection will not take is taken back
+// (not left in flight to time out and come back with attempt 2) and delivered once it reads again.
+TEST_F(FullConnectionTest, DeliveriesAConsumerDoesNotReadAreHeldBackNotLost) {
+  StartBroker();
+  constexpr int kMessages = 3000;
+  RawClient consumer(context_, endpoint(), /*receive_hwm=*/10);
+  consumer.Send(p::kConsume, p::ArgsWriter(4).Uint("rid", 1).Str("queue", "q").Str("consumer", "c")
+                                 .Uint("prefetch", kMessages).Finish());
+  consumer.ReceiveUntil([](const Message& m) { return m.command == p::kOk; });
+  {
+    BrokerClient producer(context_, Endpoint::Connect(endpoint()));
+    std::vector<Envelope> batch;
+    for (int i = 0; i < kMessages; ++i) batch.push_back(Envelope::New(std::to_string(i)));
+    ASSERT_TRUE(producer.PublishBatch(batch, PublishOptions{"", "q"}).ok());
+    ASSERT_TRUE(producer.WaitForConfirms(10s).ok());
+  }
+  ASSERT_TRUE(testing::WaitUntil([&] { return Counter("deliveries_withheld") > 0; }))
+      << "the connection never filled: the test proves nothing";
+  std::map<std::string, std::uint32_t> attempts;
+  std::vector<std::uint64_t> tags;
+  const auto give_up = std::chrono::steady_clock::now() + 20s;
+  while (attempts.size() < kMessages && std::chrono::steady_clock::now() < give_up) {
+    auto message = consumer.Receive(100ms);
+    if (!message || message->command != p::kDeliver) continue;
+    zmq::message_t frames[] = {zmq::message_t(message->payload.at(0)),
+                               zmq::message_t(message->payload.at(1))};
+    auto envelope = DecodeFrames(frames, {});
+    ASSERT_TRUE(envelope.ok());
+    EXPECT_EQ(attempts.count(std::string(envelope->body_view())), 0u) << "delivered twice";
+    attempts[std::string(envelope->body_view())] = envelope->attempt;
+    tags.push_back(*message->args.Uint("tag"));
+  }
+  ASSERT_EQ(attempts.size(), static_cast<std::size_t>(kMessages)) << "deliveries were lost";
+  for (const auto& [body, attempt] : attempts) EXPECT_EQ(attempt, 1u) << body;
+  consumer.Send(p::kAck, p::ArgsWriter(1).UintList("tags", tags).Finish());
+  BrokerClient admin(context_, Endpoint::Connect(endpoint()));
+  ASSERT_TRUE(testing::WaitUntil([&] {
+    auto stats = admin.Stats("q");
+    return stats.ok() && stats->at(0).values["acked"] == kMessages;
+  }));
+}
+
+// A client that asks and does not read: every answer is held until it reads, none is lost, and
+// they arrive in the order of its requests.
+TEST_F(FullConnectionTest, AnswersToAClientThatDoesNotReadAreHeldInOrder) {
+  StartBroker();
+  constexpr std::uint64_t kRequests = 3000;
+  RawClient client(context_, endpoint(), /*receive_hwm=*/10);
+  for (std::uint64_t rid = 1; rid <= kRequests; ++rid) {
+    client.Send(p::kStats, p::ArgsWriter(2).Uint("rid", rid).Bool("queues", false).Finish());
+  }
+  ASSERT_TRUE(testing::WaitUntil([&] { return Counter("answers_held") > 0; }))
+      << "the connection never filled: the test proves nothing";
+  std::vector<std::uint64_t> rids;
+  client.ReceiveUntil([&](const Message& m) {
+    if (m.command == p::kOk) rids.push_back(*m.args.Uint("rid"));
+    return rids.size() == kRequests;
+  }, 20s);
+  ASSERT_EQ(rids.size(), kRequests);
+  for (std::uint64_t i = 0; i < kRequests; ++i) ASSERT_EQ(rids[i], i + 1) << "out of order";
 }
 
 // ---- Journal damage is never a silent loss -----------------------------------------------------

@@ -124,6 +124,33 @@ TEST_F(MessageQueueTest, TakenBackMessagesGoAheadOfNewerOnesInTheirOriginalOrder
   EXPECT_EQ(Next(), "4");
 }
 
+// A delivery that never left the broker is taken back as if never given: in its place, the same
+// attempt, no failure in its history, not counted as delivered.
+TEST_F(MessageQueueTest, AnUnleasedMessageIsReadyInItsPlaceWithItsAttemptUntouched) {
+  Publish("1");
+  Publish("2", 0, WithTtl(10s));
+  std::uint64_t t1, t2;
+  ASSERT_EQ(Next(&t1), "1");
+  ASSERT_EQ(Next(&t2), "2");
+  Publish("3");
+  EXPECT_TRUE(queue().Unlease(t2));
+  EXPECT_TRUE(queue().Unlease(t1));
+  EXPECT_FALSE(queue().Unlease(t1)) << "no longer in flight";
+  EXPECT_FALSE(queue().Ack(t1));
+  EXPECT_EQ(queue().in_flight(), 0u);
+  EXPECT_EQ(queue().counters().delivered, 0u);
+  EXPECT_EQ(queue().NextDeadline(), clock_.Now() + 10s) << "the TTL runs again, the lease does not";
+  EXPECT_EQ(Next(), "1");
+  EXPECT_EQ(last_attempt_, 1u);
+  EXPECT_EQ(Next(), "2");
+  EXPECT_EQ(last_attempt_, 1u);
+  EXPECT_EQ(Next(), "3");
+  for (const auto& message : queue().Contents()) EXPECT_EQ(message.attempt, 1u);
+  auto history = queue().Contents();
+  ASSERT_EQ(history.size(), 3u);
+  EXPECT_EQ(history[0].headers.count(std::string(kHeaderAttemptHistory)), 0u);
+}
+
 TEST_F(MessageQueueTest, RequeueAfterANackBacksOffExponentiallyUpToTheCap) {
   options_.max_attempts = 0;
   Publish("poison");

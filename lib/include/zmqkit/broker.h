@@ -129,6 +129,12 @@ struct BrokerCounters {
   std::uint64_t connections_refused = 0;  // by the access policy (ZAP), both endpoints
   std::uint64_t oversized_messages = 0;   // more frames or bytes than a message may have
   std::uint64_t errors_unsent = 0;        // ERRORs not sent: over 100 per peer per second
+  // Deliveries a peer's connection would not take (it stopped reading): taken back, never lost.
+  std::uint64_t deliveries_withheld = 0;
+  // Answers held for a peer whose connection was full, until it took them; and answers given up
+  // on because a peer left more than 100,000 of them unread.
+  std::uint64_t answers_held = 0;
+  std::uint64_t answers_dropped = 0;
 };
 
 // Thrown by the Broker constructor when the data directory cannot be used: in use by another

@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <deque>
+#include <map>
 #include <iostream>
 #include <mutex>
 
@@ -194,6 +196,10 @@ Broker::Broker(zmq::context_t& context, BrokerOptions options, const Clock* cloc
       if (log->lines.size() < 100) log->lines.emplace_back(line);
     });
   }
+  // A send to a peer whose queue is full, or who is gone, fails instead of vanishing: the loop
+  // takes the deliveries back and holds the answers (Run).
+  clients_.set(zmq::sockopt::router_mandatory, 1);
+  workers_.set(zmq::sockopt::router_mandatory, 1);
   clients_endpoint_ = AttachSocket(clients_, options_.clients);
   workers_endpoint_ = AttachSocket(workers_, options_.workers);
   control_.bind(control_address_);
@@ -232,12 +238,72 @@ void Broker::Run() {
     return out.frames.size() > 1 && out.frames[1].size() == 7 &&
            std::memcmp(out.frames[1].data(), "CONFIRM", 7) == 0;
   };
-  auto send = [&](internal::Outgoing& out) {
+  // What a peer's connection would not take. Its queue is full when the peer stops reading: libzmq
+  // would drop the message silently. A delivery is handed back to the core, which takes it back
+  // as never given; an answer (CONFIRM, REJECTED, OK, ERROR, a REQ reply) is held, with every
+  // later answer to that peer behind it, and sent when the queue has room; a heartbeat is dropped
+  // (the next one says the same).
+  std::vector<internal::Outgoing> refused_deliveries;
+  std::map<std::pair<internal::Side, std::string>, std::deque<internal::Outgoing>> held_answers;
+  constexpr std::size_t kMaxHeldAnswers = 100000;  // per peer; past it the oldest are given up
+  constexpr auto kHeldAnswersRetry = std::chrono::milliseconds(5);
+  enum class Sent { kSent, kFull, kGone };
+  auto try_send = [&](internal::Outgoing& out) {
     zmq::socket_t& socket = out.side == internal::Side::kClients ? clients_ : workers_;
-    // ROUTER drops what it cannot route (the peer is gone) instead of blocking: a vanished peer
-    // must not stall everyone else. The core's liveness check then forgets it.
-    socket.send(zmq::buffer(out.peer), zmq::send_flags::sndmore);
+    try {
+      // dontwait: ROUTER_MANDATORY would otherwise block on a full peer, stalling everyone.
+      if (!socket.send(zmq::buffer(out.peer), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
+        return Sent::kFull;
+      }
+    } catch (const zmq::error_t& error) {
+      if (error.num() == EHOSTUNREACH) return Sent::kGone;  // the core's liveness check forgets it
+      throw;
+    }
+    // Once the routing id is taken, libzmq takes the rest of the message whole.
     internal::SendAll(socket, out.frames);
+    return Sent::kSent;
+  };
+  auto hold_answer = [&](internal::Outgoing& out) {
+    auto& held = held_answers[{out.side, out.peer}];
+    if (held.size() >= kMaxHeldAnswers) {
+      // A peer that leaves this many answers unread gets the newest; the count shows it.
+      held.pop_front();
+      if (core_->mutable_counters().answers_dropped++ == 0) {
+        log_("a peer left " + std::to_string(kMaxHeldAnswers) +
+             " answers unread: dropping its oldest (STATS answers_dropped)");
+      }
+    }
+    ++core_->mutable_counters().answers_held;
+    held.push_back(std::move(out));
+  };
+  auto send = [&](internal::Outgoing& out) {
+    const bool answer = out.waits_for != internal::WaitsFor::kNothing && out.tags.empty();
+    if (answer && !held_answers.empty() && held_answers.contains({out.side, out.peer})) {
+      return hold_answer(out);  // behind the ones held before it
+    }
+    switch (try_send(out)) {
+      case Sent::kSent:
+        return;
+      case Sent::kGone:
+      case Sent::kFull:
+        if (!out.tags.empty()) {
+          refused_deliveries.push_back(std::move(out));
+        } else if (answer) {
+          hold_answer(out);
+        }
+        return;
+    }
+  };
+  auto retry_held_answers = [&] {
+    for (auto it = held_answers.begin(); it != held_answers.end();) {
+      auto& held = it->second;
+      while (!held.empty()) {
+        const Sent sent = try_send(held.front());
+        if (sent == Sent::kFull) break;
+        held.pop_front();  // sent, or the peer is gone and no one is left to answer
+      }
+      it = held.empty() ? held_answers.erase(it) : std::next(it);
+    }
   };
   auto send_released = [&] {
     gate.Release(journal_->synced(), released);
@@ -316,7 +382,8 @@ void Broker::Run() {
     check_recovered(send_released());
   };
   // Ends a turn: writes what it journaled, then sends what it produced or hands it to the gate.
-  auto finish_turn = [&] {
+  auto finish_turn_once = [&] {
+    if (!held_answers.empty()) retry_held_answers();
     auto& outbox = core_->outbox();
     if (!journal_) {
       for (internal::Outgoing& out : outbox) send(out);
@@ -370,6 +437,23 @@ void Broker::Run() {
       for (const std::string& line : zap_lines) log_(line);
     }
   };
+  // Deliveries a connection refused go back to the core, which may hand them to other consumers:
+  // those are sent (or refused) in turn. Each round pauses the refusing peers, so it ends.
+  auto hand_back_refused = [&] {
+    while (!refused_deliveries.empty()) {
+      std::vector<internal::Outgoing> refused;
+      refused.swap(refused_deliveries);
+      const TimePoint now = clock_.Now();
+      for (const internal::Outgoing& out : refused) {
+        core_->OnDeliveryRefused(out.side, out.peer, out.tags, now);
+      }
+      finish_turn_once();
+    }
+  };
+  auto finish_turn = [&] {
+    finish_turn_once();
+    hand_back_refused();
+  };
   auto drain = [&](zmq::socket_t& socket, internal::Side side) {
     for (int i = 0; i < kBurst; ++i) {
       std::size_t dropped = 0;
@@ -407,6 +491,9 @@ void Broker::Run() {
                          std::chrono::milliseconds(60000)));
       }
       if (journal_failing) wake_by(kJournalRetry);  // to write again
+      // A full peer's queue is not polled for room (POLLOUT on a ROUTER means "some peer has
+      // room"), so held answers are tried again on a short timer.
+      if (!held_answers.empty()) wake_by(kHeldAnswersRetry);
       const auto steady_now = std::chrono::steady_clock::now();
       for (auto at : {lazy_sync_at(), next_sync_allowed, sync_held_until}) {
         if (at) wake_by(std::chrono::ceil<std::chrono::milliseconds>(*at - steady_now));
@@ -427,7 +514,10 @@ void Broker::Run() {
         }
         return;
       }
-      if (items[3].revents & ZMQ_POLLIN) finish_sync();
+      if (items[3].revents & ZMQ_POLLIN) {
+        finish_sync();
+        hand_back_refused();
+      }
       if (items[0].revents & ZMQ_POLLIN) drain(clients_, internal::Side::kClients);
       if (items[1].revents & ZMQ_POLLIN) drain(workers_, internal::Side::kWorkers);
       if (journal_ && group_commit) {

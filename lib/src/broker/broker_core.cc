@@ -19,6 +19,9 @@ constexpr std::string_view kDeadLetterSuffix = ".dlq";
 // A delivery tag is epoch << kTagCounterBits | counter (BrokerCore::tag_epoch_).
 constexpr unsigned kTagCounterBits = 32;
 constexpr std::uint64_t kMaxTagEpoch = (std::uint64_t{1} << 21) - 1;
+// How long a peer whose connection refused a delivery gets nothing before it is tried again. Short:
+// a consumer that reads again should not wait long; a probe costs one DELIVER built and refused.
+constexpr Duration kRefusedSendPause = std::chrono::milliseconds(20);
 
 std::uint64_t EpochAfter(std::uint64_t epoch) { return epoch >= kMaxTagEpoch ? 1 : epoch + 1; }
 
@@ -470,7 +473,7 @@ std::uint64_t BrokerCore::AddConsumer(const SessionKey& key, Session& session, s
                                       QueueSlot& slot, std::uint32_t prefetch,
                                       Duration ack_timeout, std::uint32_t batch) {
   std::uint64_t id = next_consumer_id_++;
-  consumers_.emplace(id, Consumer{key, std::move(name), &slot, prefetch, ack_timeout, batch, {}, 0, false, {}});
+  consumers_.emplace(id, Consumer{key, std::move(name), &slot, prefetch, ack_timeout, batch, {}, 0, false, false, {}});
   session.consumers.insert(id);
   ++slot.consumers;
   MakeWaiting(id);
@@ -683,6 +686,9 @@ void BrokerCore::HandleStats(const SessionKey& key, const p::Args& args) {
       {"connections_refused", b.connections_refused},
       {"oversized_messages", b.oversized_messages},
       {"errors_unsent", b.errors_unsent},
+      {"deliveries_withheld", b.deliveries_withheld},
+      {"answers_held", b.answers_held},
+      {"answers_dropped", b.answers_dropped},
       {"sessions", sessions_.size()},
       {"consumers", consumers_.size()},
       {"queues", queues_.size()}};
@@ -912,6 +918,7 @@ void BrokerCore::DropSession(const SessionKey& key, TimePoint now) {
   if (it == sessions_.end()) return;
   std::set<std::uint64_t> ids = std::move(it->second.consumers);
   sessions_.erase(it);
+  paused_sessions_.erase(key);
   owed_confirms_.erase(key.peer);
   for (std::uint64_t id : ids) RemoveConsumer(id, now);
 }
@@ -935,9 +942,57 @@ void BrokerCore::RemoveConsumer(std::uint64_t consumer_id, TimePoint now) {
 
 void BrokerCore::MakeWaiting(std::uint64_t consumer_id) {
   Consumer& consumer = consumers_.at(consumer_id);
-  if (consumer.waiting || consumer.held >= consumer.prefetch) return;
+  if (consumer.waiting || consumer.paused || consumer.held >= consumer.prefetch) return;
   consumer.waiting = true;
   consumer.waiting_position = consumer.slot->waiting.insert(consumer.slot->waiting.end(), consumer_id);
+}
+
+void BrokerCore::OnDeliveryRefused(Side side, std::string_view peer,
+                                   std::span<const std::uint64_t> tags, TimePoint now) {
+  input_time_ = now;
+  for (std::uint64_t tag : tags) {
+    auto it = deliveries_.find(tag);
+    if (it == deliveries_.end()) continue;  // settled or taken back since (cannot be, but safe)
+    QueueSlot& slot = *it->second.slot;
+    slot.queue.Unlease(tag);
+    ++counters_.deliveries_withheld;
+    ForgetDelivery(tag);
+    Dispatch(slot, now);
+  }
+  const SessionKey key{side, std::string(peer)};
+  auto session = sessions_.find(key);
+  if (session == sessions_.end()) return;
+  if (paused_sessions_.insert_or_assign(key, now + kRefusedSendPause).second) {
+    Log(std::string(side == Side::kClients ? "a client's" : "a worker's") +
+        " connection is full (it is not reading): holding its deliveries back");
+  }
+  for (std::uint64_t id : session->second.consumers) {
+    Consumer& consumer = consumers_.at(id);
+    consumer.paused = true;
+    if (consumer.waiting) {
+      consumer.slot->waiting.erase(consumer.waiting_position);
+      consumer.waiting = false;
+    }
+  }
+  DispatchDue();
+}
+
+void BrokerCore::ResumePausedSessions(TimePoint now) {
+  for (auto it = paused_sessions_.begin(); it != paused_sessions_.end();) {
+    if (it->second > now) {
+      ++it;
+      continue;
+    }
+    if (auto session = sessions_.find(it->first); session != sessions_.end()) {
+      for (std::uint64_t id : session->second.consumers) {
+        Consumer& consumer = consumers_.at(id);
+        consumer.paused = false;
+        MakeWaiting(id);
+        Dispatch(*consumer.slot, now);
+      }
+    }
+    it = paused_sessions_.erase(it);
+  }
 }
 
 std::uint64_t BrokerCore::NextTag() {
@@ -1089,7 +1144,7 @@ void BrokerCore::DispatchNow(QueueSlot& slot, TimePoint now) {
     frames.push_back(TagAddress(tag));
     frames.emplace_back();
     frames.push_back(std::move(lease->envelope.body));
-    SendDelivery(Side::kWorkers, consumer.session.peer, std::move(frames));
+    SendDelivery(Side::kWorkers, consumer.session.peer, std::move(frames), {tag});
     MakeWaiting(consumer_id);
   }
 }
@@ -1130,7 +1185,7 @@ bool BrokerCore::DeliverToClient(QueueSlot& slot, std::uint64_t consumer_id, Tim
   }
   args.Str("consumer", consumer.name).Str("queue", slot.queue.name());
   SendDelivery(Side::kClients, consumer.session.peer,
-               p::Frames(p::kDeliver, args.Finish(), std::move(payload)));
+               p::Frames(p::kDeliver, args.Finish(), std::move(payload)), std::move(tags));
   return true;
 }
 
@@ -1158,6 +1213,7 @@ void BrokerCore::Tick(TimePoint now) {
     }
     Dispatch(slot, now);
   }
+  if (!paused_sessions_.empty()) ResumePausedSessions(now);
   if (next_housekeeping_ && now >= *next_housekeeping_) Housekeeping(now);
   DispatchDue();
 }
@@ -1204,6 +1260,9 @@ void BrokerCore::Housekeeping(TimePoint now) {
 
 std::optional<TimePoint> BrokerCore::NextDeadline() const {
   std::optional<TimePoint> next = next_housekeeping_;
+  for (const auto& [key, until] : paused_sessions_) {
+    if (!next || until < *next) next = until;
+  }
   for (const auto& [name, slot] : queues_) {
     auto due = slot.queue.NextDeadline();
     if (due && (!next || *due < *next)) next = due;
@@ -1230,17 +1289,18 @@ void BrokerCore::Flush() {
 // ---- Output ----------------------------------------------------------------------------------
 
 void BrokerCore::Send(Side side, std::string_view peer, std::vector<zmq::message_t> frames) {
-  outbox_.push_back(Outgoing{side, std::string(peer), std::move(frames)});
+  outbox_.push_back(Outgoing{side, std::string(peer), std::move(frames), WaitsFor::kSync, {}});
 }
 
-void BrokerCore::SendDelivery(Side side, std::string_view peer,
-                              std::vector<zmq::message_t> frames) {
-  outbox_.push_back(Outgoing{side, std::string(peer), std::move(frames), WaitsFor::kWrite});
+void BrokerCore::SendDelivery(Side side, std::string_view peer, std::vector<zmq::message_t> frames,
+                              std::vector<std::uint64_t> tags) {
+  outbox_.push_back(
+      Outgoing{side, std::string(peer), std::move(frames), WaitsFor::kWrite, std::move(tags)});
 }
 
 void BrokerCore::SendHeartbeat(Side side, std::string_view peer,
                                std::vector<zmq::message_t> frames) {
-  outbox_.push_back(Outgoing{side, std::string(peer), std::move(frames), WaitsFor::kNothing});
+  outbox_.push_back(Outgoing{side, std::string(peer), std::move(frames), WaitsFor::kNothing, {}});
 }
 
 void BrokerCore::SendOk(const SessionKey& key) {

@@ -66,6 +66,9 @@ struct Outgoing {
   std::string peer;  // routing id on that side's ROUTER
   std::vector<zmq::message_t> frames;
   WaitsFor waits_for = WaitsFor::kSync;
+  // A DELIVER's (or a Paranoid Pirate job's) delivery tags: what to take back if the peer's
+  // connection will not take the message (BrokerCore::OnDeliveryRefused).
+  std::vector<std::uint64_t> tags;
 };
 
 class BrokerCore {
@@ -81,6 +84,13 @@ class BrokerCore {
   // rejected, so no later CONFIRM covers them.
   void OnOversizedMessage(Side side, std::string_view peer, std::span<zmq::message_t> kept,
                           std::size_t dropped, TimePoint now);
+  // The peer's connection would not take a message carrying these deliveries (its queue is at the
+  // high-water mark: the peer stopped reading) or the peer is gone. They never left, so they are
+  // taken back as if never given — ready again in their place, attempt unchanged — and the peer's
+  // consumers get nothing more for a short while, then are tried again. Counted in
+  // deliveries_withheld. Dispatches what this made ready to other consumers.
+  void OnDeliveryRefused(Side side, std::string_view peer, std::span<const std::uint64_t> tags,
+                         TimePoint now);
   // Delayed messages due, TTLs expired, leases timed out, silent peers dropped, heartbeats sent.
   void Tick(TimePoint now);
   // The earliest time Tick() has work to do.
@@ -173,6 +183,8 @@ class BrokerCore {
     std::vector<std::uint64_t> given;
     std::size_t held = 0;
     bool waiting = false;          // in slot->waiting (has credit)
+    // Its connection refused a delivery: given nothing until the session's pause ends.
+    bool paused = false;
     std::list<std::uint64_t>::iterator waiting_position;
   };
   struct QueueSlot {
@@ -294,7 +306,8 @@ class BrokerCore {
   static void PrepareRedrive(Envelope& message);
 
   void Send(Side side, std::string_view peer, std::vector<zmq::message_t> frames);
-  void SendDelivery(Side side, std::string_view peer, std::vector<zmq::message_t> frames);
+  void SendDelivery(Side side, std::string_view peer, std::vector<zmq::message_t> frames,
+                    std::vector<std::uint64_t> tags);
   void SendHeartbeat(Side side, std::string_view peer, std::vector<zmq::message_t> frames);
   void SendOk(const SessionKey& key);  // OK with the current command's rid
   // The ERROR carries `rid` if given, else the rid of the command being handled (if it had one),
@@ -322,6 +335,9 @@ class BrokerCore {
   std::unordered_map<std::uint64_t, Delivery> deliveries_;  // by delivery tag
   std::set<std::string> owed_confirms_;                     // client peers with confirm_upto set
   std::vector<QueueSlot*> dispatch_due_;
+  // Sessions whose connection refused a delivery, and when their consumers are tried again.
+  std::map<SessionKey, TimePoint> paused_sessions_;
+  void ResumePausedSessions(TimePoint now);
   TimePoint dispatch_time_{};  // the latest `now` a dispatch was asked for with
   // Clients dropped for silence, so that if one speaks again it is told its consumers are gone
   // (else it would wait for deliveries that never come). Oldest first; bounded.

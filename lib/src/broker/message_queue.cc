@@ -496,6 +496,21 @@ std::optional<MessageQueue::Lease> MessageQueue::LeaseNext(std::uint64_t tag, Ti
   return Lease{tag, *number, CopyEnvelope(record), std::string(record.reply_to()), record.when};
 }
 
+bool MessageQueue::Unlease(std::uint64_t tag) {
+  auto it = in_flight_.find(tag);
+  if (it == in_flight_.end()) return false;
+  const std::uint64_t number = it->second;
+  Record& record = *Find(number);
+  in_flight_.erase(it);
+  deadlines_.erase({record.when, tag});
+  --record.attempt;
+  --counters_.delivered;
+  // Expired meanwhile: the next Tick dead-letters it, as it would have before the lease.
+  if (record.expires()) expiries_.emplace(record.expires_at, number);
+  MakeReady(number, record);
+  return true;
+}
+
 std::optional<std::uint64_t> MessageQueue::Ack(std::uint64_t tag) {
   auto it = in_flight_.find(tag);
   if (it == in_flight_.end()) return std::nullopt;

@@ -133,6 +133,11 @@ class MessageQueue {
   // kConsumerLost) or dead-lettered if out of attempts or expired; without, it is dead-lettered as
   // rejected.
   FailResult Fail(std::uint64_t tag, FailureReason reason, bool requeue, TimePoint now);
+  // Takes a lease back as if it had never been given: the message is ready again in its place,
+  // its attempt count and the queue's "delivered" as before, no failure recorded. For a delivery
+  // that never left the broker (the consumer's connection would not take it). False if `tag` is
+  // not in flight here.
+  bool Unlease(std::uint64_t tag);
   // Moves a lease's deadline. False if `tag` is not in flight here.
   bool Extend(std::uint64_t tag, TimePoint deadline);
   // Everything time has made due: delayed messages become ready, TTLs expire, leases time out.
