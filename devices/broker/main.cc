@@ -100,7 +100,18 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(std::uint64_t{4096}, std::uint64_t{1} << 34))
       ->capture_default_str();
   app.add_flag("--salvage", options.salvage,
-               "start even if the journal is damaged in the middle, skipping the damaged records");
+               "start even if the journal is damaged, skipping what is damaged and logging what "
+               "was lost");
+  std::int64_t producer_window_s = options.producer_window.count();
+  app.add_option("--producer-window-s", producer_window_s,
+                 "idempotent publishing: how long a producer that publishes nothing is remembered "
+                 "(a copy it sends again later is recognised)")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{366} * 86400))
+      ->capture_default_str();
+  app.add_option("--max-producers", options.max_producers,
+                 "idempotent publishing: most producers remembered (the idlest forgotten first)")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{100'000'000}))
+      ->capture_default_str();
   zmqkit::devices::SecurityFlags security;
   zmqkit::devices::AddSecurityFlags(app, security, /*with_admin=*/true);
   app.footer("Endpoints are bound; prefix one with '>' to connect instead.\n"
@@ -124,6 +135,7 @@ int main(int argc, char** argv) {
   options.heartbeat_interval = std::chrono::milliseconds(heartbeat_ms);
   options.max_unsynced_age = std::chrono::milliseconds(max_unsynced_ms);
   options.min_sync_interval = std::chrono::microseconds(min_sync_interval_us);
+  options.producer_window = std::chrono::seconds(producer_window_s);
   queue.ack_timeout = std::chrono::milliseconds(ack_timeout_ms);
   queue.retry_delay = std::chrono::milliseconds(retry_delay_ms);
   queue.max_retry_delay = std::chrono::milliseconds(max_retry_delay_ms);

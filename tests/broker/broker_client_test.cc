@@ -60,32 +60,57 @@ class BrokerClientTest : public ::testing::Test {
   std::thread thread_;
 };
 
-// A publish that went into a connection which then died is lost, and nothing on the wire says so
-// unless the client publishes again. Here a stand-in broker reads the publish and goes away
-// without confirming; the real broker that takes its place learns from the client's heartbeat how
-// far its publishes go, and the publish comes back as lost-in-transit — not confirmed, and not
-// waiting forever.
-TEST_F(BrokerClientTest, APublishLostWithItsConnectionIsReportedWithoutPublishingAgain) {
+// A publish that went into a connection which then died has an unknown outcome, and nothing on
+// the wire says so unless the client publishes again. Here a stand-in broker reads the publish and
+// goes away without confirming; the real broker that takes its place learns from the client's
+// heartbeat how far its publishes go and says the publish never reached it. The client sends it
+// again (the broker would recognise a second copy), and it is confirmed and stored once — or, with
+// republishing off, it is reported as outcome-unknown: never confirmed, never waiting forever.
+void PublishIntoAConnectionThatDies(zmq::context_t& context, BrokerClient& client,
+                                    const std::string& endpoint) {
+  zmq::socket_t stand_in(context, zmq::socket_type::router);
+  stand_in.set(zmq::sockopt::linger, 0);
+  stand_in.bind(endpoint);
+  ASSERT_TRUE(client.Publish("q", "into the void").ok());
+  std::vector<zmq::message_t> frames;
+  bool got_publish = false;
+  const auto give_up = std::chrono::steady_clock::now() + 5s;
+  while (!got_publish && std::chrono::steady_clock::now() < give_up) {
+    stand_in.set(zmq::sockopt::rcvtimeo, 100);
+    frames.clear();
+    if (!zmq::recv_multipart(stand_in, std::back_inserter(frames))) continue;
+    got_publish = frames.size() > 2 && frames[2].to_string() == "PUBLISH";
+  }
+  ASSERT_TRUE(got_publish);
+}  // the stand-in closes: the publish is gone with it
+
+TEST_F(BrokerClientTest, APublishLostWithItsConnectionIsSentAgainAndStoredOnce) {
   const std::string endpoint = testing::IpcAddress(dir_, "clients");
   BrokerClientOptions client_options;
   client_options.heartbeat_interval = kHeartbeat;
   BrokerClient client(context_, Endpoint::Connect(endpoint), client_options);
-  {
-    zmq::socket_t stand_in(context_, zmq::socket_type::router);
-    stand_in.set(zmq::sockopt::linger, 0);
-    stand_in.bind(endpoint);
-    ASSERT_TRUE(client.Publish("q", "into the void").ok());
-    std::vector<zmq::message_t> frames;
-    bool got_publish = false;
-    const auto give_up = std::chrono::steady_clock::now() + 5s;
-    while (!got_publish && std::chrono::steady_clock::now() < give_up) {
-      stand_in.set(zmq::sockopt::rcvtimeo, 100);
-      frames.clear();
-      if (!zmq::recv_multipart(stand_in, std::back_inserter(frames))) continue;
-      got_publish = frames.size() > 2 && frames[2].to_string() == "PUBLISH";
-    }
-    ASSERT_TRUE(got_publish);
-  }  // the stand-in closes: the publish is gone with it
+  ASSERT_NO_FATAL_FAILURE(PublishIntoAConnectionThatDies(context_, client, endpoint));
+  StartBroker();
+  const Status confirmed = client.WaitForConfirms(5s);
+  EXPECT_TRUE(confirmed.ok()) << confirmed.ToString();
+  EXPECT_EQ(client.unconfirmed(), 0u);
+  EXPECT_EQ(client.republished(), 1u);
+  EXPECT_TRUE(client.TakeRejections().empty());
+  auto consumer = Client();
+  ASSERT_TRUE(consumer->Consume("q", 10).ok());
+  auto delivery = consumer->Receive(5s);
+  ASSERT_TRUE(delivery.ok()) << delivery.error().ToString();
+  EXPECT_EQ(delivery->envelope.body_view(), "into the void");
+  EXPECT_FALSE(consumer->Receive(300ms).ok()) << "stored twice";
+}
+
+TEST_F(BrokerClientTest, APublishLostWithItsConnectionIsReportedIfNotSentAgain) {
+  const std::string endpoint = testing::IpcAddress(dir_, "clients");
+  BrokerClientOptions client_options;
+  client_options.heartbeat_interval = kHeartbeat;
+  client_options.republish_unknown = false;
+  BrokerClient client(context_, Endpoint::Connect(endpoint), client_options);
+  ASSERT_NO_FATAL_FAILURE(PublishIntoAConnectionThatDies(context_, client, endpoint));
   StartBroker();
   const Status confirmed = client.WaitForConfirms(5s);
   EXPECT_EQ(confirmed.code(), StatusCode::kResourceExhausted) << confirmed.ToString();
@@ -93,7 +118,7 @@ TEST_F(BrokerClientTest, APublishLostWithItsConnectionIsReportedWithoutPublishin
   auto rejections = client.TakeRejections();
   ASSERT_EQ(rejections.size(), 1u);
   EXPECT_EQ(rejections[0].seq, 1u);
-  EXPECT_EQ(rejections[0].code, "lost-in-transit");
+  EXPECT_EQ(rejections[0].code, "outcome-unknown");
 }
 
 // A restarted broker has forgotten every consumer. The client notices the new broker instance in

@@ -272,6 +272,56 @@ TEST_F(JournalReplayTest, DeliveryTagEpochsAreJournaledAndNeverRepeat) {
   EXPECT_LT(memory.tag_epoch(), 1u << 21);
 }
 
+// Idempotent publishing survives a restart: what a producer's publishes were is rebuilt from the
+// journal, and from a snapshot (where the messages themselves may be long gone), so a copy sent
+// again after the restart is confirmed and not stored.
+TEST_F(JournalReplayTest, AProducersPublishesAreKnownAfterReplayAndAfterASnapshot) {
+  StartRecording();
+  auto publish = [&](BrokerCore& core, std::uint64_t seq, std::uint64_t pseq, std::string_view body) {
+    std::string header;
+    EncodeHeader(Envelope::New(body), header);
+    std::vector<zmq::message_t> payload;
+    payload.emplace_back(header.data(), header.size());
+    payload.emplace_back(body.data(), body.size());
+    auto frames = p::Frames(p::kPublish,
+                            p::ArgsWriter(4).Uint("seq", seq).Str("key", "q").Str("producer", "P")
+                                .Uint("pseq", pseq).Finish(),
+                            std::move(payload));
+    core.OnClientMessage("producer", frames, clock_.Now());
+    core.Flush();
+    std::vector<std::string> commands;
+    for (Outgoing& out : core.outbox()) {
+      if (out.frames.size() > 1) commands.push_back(out.frames[1].to_string());
+    }
+    core.outbox().clear();
+    return commands;
+  };
+  for (std::uint64_t i = 1; i <= 4; ++i) publish(core(), i, i, "m");
+  // Consumed and acked: gone from the queue, still known as published.
+  Consume("c", "q", 10);
+  for (std::uint64_t tag : Delivered("c")) Ack("c", tag);
+  Take();
+  EXPECT_EQ(core().FindQueue("q")->size(), 0u);
+  auto check = [&](BrokerCore& rebuilt, const char* how) {
+    SCOPED_TRACE(how);
+    const std::uint64_t before = rebuilt.FindQueue("q")->size();
+    auto answers = publish(rebuilt, 1, 3, "again");  // a new connection's seq 1, pseq 3
+    EXPECT_NE(std::find(answers.begin(), answers.end(), "CONFIRM"), answers.end());
+    EXPECT_EQ(rebuilt.FindQueue("q")->size(), before) << "stored a second copy";
+    EXPECT_EQ(rebuilt.counters().duplicates, 1u);
+    publish(rebuilt, 2, 5, "new");
+    EXPECT_EQ(rebuilt.FindQueue("q")->size(), before + 1);
+  };
+  BrokerCore replayed(options_);
+  for (const std::string& record : journal_.records) ASSERT_TRUE(replayed.Replay(record, clock_.Now()).ok());
+  check(replayed, "journal");
+  BrokerCore from_snapshot(options_);
+  for (const std::string& record : core().SnapshotRecords(clock_.Now())) {
+    ASSERT_TRUE(from_snapshot.Replay(record, clock_.Now()).ok());
+  }
+  check(from_snapshot, "snapshot");
+}
+
 // Journals written before wire format version 2 hold version 1's map headers. They replay, and the
 // message goes out in version 2's form with its id, priority and headers.
 TEST_F(JournalReplayTest, AJournaledVersion1HeaderReplaysAndIsDeliveredAsVersion2) {

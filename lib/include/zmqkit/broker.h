@@ -91,6 +91,12 @@ struct BrokerOptions {
   std::uint64_t segment_bytes = 64 * 1024 * 1024;
   // Start even if the journal is damaged in the middle, skipping the damaged records.
   bool salvage = false;
+  // Idempotent publishing (docs/protocol.md): a producer that published nothing for this long is
+  // forgotten, and a publish of it sent again after that is stored again. At most max_producers
+  // are remembered (the idlest forgotten first), each in a few dozen bytes plus 16 per gap (a
+  // refused or missing sequence number below its highest one), at most 4,096 gaps each.
+  std::chrono::seconds producer_window{std::chrono::hours(24)};
+  std::size_t max_producers = 100000;
   // Who may connect (docs/security.md): allowed client keys, allowed and denied networks. When a
   // rule is set the broker runs a ZAP handler (zap_server.h) on its context, so the context must
   // not have one already. Allowed keys need CURVE (socket.curve.server_secret_key).
@@ -135,6 +141,9 @@ struct BrokerCounters {
   // on because a peer left more than 100,000 of them unread.
   std::uint64_t answers_held = 0;
   std::uint64_t answers_dropped = 0;
+  // Publishes an idempotent producer sent again whose first copy was stored: confirmed, not stored
+  // a second time.
+  std::uint64_t duplicates = 0;
 };
 
 // Thrown by the Broker constructor when the data directory cannot be used: in use by another

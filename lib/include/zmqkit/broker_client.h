@@ -54,6 +54,15 @@ struct BrokerClientOptions {
   // consumer's prefetch). Receive() still returns them one at a time; packing saves the broker
   // and both sides' libzmq most of the per-message work. 1: one delivery per message.
   std::uint32_t delivery_batch = 64;
+  // Idempotent publishing (docs/protocol.md): every publish carries this producer id and its
+  // sequence number, so the broker stores a publish sent again only if its first copy was never
+  // stored. Empty (the default): a random id, new for each BrokerClient.
+  std::string producer_id;
+  // A publish whose outcome is unknown — sent, then the connection or the broker went away
+  // before its confirm — is sent again, by itself, to a broker that publishes idempotently (its
+  // greeting says so): exactly one copy is stored either way. Off, or with an older broker, such
+  // a publish is reported in TakeRejections() with code "outcome-unknown".
+  bool republish_unknown = true;
 };
 
 // What a publisher confirm promises.
@@ -70,8 +79,11 @@ struct PublishOptions {
 };
 
 struct Rejection {
-  std::uint64_t seq;
-  std::string code;  // docs/protocol.md: queue-full, message-too-large, not-found, ...
+  std::uint64_t seq;  // as Publish() returned it (a publish sent again keeps its first seq)
+  // docs/protocol.md: queue-full, message-too-large, not-found, ...; and "outcome-unknown": sent,
+  // but the connection or broker went away before its confirm, and it was not sent again (see
+  // BrokerClientOptions::republish_unknown). It may or may not have been stored.
+  std::string code;
   std::string message;
 };
 
@@ -129,6 +141,8 @@ class BrokerClient {
   Status WaitForConfirms(std::chrono::milliseconds timeout);
   std::vector<Rejection> TakeRejections();
   std::size_t unconfirmed() const { return last_sent_seq_ - last_settled_seq_; }
+  // Publishes sent again because their outcome was unknown (BrokerClientOptions::republish_unknown).
+  std::uint64_t republished() const { return republished_; }
   ConfirmLevel confirm_level() const { return confirm_level_; }
 
   // Starts consuming from `queue` with up to `prefetch` unacked deliveries; waits for the broker's
@@ -171,8 +185,8 @@ class BrokerClient {
   // Reads one message from the actor and files it: confirms, rejections, errors, deliveries
   // (queued in `deliveries_`), replies (in `replies_`). False if nothing came within `timeout`.
   bool ReadOne(std::chrono::milliseconds timeout);
-  static zmq::message_t PublishArgs(std::uint64_t seq, std::size_t count,
-                                    const PublishOptions& options);
+  zmq::message_t PublishArgs(std::uint64_t seq, std::size_t count, const PublishOptions& options,
+                             std::uint64_t pseq = 0) const;
   // Sends a command with a fresh rid and waits for its OK or ERROR; returns the OK's raw args.
   Result<std::string> Call(std::string_view command, zmq::message_t args, std::uint64_t rid);
   // kUnavailable if the broker did not take it within one heartbeat interval. `publish_seq`: the
@@ -199,7 +213,26 @@ class BrokerClient {
   std::uint64_t last_settled_seq_ = 0;
   ConfirmLevel confirm_level_ = ConfirmLevel::kQueued;
   std::vector<Rejection> rejections_;
-  std::set<std::uint64_t> rejected_seqs_;
+  // Seqs above last_settled_seq_ settled without a CONFIRM: rejected, or sent again as a new seq.
+  std::set<std::uint64_t> settled_ahead_;
+  // Every publish not yet settled, by seq from pending_front_seq_ on: what sending it again takes.
+  struct PendingPublish {
+    std::uint64_t first_seq;   // the seq Publish() returned for it
+    std::uint64_t pseq;        // its producer sequence number: the same each time it is sent
+    std::shared_ptr<const PublishOptions> options;
+    zmq::message_t header;     // packed: [header+body]; else [header]
+    zmq::message_t body;       // empty if packed
+    bool packed;
+  };
+  std::deque<PendingPublish> pending_;
+  std::uint64_t pending_front_seq_ = 1;
+  std::shared_ptr<const PublishOptions> last_options_;  // shared by publishes with equal options
+  bool broker_idempotent_ = false;  // from the greeting
+  std::uint64_t republished_ = 0;
+  PendingPublish* FindPending(std::uint64_t seq);
+  void DropSettledPending();
+  // Sends the publishes whose outcome is unknown again, each under a new seq with its pseq.
+  void Republish(const std::vector<std::uint64_t>& seqs);
   std::deque<Delivery> deliveries_;
   std::chrono::steady_clock::time_point last_look_{};  // Receive(): when it last read the socket
   // Tags this client was given and has not settled; when the broker takes them all back (a

@@ -12,6 +12,7 @@
 
 #include "broker/protocol.h"
 #include "deadline.h"
+#include "zmqkit/message_id.h"
 #include "frames.h"
 
 namespace zmqkit {
@@ -163,6 +164,7 @@ BrokerClient::BrokerClient(zmq::context_t& context, const Endpoint& broker,
                            BrokerClientOptions options)
     : options_(std::move(options)),
       connection_(std::make_unique<Connection>(context, options_.socket)) {
+  if (options_.producer_id.empty()) options_.producer_id = MessageId::Generate().ToString();
   // A broker that is away for long fills the connection's queue; then a send gives up after one
   // heartbeat interval and the call reports it, instead of blocking its caller indefinitely.
   connection_->socket.set(zmq::sockopt::sndtimeo,
@@ -198,11 +200,15 @@ Status BrokerClient::SendCommand(std::string_view command, zmq::message_t args,
 }
 
 zmq::message_t BrokerClient::PublishArgs(std::uint64_t seq, std::size_t count,
-                                         const PublishOptions& options) {
+                                         const PublishOptions& options, std::uint64_t pseq) const {
   const bool delay = options.delay.count() > 0;
   const bool ttl = options.ttl.count() > 0;
-  p::ArgsWriter args(3 + (count > 1) + delay + ttl);
+  // pseq defaults to seq; a publish sent again under a new seq keeps its first one.
+  const bool own_pseq = pseq != 0 && pseq != seq;
+  p::ArgsWriter args(4 + (count > 1) + delay + ttl + own_pseq);
   args.Uint("seq", seq).Str("exchange", options.exchange).Str("key", options.key);
+  args.Str("producer", options_.producer_id);
+  if (own_pseq) args.Uint("pseq", pseq);
   if (count > 1) args.Uint("count", count);
   if (delay) args.Uint("delay_ms", static_cast<std::uint64_t>(options.delay.count()));
   if (ttl) args.Uint("ttl_ms", static_cast<std::uint64_t>(options.ttl.count()));
@@ -227,6 +233,13 @@ Result<std::size_t> BrokerClient::PublishBatch(std::span<Envelope> envelopes,
   const std::size_t per_message = std::max<std::uint64_t>(max_publish_batch_, 1);
   std::size_t sent = 0;
   std::vector<zmq::message_t> payload;
+  // Kept with each publish until it is settled, to send it again if its outcome becomes unknown;
+  // one copy shared by every publish with the same options.
+  if (!last_options_ || last_options_->exchange != options.exchange ||
+      last_options_->key != options.key || last_options_->delay != options.delay ||
+      last_options_->ttl != options.ttl) {
+    last_options_ = std::make_shared<const PublishOptions>(options);
+  }
   while (sent < envelopes.size()) {
     const std::size_t count = std::min(per_message, envelopes.size() - sent);
     const std::uint64_t first_seq = last_sent_seq_ + 1;
@@ -251,6 +264,20 @@ Result<std::size_t> BrokerClient::PublishBatch(std::span<Envelope> envelopes,
       // Shares the body (a reference count); the caller's envelope keeps it if this is not sent.
       payload.emplace_back().copy(envelope.body);
     }
+    // The frames are shared with what is kept (a reference count, not a copy, for all but the
+    // smallest), so keeping them costs little.
+    std::vector<PendingPublish> kept;
+    kept.reserve(count);
+    for (std::size_t i = 0; i < count; ++i) {
+      PendingPublish& entry = kept.emplace_back(
+          PendingPublish{first_seq + i, first_seq + i, last_options_, {}, {}, packed});
+      if (packed) {
+        entry.header.copy(payload[i]);
+      } else {
+        entry.header.copy(payload[2 * i]);
+        entry.body.copy(payload[2 * i + 1]);
+      }
+    }
     Status status = SendCommand(p::kPublish, PublishArgs(first_seq, count, options),
                                 std::move(payload), first_seq + count - 1);
     if (!status.ok()) {
@@ -259,6 +286,7 @@ Result<std::size_t> BrokerClient::PublishBatch(std::span<Envelope> envelopes,
       return sent;
     }
     last_sent_seq_ = first_seq + count - 1;
+    for (PendingPublish& entry : kept) pending_.push_back(std::move(entry));
     sent += count;
   }
   return sent;
@@ -300,28 +328,39 @@ bool BrokerClient::ReadOne(std::chrono::milliseconds timeout) {
     return value.ok() ? *value : std::string();
   };
   auto advance_settled = [&] {
-    while (rejected_seqs_.contains(last_settled_seq_ + 1)) {
-      rejected_seqs_.erase(++last_settled_seq_);
+    while (settled_ahead_.contains(last_settled_seq_ + 1)) {
+      settled_ahead_.erase(++last_settled_seq_);
     }
+    DropSettledPending();
   };
   if (command == p::kConfirm) {
-    // Publishes before "from" never reached the session that confirms: they were lost with an
-    // earlier connection or broker. Reported as rejected, never as confirmed.
+    // Publishes before "from" never reached the session that confirms: the connection or the
+    // broker they went to is gone, and whether it stored them is unknown (a broker may journal a
+    // publish and die before its confirm leaves). Never counted as confirmed: sent again to a
+    // broker that recognises a second copy, else reported.
     const std::uint64_t from = std::max<std::uint64_t>(uint("from"), 1);
+    std::vector<std::uint64_t> unknown;
     for (std::uint64_t seq = last_settled_seq_ + 1; seq < from; ++seq) {
-      if (rejected_seqs_.insert(seq).second) {
-        rejections_.push_back({seq, "lost-in-transit",
-                               "the broker never received this publish (the connection or the "
-                               "broker restarted before it arrived); publish it again"});
+      if (!settled_ahead_.insert(seq).second) continue;  // rejected, or sent again, before
+      if (options_.republish_unknown && broker_idempotent_ && FindPending(seq) != nullptr) {
+        unknown.push_back(seq);
+        continue;
       }
+      const PendingPublish* pending = FindPending(seq);
+      rejections_.push_back({pending ? pending->first_seq : seq, "outcome-unknown",
+                             "sent, but the connection or the broker went away before its "
+                             "confirm: it may or may not have been stored"});
     }
-    advance_settled();
     last_settled_seq_ = std::max(last_settled_seq_, uint("upto"));
     confirm_level_ = str("level") == "on-disk" ? ConfirmLevel::kOnDisk : ConfirmLevel::kQueued;
+    // Before the entries are dropped: sending again needs them.
+    if (!unknown.empty()) Republish(unknown);
     advance_settled();
   } else if (command == p::kRejected) {
-    Rejection rejection{uint("seq"), str("code"), str("message")};
-    if (rejection.seq > last_settled_seq_) rejected_seqs_.insert(rejection.seq);
+    const std::uint64_t seq = uint("seq");
+    const PendingPublish* pending = FindPending(seq);
+    Rejection rejection{pending ? pending->first_seq : seq, str("code"), str("message")};
+    if (seq > last_settled_seq_) settled_ahead_.insert(seq);
     rejections_.push_back(std::move(rejection));
     advance_settled();
   } else if (command == p::kDeliver) {
@@ -365,6 +404,8 @@ bool BrokerClient::ReadOne(std::chrono::milliseconds timeout) {
     max_publish_batch_ = std::max<std::uint64_t>(uint("max_publish_batch"), 1);
     auto packed_publish = args->Bool("packed_publish", false);
     packed_publish_ = packed_publish.ok() && *packed_publish;
+    auto idempotent = args->Bool("idempotent", false);
+    broker_idempotent_ = idempotent.ok() && *idempotent;
     // A different instance is a restarted broker: it has forgotten this client's consumers and
     // deliveries.
     std::string instance = str("instance");
@@ -397,6 +438,45 @@ bool BrokerClient::ReadOne(std::chrono::milliseconds timeout) {
     }
   }
   return true;
+}
+
+BrokerClient::PendingPublish* BrokerClient::FindPending(std::uint64_t seq) {
+  if (seq < pending_front_seq_ || seq - pending_front_seq_ >= pending_.size()) return nullptr;
+  return &pending_[seq - pending_front_seq_];
+}
+
+void BrokerClient::DropSettledPending() {
+  while (!pending_.empty() && pending_front_seq_ <= last_settled_seq_) {
+    pending_.pop_front();
+    ++pending_front_seq_;
+  }
+  if (pending_.empty()) pending_front_seq_ = last_sent_seq_ + 1;
+}
+
+void BrokerClient::Republish(const std::vector<std::uint64_t>& seqs) {
+  for (std::uint64_t old_seq : seqs) {
+    PendingPublish* pending = FindPending(old_seq);
+    if (pending == nullptr) continue;
+    // The seqs before it are pending too (one entry per seq): this one's index is the next.
+    PendingPublish again{pending->first_seq, pending->pseq, pending->options, {}, {}, pending->packed};
+    again.header.copy(pending->header);
+    if (!pending->packed) again.body.copy(pending->body);
+    std::vector<zmq::message_t> payload;
+    payload.emplace_back().copy(again.header);
+    if (!again.packed) payload.emplace_back().copy(again.body);
+    const std::uint64_t seq = last_sent_seq_ + 1;
+    Status sent = SendCommand(p::kPublish, PublishArgs(seq, 1, *again.options, again.pseq),
+                              std::move(payload), seq);
+    if (!sent.ok()) {
+      rejections_.push_back({again.first_seq, "outcome-unknown",
+                             "its connection or broker went away before its confirm, and sending "
+                             "it again failed: " + sent.message()});
+      continue;
+    }
+    last_sent_seq_ = seq;
+    ++republished_;
+    pending_.push_back(std::move(again));
+  }
 }
 
 Status BrokerClient::WaitForConfirms(std::chrono::milliseconds timeout) {

@@ -101,6 +101,9 @@ BrokerCore::BrokerCore(const BrokerOptions& options)
     : options_(options),
       peer_identity_(ZapUserId),
       tag_epoch_(RandomEpoch()),
+      producers_(ProducerTable::Limits{
+          std::chrono::duration_cast<std::chrono::microseconds>(options.producer_window).count(),
+          options.max_producers, 4096}),
       instance_(MessageId::Generate().ToString()) {
   limits_.max_body_bytes = options_.max_message_bytes;
   limits_.max_header_bytes = std::min(options_.max_message_bytes, options_.max_header_bytes);
@@ -282,14 +285,23 @@ void BrokerCore::HandlePublish(Session& session, const SessionKey& key, const p:
   auto routing_key = args.Str("key", "");
   auto delay_ms = args.Uint("delay_ms", 0);
   auto ttl_ms = args.Uint("ttl_ms", 0);
+  auto producer = args.Str("producer", "");
+  auto pseq = args.Uint("pseq", *seq);
   const Status* invalid = nullptr;
   for (const Status* status : {exchange.ok() ? nullptr : &exchange.error(),
                                routing_key.ok() ? nullptr : &routing_key.error(),
                                delay_ms.ok() ? nullptr : &delay_ms.error(),
-                               ttl_ms.ok() ? nullptr : &ttl_ms.error()}) {
+                               ttl_ms.ok() ? nullptr : &ttl_ms.error(),
+                               producer.ok() ? nullptr : &producer.error(),
+                               pseq.ok() ? nullptr : &pseq.error()}) {
     if (status && !invalid) invalid = status;
   }
+  static const Status kProducerTooLong =
+      Status::InvalidArgument("a producer id is at most 255 bytes");
+  if (!invalid && producer->size() > 255) invalid = &kProducerTooLong;
   if (!invalid) {
+    route.producer = *producer;
+    route.pseq = *pseq;
     route.exchange = *exchange;
     route.key = *routing_key;
     route.delay_us = static_cast<std::int64_t>(*delay_ms) * 1000;
@@ -305,7 +317,7 @@ void BrokerCore::HandlePublish(Session& session, const SessionKey& key, const p:
       SendRejected(key.peer, message_seq, p::kErrInvalidArgument, invalid->message());
       continue;
     }
-    if (PublishOne(key, message_seq,
+    if (PublishOne(key, message_seq, route.pseq + i,
                    payload.subspan(frames_per_message * i, frames_per_message), route, now)) {
       accepted = true;
       session.confirm_upto = message_seq;
@@ -336,9 +348,26 @@ void BrokerCore::ResolveRoute(PublishRoute& route) {
   }
 }
 
-bool BrokerCore::PublishOne(const SessionKey& key, std::uint64_t seq,
+bool BrokerCore::PublishOne(const SessionKey& key, std::uint64_t seq, std::uint64_t pseq,
                             std::span<zmq::message_t> message, PublishRoute& route,
                             TimePoint now) {
+  if (!route.producer.empty()) {
+    switch (producers_.Check(route.producer, pseq)) {
+      case ProducerTable::Verdict::kNew:
+        break;
+      case ProducerTable::Verdict::kDuplicate:
+        // Its first copy is stored (and journaled before this confirm can leave): confirm it.
+        ++counters_.duplicates;
+        return true;
+      case ProducerTable::Verdict::kTooOld:
+        SendRejected(key.peer, seq, p::kErrLimit,
+                     "producer sequence number " + std::to_string(pseq) +
+                         " is older than what the broker remembers of this producer; whether it "
+                         "was stored is unknown",
+                     p::kLimitProducerWindow);
+        return false;
+    }
+  }
   if (publish_refusal_) {
     SendRejected(key.peer, seq, p::kErrStorage, *publish_refusal_);
     return false;
@@ -391,9 +420,15 @@ bool BrokerCore::PublishOne(const SessionKey& key, std::uint64_t seq,
     if (number.ok()) numbers.emplace_back(slot->queue.name(), *number);
     ++counters_.published;
   }
-  if (!numbers.empty()) {
-    Emit([&] { return records::EncodePublish(numbers, header, envelope->body_view(),
-                                             unix_micros_(), route.delay_us, route.ttl_us, ""); });
+  if (!numbers.empty() || !route.producer.empty()) {
+    // An unroutable publish of an idempotent producer is journaled too (with no targets): that
+    // it was taken is what a copy sent again after a restart must find.
+    const std::int64_t at_us = unix_micros_();
+    if (!route.producer.empty()) producers_.Stored(route.producer, pseq, at_us);
+    Emit([&] {
+      return records::EncodePublish(numbers, header, envelope->body_view(), at_us, route.delay_us,
+                                    route.ttl_us, "", route.producer, pseq);
+    });
   }
   return true;
 }
@@ -689,6 +724,8 @@ void BrokerCore::HandleStats(const SessionKey& key, const p::Args& args) {
       {"deliveries_withheld", b.deliveries_withheld},
       {"answers_held", b.answers_held},
       {"answers_dropped", b.answers_dropped},
+      {"duplicates", b.duplicates},
+      {"producers", producers_.size()},
       {"sessions", sessions_.size()},
       {"consumers", consumers_.size()},
       {"queues", queues_.size()}};
@@ -896,10 +933,11 @@ void BrokerCore::OnWorkerMessage(std::string_view peer, std::span<zmq::message_t
 // ---- Sessions and consumers ------------------------------------------------------------------
 
 std::vector<zmq::message_t> BrokerCore::ClientHeartbeat() const {
-  return p::Frames(p::kHeartbeat, p::ArgsWriter(3)
+  return p::Frames(p::kHeartbeat, p::ArgsWriter(4)
                                       .Str("instance", instance_)
                                       .Uint("max_publish_batch", MaxPublishBatch())
                                       .Bool("packed_publish", true)
+                                      .Bool("idempotent", true)
                                       .Finish());
 }
 
@@ -1249,6 +1287,7 @@ void BrokerCore::Housekeeping(TimePoint now) {
         " silent for " + std::to_string(options_.liveness) + " heartbeats: taking back its work");
     DropSession(key, now);
   }
+  producers_.Expire(unix_micros_());
   log_budget_ = 20;
   if (log_suppressed_ > 0) {
     log_.push_back(std::to_string(log_suppressed_) + " more log lines suppressed");
@@ -1361,6 +1400,11 @@ std::vector<std::string> BrokerCore::SnapshotRecords(TimePoint now) const {
   };
   // A compacted journal still says which epochs were used, or the next start could repeat one.
   snapshot.push_back(records::EncodeEpoch(tag_epoch_));
+  // And what each idempotent producer's publishes were, though the messages may be long gone.
+  producers_.Visit([&](const ProducerTable::Entry& entry) {
+    snapshot.push_back(records::EncodeProducer(entry.producer, entry.highest, entry.floor,
+                                               entry.gaps, entry.last_active_us));
+  });
   for (const auto& [name, slot] : queues_) {
     snapshot.push_back(records::EncodeQueue(name, slot.queue.options(),
                                             std::max<std::uint64_t>(slot.queue.next_number(), 1)));
@@ -1447,6 +1491,10 @@ Status BrokerCore::Replay(std::string_view bytes, TimePoint now) {
     case records::Op::kEpoch:
       last_journaled_epoch_ = record.epoch;
       return Status::Ok();
+    case records::Op::kProducer:
+      producers_.Restore(ProducerTable::Entry{record.producer, record.highest, record.floor,
+                                              record.gaps, record.last_active_us});
+      return Status::Ok();
     case records::Op::kExchange:
       return exchanges_.Declare(record.exchange, record.exchange_type);
     case records::Op::kBind:
@@ -1465,6 +1513,7 @@ Status BrokerCore::Replay(std::string_view bytes, TimePoint now) {
         return Status::Corruption("journaled envelope: " + error.ToString());
       }
       envelope.set_body(record.body);
+      if (!record.producer.empty()) producers_.Stored(record.producer, record.pseq, record.at_unix_us);
       for (std::size_t target = 0; target < record.targets.size(); ++target) {
         const auto& [name, number] = record.targets[target];
         NoteReplayedNumber(name, number);

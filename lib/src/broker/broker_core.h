@@ -30,6 +30,7 @@
 
 #include "broker/exchanges.h"
 #include "broker/message_queue.h"
+#include "broker/producer_table.h"
 #include "broker/protocol.h"
 #include "zmqkit/broker.h"
 #include "zmqkit/clock.h"
@@ -233,11 +234,15 @@ class BrokerCore {
     bool resolved = false;
     std::vector<QueueSlot*> targets;
     std::optional<Refusal> refusal;
+    // An idempotent producer's id ("": none) and the sequence number of the PUBLISH's first
+    // message; the i-th message of a batched PUBLISH has pseq + i.
+    std::string_view producer;
+    std::uint64_t pseq = 0;
   };
   // Admits one [header][body] as publish `seq` into route.targets, or sends its REJECTED and
   // returns false.
-  bool PublishOne(const SessionKey& key, std::uint64_t seq, std::span<zmq::message_t> message,
-                  PublishRoute& route, TimePoint now);
+  bool PublishOne(const SessionKey& key, std::uint64_t seq, std::uint64_t pseq,
+                  std::span<zmq::message_t> message, PublishRoute& route, TimePoint now);
   void ResolveRoute(PublishRoute& route);
   void HandleConsume(Session& session, const SessionKey& key, const protocol::Args& args,
                      TimePoint now);
@@ -353,6 +358,7 @@ class BrokerCore {
   std::uint64_t next_tag_counter_ = 1;
   std::uint64_t last_journaled_epoch_ = 0;  // from replay
   ReplayAudit replay_audit_;
+  ProducerTable producers_;
   // Replay: each queue's next message number, as the records so far gave them.
   std::unordered_map<std::string, std::uint64_t> replay_next_number_;
   void NoteReplayedNumber(const std::string& queue, std::uint64_t number);

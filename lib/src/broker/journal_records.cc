@@ -92,8 +92,9 @@ std::string EncodeBind(bool bind, std::string_view exchange, std::string_view qu
 
 std::string EncodePublish(const std::vector<std::pair<std::string, std::uint64_t>>& targets,
                           std::string_view header, std::string_view body, std::int64_t at_unix_us,
-                          std::int64_t delay_us, std::int64_t ttl_us, std::string_view reply_to) {
-  return Build(Op::kPublish, 7, [&](Packer& p) {
+                          std::int64_t delay_us, std::int64_t ttl_us, std::string_view reply_to,
+                          std::string_view producer, std::uint64_t pseq) {
+  return Build(Op::kPublish, producer.empty() ? 7 : 9, [&](Packer& p) {
     p.pack_array(static_cast<std::uint32_t>(targets.size()));
     for (const auto& [queue, number] : targets) {
       p.pack_array(2);
@@ -106,7 +107,28 @@ std::string EncodePublish(const std::vector<std::pair<std::string, std::uint64_t
     p.pack_int64(delay_us);
     p.pack_int64(ttl_us);
     Bin(p, reply_to);
-  }, header.size() + body.size() + reply_to.size() + 64 + 32 * targets.size());
+    if (!producer.empty()) {
+      Str(p, producer);
+      p.pack_uint64(pseq);
+    }
+  }, header.size() + body.size() + reply_to.size() + producer.size() + 80 + 32 * targets.size());
+}
+
+std::string EncodeProducer(std::string_view producer, std::uint64_t highest, std::uint64_t floor,
+                           const std::vector<std::pair<std::uint64_t, std::uint64_t>>& gaps,
+                           std::int64_t last_active_us) {
+  return Build(Op::kProducer, 5, [&](Packer& p) {
+    Str(p, producer);
+    p.pack_uint64(highest);
+    p.pack_uint64(floor);
+    p.pack_array(static_cast<std::uint32_t>(gaps.size()));
+    for (const auto& [first, last] : gaps) {
+      p.pack_array(2);
+      p.pack_uint64(first);
+      p.pack_uint64(last);
+    }
+    p.pack_int64(last_active_us);
+  }, producer.size() + 48 + 20 * gaps.size());
 }
 
 std::string EncodeAck(std::string_view queue, std::uint64_t number) {
@@ -219,8 +241,19 @@ Result<Record> Decode(std::string_view bytes) {
         record.delay_us = in.Int();
         record.ttl_us = in.Int();
         record.reply_to = in.Text();
+        if (root.via.array.size > 8) {
+          record.producer = in.Text();
+          record.pseq = in.Uint();
+        }
         break;
       }
+      case Op::kProducer:
+        record.producer = in.Text();
+        record.highest = in.Uint();
+        record.floor = in.Uint();
+        record.gaps = in.Next().as<std::vector<std::pair<std::uint64_t, std::uint64_t>>>();
+        record.last_active_us = in.Int();
+        break;
       case Op::kAck:
         record.queue = in.Text();
         record.number = in.Uint();

@@ -30,6 +30,7 @@ enum class Op : std::uint8_t {
   kRedrive = 10,  // messages moved from the dead-letter queue back to their queue
   kRestore = 11,  // (snapshots) a message's attempt count and failure history
   kEpoch = 12,    // the delivery tags of this run (or from here on) carry this epoch
+  kProducer = 13, // (snapshots) what an idempotent producer's sequence numbers say was stored
 };
 
 // Every field any record has; each op uses a subset (see the format document).
@@ -56,6 +57,12 @@ struct Record {
   std::vector<std::uint64_t> numbers;                          // kRemove
   std::vector<std::pair<std::uint64_t, std::uint64_t>> moves;  // kRedrive: (dlq number, new number)
   std::uint64_t epoch = 0;      // kEpoch
+  std::string producer;         // kPublish (optional), kProducer
+  std::uint64_t pseq = 0;       // kPublish: the producer's sequence number, if producer is set
+  std::uint64_t highest = 0;    // kProducer
+  std::uint64_t floor = 0;      // kProducer
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> gaps;  // kProducer
+  std::int64_t last_active_us = 0;                            // kProducer
 };
 
 std::string EncodeQueue(std::string_view name, const QueueOptions& options,
@@ -65,9 +72,14 @@ std::string EncodeRestore(std::string_view queue, std::uint64_t number, std::uin
 std::string EncodeExchange(std::string_view name, ExchangeType type);
 std::string EncodeBind(bool bind, std::string_view exchange, std::string_view queue,
                        std::string_view pattern);
+// `producer` and `pseq`: an idempotent producer's id and sequence number ("": none).
 std::string EncodePublish(const std::vector<std::pair<std::string, std::uint64_t>>& targets,
                           std::string_view header, std::string_view body, std::int64_t at_unix_us,
-                          std::int64_t delay_us, std::int64_t ttl_us, std::string_view reply_to);
+                          std::int64_t delay_us, std::int64_t ttl_us, std::string_view reply_to,
+                          std::string_view producer = {}, std::uint64_t pseq = 0);
+std::string EncodeProducer(std::string_view producer, std::uint64_t highest, std::uint64_t floor,
+                           const std::vector<std::pair<std::uint64_t, std::uint64_t>>& gaps,
+                           std::int64_t last_active_us);
 std::string EncodeAck(std::string_view queue, std::uint64_t number);
 std::string EncodeFail(std::string_view queue, std::uint64_t number, std::uint32_t attempt,
                        FailureReason reason);

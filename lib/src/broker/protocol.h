@@ -66,6 +66,7 @@ inline constexpr std::string_view kErrForbidden = "forbidden";
 inline constexpr std::string_view kLimitMessageBytes = "max-message-bytes";
 inline constexpr std::string_view kLimitFrames = "max-frames";
 inline constexpr std::string_view kLimitPublishBatch = "max-publish-batch";
+inline constexpr std::string_view kLimitProducerWindow = "producer-window";
 inline constexpr std::string_view kLimitHeaderBytes = "max-header-bytes";
 inline constexpr std::string_view kLimitHeaders = "max-headers";
 inline constexpr std::string_view kLimitNameBytes = "max-name-bytes";
