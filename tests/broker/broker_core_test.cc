@@ -497,6 +497,44 @@ TEST_F(BrokerCoreTest, ADeliveryAConnectionRefusedGoesElsewhereAsIfNeverGiven) {
   EXPECT_EQ(Of(Take(), "full", p::kDeliver).size(), 1u) << "tried again after the pause";
 }
 
+// Among thousands of idle queues, time still comes due exactly where it should: a delay, a TTL, a
+// lease and an extension that shortens one, each on its own queue.
+TEST_F(BrokerCoreTest, DeadlinesComeDueOnTheirOwnQueueAmongThousandsOfIdleOnes) {
+  options_.liveness = 1000;
+  for (int i = 0; i < 2000; ++i) {
+    Client("admin", p::kDeclareQueue, p::ArgsWriter(1).Str("name", "idle-" + std::to_string(i)).Finish());
+  }
+  Take();
+  // A delayed message on one queue.
+  std::string header;
+  EncodeHeader(Envelope::New("later"), header);
+  std::vector<zmq::message_t> payload;
+  payload.emplace_back(header.data(), header.size());
+  payload.emplace_back(std::string_view("later"));
+  Client("p", p::kPublish,
+         p::ArgsWriter(3).Uint("seq", 1).Str("key", "idle-1234").Uint("delay_ms", 5000).Finish(),
+         std::move(payload));
+  Take();
+  // A lease on another, with a 2 s timeout, extended to 500 ms: the earlier time counts.
+  Client("c", p::kConsume, p::ArgsWriter(4).Str("queue", "idle-77").Str("consumer", "c")
+                               .Uint("prefetch", 1).Uint("ack_timeout_ms", 2000).Finish());
+  Publish("p", 2, "idle-77", "job");
+  auto delivered = Of(Take(), "c", p::kDeliver);
+  ASSERT_EQ(delivered.size(), 1u);
+  Client("c", p::kExtend, p::ArgsWriter(2).UintList("tags", {Tag(delivered[0])}).Uint("ms", 500).Finish());
+  Advance(499ms);
+  EXPECT_EQ(core().counters().deliveries_taken_back, 0u);
+  Advance(1ms);
+  EXPECT_EQ(core().counters().deliveries_taken_back, 1u) << "the shortened lease ran out on time";
+  Take();
+  Consume("d", "idle-1234", 1);
+  Take();
+  Advance(4499ms);
+  EXPECT_TRUE(Of(Take(), "d", p::kDeliver).empty());
+  Advance(1ms);
+  EXPECT_EQ(Of(Take(), "d", p::kDeliver).size(), 1u) << "the delay ended on time";
+}
+
 TEST_F(BrokerCoreTest, ASilentConsumerLosesEverythingItHeldAtOnce) {
   Consume("doomed", "q", 5);
   for (int i = 0; i < 3; ++i) Publish("p", i + 1, "q", std::to_string(i));

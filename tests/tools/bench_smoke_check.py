@@ -19,7 +19,8 @@ def main():
     report = json.loads(run.stdout)
     assert report["failures"] == [], report["failures"]
     sections = {figure["section"] for figure in report["figures"]}
-    expected = {"limits", "brokerless", "broker", "backlog", "memory", "scaling", "latency", "recovery"}
+    expected = {"limits", "brokerless", "broker", "idle", "backlog", "memory", "scaling", "latency",
+                "recovery"}
     assert sections == expected, sections
     for figure in report["figures"]:
         assert figure["value"] > 0, figure
@@ -28,6 +29,8 @@ def main():
         assert "1 consumer, " + storage in names, storage
     for storage in ("fsync batch", "fsync always"):
         assert "publish->confirm, one at a time, p50, " + storage in names, storage
+    idle = [figure for figure in report["figures"] if figure["section"] == "idle"]
+    assert len(idle) == 2 and "10 idle queues" in idle[1]["versus"], idle
     # --quick caps the backlog at 20,000: depths 1K and 10K.
     scaling = [figure for figure in report["figures"] if figure["section"] == "scaling"]
     assert len(scaling) == 2, scaling

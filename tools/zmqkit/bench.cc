@@ -9,6 +9,8 @@
 
 #include <fcntl.h>
 #include <malloc.h>
+#include <pthread.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -290,6 +292,7 @@ class BenchBroker {
     options.workers = Endpoint::Bind(LoopbackAny());
     options.queue_defaults.max_length = std::max<std::uint64_t>(max_length, 1'000'000);
     options.queue_defaults.max_bytes = std::size_t{16} << 30;
+    options.max_queues = 100'000;  // the idle-queue step declares 10,000 besides its own
     if (storage != Storage::kMemory) {
       options.data_dir = data_dir;
       options.fsync = storage == Storage::kNever ? FsyncPolicy::kNever
@@ -305,6 +308,16 @@ class BenchBroker {
     thread_.join();
   }
   const std::string& endpoint() const { return broker_->clients_endpoint(); }
+  // CPU time the broker's thread has used so far (its own clock: not the clients' threads, not
+  // libzmq's I/O threads).
+  double CpuSeconds() {
+    clockid_t clock;
+    timespec used{};
+    if (pthread_getcpuclockid(thread_.native_handle(), &clock) != 0 || clock_gettime(clock, &used) != 0) {
+      return 0;
+    }
+    return static_cast<double>(used.tv_sec) + static_cast<double>(used.tv_nsec) / 1e9;
+  }
 
  private:
   zmq::context_t context_;
@@ -476,6 +489,37 @@ void SendStamped(std::uint64_t samples, std::size_t size, Clock::duration gap, C
     std::memcpy(body.data(), &now_ns, sizeof now_ns);
     send(body);
   }
+}
+
+// The broker thread's CPU per message, in microseconds, at one message per `gap` through one
+// queue while `idle` other declared queues hold nothing: what an idle queue costs the busy ones.
+double BrokerCpuPerMessage_us(std::size_t idle, std::uint64_t messages, std::size_t size,
+                              Clock::duration gap) {
+  BenchBroker broker(Storage::kMemory, "", messages);
+  zmq::context_t context;
+  BrokerClient admin(context, Endpoint::Connect(broker.endpoint()));
+  for (std::size_t i = 0; i < idle; ++i) {
+    if (!admin.DeclareQueue("idle-" + std::to_string(i), QueueOptions{}).ok()) return 0;
+  }
+  BrokerClient consumer(context, Endpoint::Connect(broker.endpoint()));
+  if (!consumer.Consume("paced", 100).ok()) return 0;
+  std::atomic<std::uint64_t> received{0};
+  std::thread receiving([&] {
+    while (received < messages) {
+      auto delivery = consumer.Receive(10s);
+      if (!delivery.ok()) return;
+      (void)consumer.Ack(delivery->tag);
+      ++received;
+    }
+  });
+  BrokerClient producer(context, Endpoint::Connect(broker.endpoint()));
+  const double cpu_before = broker.CpuSeconds();
+  SendStamped(messages, size, gap, Clock::now(),
+              [&](const std::string& body) { (void)producer.Publish("paced", body); });
+  receiving.join();
+  const double cpu_after = broker.CpuSeconds();
+  if (received < messages) return 0;
+  return (cpu_after - cpu_before) * 1e6 / static_cast<double>(messages);
 }
 
 // Publish -> deliver latency at one message per `gap`, with a timestamp in the body.
@@ -764,6 +808,18 @@ int RunBench(BenchOptions options) {
            figures.push_back({"broker", "end to end " + what, rate, per_s, ""});
          }
        }},
+      {"idle", [&] {
+         // Idle declared queues must cost nothing per message: time is looked up in one index
+         // across queues, not by walking them all on every turn.
+         const std::uint64_t paced = options.quick ? 300 : 4000;
+         const double few = BrokerCpuPerMessage_us(10, paced, size, 500us);
+         const double many = BrokerCpuPerMessage_us(options.quick ? 1000 : 10000, paced, size, 500us);
+         if (few == 0 || many == 0) failures.push_back("idle queues");
+         figures.push_back({"idle", "broker CPU per message, 1 message per 500 us, 10 idle queues", few, "us", ""});
+         figures.push_back({"idle", std::string("broker CPU per message, 1 message per 500 us, ") +
+                                        (options.quick ? "1,000" : "10,000") + " idle queues",
+                            many, "us", Ratio(many, few, "10 idle queues")});
+       }},
       {"backlog", [&] {
          for (Storage storage : {Storage::kMemory, Storage::kBatch}) {
            auto backlog = Backlog(storage, broker_dir, options.backlog, size, options.publish_batch);
@@ -852,7 +908,7 @@ int RunBench(BenchOptions options) {
   }
   if (chosen.empty()) {
     std::cerr << "zmqkit bench: no step named " << options.only
-              << " (steps: limits disk brokerless broker backlog scaling latency recovery)\n";
+              << " (steps: limits disk brokerless broker idle backlog scaling latency recovery)\n";
     return 2;
   }
 

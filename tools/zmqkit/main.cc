@@ -476,7 +476,7 @@ int main(int argc, char** argv) {
   bench->add_option("--data-dir", bench_options.data_dir, "where the disk and the durable broker are measured")
       ->capture_default_str();
   bench->add_option("--only", bench_options.only,
-                    "only these steps, comma-separated: limits disk brokerless broker backlog scaling latency recovery");
+                    "only these steps, comma-separated: limits disk brokerless broker idle backlog scaling latency recovery");
   bench->add_flag("--quick", bench_options.quick, "small counts: a smoke run of a few seconds");
 
   try {

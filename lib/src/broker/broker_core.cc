@@ -567,6 +567,7 @@ void BrokerCore::HandleSettle(const SessionKey& key, std::string_view command, c
     QueueSlot* slot = delivery->slot;
     if (command == p::kExtend) {
       slot->queue.Extend(tag, now + Millis(*extend_ms));
+      DeadlineChanged(*slot);
       continue;
     }
     if (command == p::kAck) {
@@ -1140,7 +1141,29 @@ std::uint64_t BrokerCore::PlaceDeadLetter(DeadLetter dead, TimePoint now,
   return placed.ok() ? *placed : 0;
 }
 
+void BrokerCore::DeadlineChanged(QueueSlot& slot) {
+  if (slot.deadline_dirty) return;
+  slot.deadline_dirty = true;
+  deadline_dirty_.push_back(&slot);
+}
+
+void BrokerCore::Reindex(QueueSlot& slot, std::set<std::pair<TimePoint, QueueSlot*>>& index) {
+  slot.deadline_dirty = false;
+  const std::optional<TimePoint> due = slot.queue.NextDeadline();
+  if (due == slot.indexed_due) return;
+  if (slot.indexed_due) index.erase({*slot.indexed_due, &slot});
+  if (due) index.emplace(*due, &slot);
+  slot.indexed_due = due;
+}
+
+void BrokerCore::ReindexDeadlines() const {
+  for (QueueSlot* slot : deadline_dirty_) Reindex(*slot, due_queues_);
+  deadline_dirty_.clear();
+}
+
 void BrokerCore::Dispatch(QueueSlot& slot, TimePoint now) {
+  // Whatever changed a queue dispatches it: a publish, a settle, a failure, a dead letter.
+  DeadlineChanged(slot);
   dispatch_time_ = std::max(dispatch_time_, now);
   if (slot.dispatch_due) return;
   slot.dispatch_due = true;
@@ -1158,6 +1181,7 @@ void BrokerCore::DispatchDue() {
 }
 
 void BrokerCore::DispatchNow(QueueSlot& slot, TimePoint now) {
+  if (slot.queue.ready() > 0 && !slot.waiting.empty()) DeadlineChanged(slot);  // leases to come
   while (slot.queue.ready() > 0 && !slot.waiting.empty()) {
     const std::uint64_t consumer_id = slot.waiting.front();
     slot.waiting.pop_front();
@@ -1231,12 +1255,15 @@ bool BrokerCore::DeliverToClient(QueueSlot& slot, std::uint64_t consumer_id, Tim
 
 void BrokerCore::Tick(TimePoint now) {
   input_time_ = now;
-  for (auto& entry : queues_) {
-    // Not a structured binding: clang 14 (the fuzz build) cannot capture one in a lambda.
-    const std::string& name = entry.first;
-    QueueSlot& slot = entry.second;
-    auto due = slot.queue.NextDeadline();
-    if (!due || *due > now) continue;
+  ReindexDeadlines();
+  // Only the queues with something due; each is re-indexed when it is dispatched below.
+  std::vector<QueueSlot*> due;
+  for (auto it = due_queues_.begin(); it != due_queues_.end() && it->first <= now; ++it) {
+    due.push_back(it->second);
+  }
+  for (QueueSlot* due_slot : due) {
+    QueueSlot& slot = *due_slot;
+    const std::string& name = slot.queue.name();
     auto result = slot.queue.Tick(now);
     for (const auto& timed_out : result.timed_out) {
       ++counters_.deliveries_taken_back;
@@ -1302,9 +1329,9 @@ std::optional<TimePoint> BrokerCore::NextDeadline() const {
   for (const auto& [key, until] : paused_sessions_) {
     if (!next || until < *next) next = until;
   }
-  for (const auto& [name, slot] : queues_) {
-    auto due = slot.queue.NextDeadline();
-    if (due && (!next || *due < *next)) next = due;
+  ReindexDeadlines();
+  if (!due_queues_.empty() && (!next || due_queues_.begin()->first < *next)) {
+    next = due_queues_.begin()->first;
   }
   return next;
 }
@@ -1466,6 +1493,7 @@ Status BrokerCore::Replay(std::string_view bytes, TimePoint now) {
     if (it == queues_.end()) {
       it = queues_.try_emplace(name, name, options_.queue_defaults).first;
     }
+    DeadlineChanged(it->second);  // a replayed message may bring a delay or a TTL
     return it->second;
   };
   const std::int64_t now_unix = unix_micros_();
@@ -1593,6 +1621,7 @@ Status BrokerCore::Replay(std::string_view bytes, TimePoint now) {
         options.ignore_limits = true;
         (void)origin->second.queue.Publish(std::move(*message), std::move(options), now);
       }
+      DeadlineChanged(origin->second);
       return Status::Ok();
     }
   }

@@ -196,6 +196,10 @@ class BrokerCore {
     std::list<std::uint64_t> waiting;
     std::size_t consumers = 0;
     bool dispatch_due = false;  // in dispatch_due_
+    // Where the queue stands in due_queues_ (its NextDeadline when last indexed), and whether it
+    // changed since (in deadline_dirty_).
+    std::optional<TimePoint> indexed_due;
+    bool deadline_dirty = false;
   };
   // Why a request is refused: the error code, the text, and which limit it hit (if one did).
   struct Refusal {
@@ -340,6 +344,15 @@ class BrokerCore {
   std::unordered_map<std::uint64_t, Delivery> deliveries_;  // by delivery tag
   std::set<std::string> owed_confirms_;                     // client peers with confirm_upto set
   std::vector<QueueSlot*> dispatch_due_;
+  // Every queue with something timed (a lease, a delay, a TTL), by its earliest such time, so that
+  // Tick and NextDeadline look only at queues with something due, however many are idle. A queue
+  // touched since it was indexed (every Dispatch, every lease, every extend) is re-indexed before
+  // either reads the index; an index entry may be early (a message was acked), never late.
+  mutable std::set<std::pair<TimePoint, QueueSlot*>> due_queues_;
+  mutable std::vector<QueueSlot*> deadline_dirty_;
+  void DeadlineChanged(QueueSlot& slot);
+  void ReindexDeadlines() const;
+  static void Reindex(QueueSlot& slot, std::set<std::pair<TimePoint, QueueSlot*>>& index);
   // Sessions whose connection refused a delivery, and when their consumers are tried again.
   std::map<SessionKey, TimePoint> paused_sessions_;
   void ResumePausedSessions(TimePoint now);
