@@ -289,6 +289,9 @@ TEST_F(BrokerCoreTest, TheGreetingSaysHowManyMessagesAPublishMayCarry) {
   EXPECT_EQ(*greeting[0].args->Uint("max_publish_batch"), 11u) << "3 + 2 * 11 frames <= 25";
   EXPECT_TRUE(*greeting[0].args->Bool("packed_publish", false))
       << "and that it reads [header+body] publishes";
+  EXPECT_TRUE(*greeting[0].args->Bool("idempotent", false));
+  EXPECT_EQ(*greeting[0].args->Uint("heartbeat_ms", 0), 1000u) << "how often a client must speak";
+  EXPECT_EQ(*greeting[0].args->Uint("liveness", 0), 3u);
 }
 
 TEST_F(BrokerCoreTest, PrefetchBoundsWhatAConsumerHolds) {
@@ -615,6 +618,9 @@ TEST_F(BrokerCoreTest, APoisonMessageEndsInTheDeadLetterQueueAndCanBeRedriven) {
   EXPECT_EQ(Header(dead[0], "x-death-reason"), "max-attempts");
   EXPECT_EQ(Header(dead[0], "x-origin-queue"), "payments");
   EXPECT_EQ(Header(dead[0], "x-attempt-history"), "rejected,rejected,rejected");
+  // protocol.md section 5: x-attempts counts its deliveries; the DLQ's count on from there.
+  EXPECT_EQ(Header(dead[0], "x-attempts"), "3");
+  EXPECT_EQ(Decoded(dead[0])->attempt, 4u);
   Nack("inspector", Tag(dead[0]), true);  // put it back in the DLQ
   Client("inspector", p::kCancel, p::ArgsWriter(1).Str("consumer", "dlq-reader").Finish());
   Take();
@@ -628,6 +634,7 @@ TEST_F(BrokerCoreTest, APoisonMessageEndsInTheDeadLetterQueueAndCanBeRedriven) {
   ASSERT_EQ(again.size(), 1u);
   EXPECT_EQ(Body(again[0]), "card declined");
   EXPECT_EQ(Header(again[0], "x-redriven"), "max-attempts");
+  EXPECT_EQ(Decoded(again[0])->attempt, 1u) << "a redriven message starts over";
 }
 
 TEST_F(BrokerCoreTest, RejectWithoutRequeueDeadLettersAtOnce) {
@@ -777,7 +784,9 @@ TEST_F(BrokerCoreTest, ARequestHeldByAWorkerThatDiesGoesToAnotherWorker) {
   request.emplace_back();
   request.emplace_back(std::string_view("job"));
   core().OnClientMessage("client", request, clock_.Now());
-  ASSERT_EQ(Take().at(0).peer, "dies");
+  auto first = Take();
+  ASSERT_EQ(first.at(0).peer, "dies");
+  const std::string first_address = first.at(0).frames.at(0);
   Worker("lives", {"\x01"});
   Take();
   for (int i = 0; i < 12; ++i) {
@@ -789,6 +798,12 @@ TEST_F(BrokerCoreTest, ARequestHeldByAWorkerThatDiesGoesToAnotherWorker) {
     if (o.side == Side::kWorkers && o.peer == "lives" && o.frames.size() == 3) address = o.frames[0];
   }
   ASSERT_FALSE(address.empty()) << "the request never reached the live worker";
+  // The dropped worker answers at last: a late reply, counted, not malformed, and not sent on.
+  const std::uint64_t malformed = core().counters().malformed;
+  Worker("dies", {first_address, "", "too late"});
+  EXPECT_TRUE(Take().empty());
+  EXPECT_EQ(core().counters().late_replies, 1u);
+  EXPECT_EQ(core().counters().malformed, malformed);
   Worker("lives", {address, "", "done"});
   auto reply = Take();
   ASSERT_EQ(reply.size(), 1u);

@@ -144,6 +144,8 @@ struct BrokerCounters {
   // Publishes an idempotent producer sent again whose first copy was stored: confirmed, not stored
   // a second time.
   std::uint64_t duplicates = 0;
+  // Paranoid Pirate replies to a job that had been taken back from the worker (too late to count).
+  std::uint64_t late_replies = 0;
 };
 
 // Thrown by the Broker constructor when the data directory cannot be used: in use by another

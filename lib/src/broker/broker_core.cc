@@ -726,6 +726,7 @@ void BrokerCore::HandleStats(const SessionKey& key, const p::Args& args) {
       {"answers_held", b.answers_held},
       {"answers_dropped", b.answers_dropped},
       {"duplicates", b.duplicates},
+      {"late_replies", b.late_replies},
       {"producers", producers_.size()},
       {"sessions", sessions_.size()},
       {"consumers", consumers_.size()},
@@ -906,14 +907,20 @@ void BrokerCore::OnWorkerMessage(std::string_view peer, std::span<zmq::message_t
     }
     return;
   }
-  if (frames.size() >= 3 && frames[1].size() == 0 && sessions_.contains(key)) {
-    Touch(key, now);
+  if (frames.size() >= 3 && frames[1].size() == 0) {
+    // [address][empty][reply...]: an answer, whether or not the job is still the worker's.
+    const bool known = sessions_.contains(key);
     auto tag = ParseTagAddress(frames[0]);
-    Delivery* delivery = tag ? OwnDelivery(key, *tag) : nullptr;
+    Delivery* delivery = known && tag ? OwnDelivery(key, *tag) : nullptr;
     if (!delivery) {
-      Log("a worker answered a job it does not hold (late, or after a timeout)");
+      // Its job was taken back (a timeout, or the worker fell silent and was dropped) and is
+      // someone else's now: the reply is late, not malformed.
+      ++counters_.late_replies;
+      Log("a late reply from a worker: its job was taken back (" +
+          std::string(known ? "the lease ran out" : "the worker had been dropped for silence") + ")");
       return;
     }
+    Touch(key, now);
     std::string reply_to = std::move(delivery->reply_to);
     QueueSlot* slot = delivery->slot;
     if (auto number = slot->queue.Ack(*tag)) Emit([&] { return records::EncodeAck(slot->queue.name(), *number); });
@@ -934,12 +941,15 @@ void BrokerCore::OnWorkerMessage(std::string_view peer, std::span<zmq::message_t
 // ---- Sessions and consumers ------------------------------------------------------------------
 
 std::vector<zmq::message_t> BrokerCore::ClientHeartbeat() const {
-  return p::Frames(p::kHeartbeat, p::ArgsWriter(4)
-                                      .Str("instance", instance_)
-                                      .Uint("max_publish_batch", MaxPublishBatch())
-                                      .Bool("packed_publish", true)
-                                      .Bool("idempotent", true)
-                                      .Finish());
+  return p::Frames(p::kHeartbeat,
+                   p::ArgsWriter(6)
+                       .Str("instance", instance_)
+                       .Uint("max_publish_batch", MaxPublishBatch())
+                       .Bool("packed_publish", true)
+                       .Bool("idempotent", true)
+                       .Uint("heartbeat_ms", static_cast<std::uint64_t>(options_.heartbeat_interval.count()))
+                       .Uint("liveness", options_.liveness)
+                       .Finish());
 }
 
 BrokerCore::Session& BrokerCore::Touch(const SessionKey& key, TimePoint now) {
