@@ -331,6 +331,13 @@ TEST_F(DeliveryContractTest, AFlippedByteInTheJournalRefusesTheStartAndSalvageCo
   }
   EXPECT_FALSE(bodies.contains("message-17"));
   EXPECT_TRUE(bodies.contains("message-39")) << "records after the damage were kept";
+  EXPECT_NE(summary.find("rewritten without the damage"), std::string::npos) << summary;
+  // The salvaged journal was rewritten: the next start needs no --salvage.
+  StopBroker();
+  options_.salvage = false;
+  ASSERT_NO_THROW(StartBroker());
+  EXPECT_EQ(broker_->recovery_summary().find("SALVAGED"), std::string::npos)
+      << broker_->recovery_summary();
 }
 
 // ---- A delivery is settled only by an ack meant for it ---------------------------------------

@@ -14,6 +14,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <algorithm>
 #include <deque>
 #include <map>
 #include <memory>
@@ -143,6 +144,12 @@ class BrokerClient {
   std::size_t unconfirmed() const { return last_sent_seq_ - last_settled_seq_; }
   // Publishes sent again because their outcome was unknown (BrokerClientOptions::republish_unknown).
   std::uint64_t republished() const { return republished_; }
+  // Every publish whose seq (as Publish returned it) is at most this is settled: confirmed, or
+  // rejected (TakeRejections). A publish sent again is settled when its copy is.
+  std::uint64_t settled_through() const {
+    return copies_outstanding_.empty() ? last_settled_seq_
+                                       : std::min(last_settled_seq_, *copies_outstanding_.begin() - 1);
+  }
   ConfirmLevel confirm_level() const { return confirm_level_; }
 
   // Starts consuming from `queue` with up to `prefetch` unacked deliveries; waits for the broker's
@@ -229,6 +236,8 @@ class BrokerClient {
   std::shared_ptr<const PublishOptions> last_options_;  // shared by publishes with equal options
   bool broker_idempotent_ = false;  // from the greeting
   std::uint64_t republished_ = 0;
+  // The first seqs of publishes sent again whose copy is not settled yet.
+  std::multiset<std::uint64_t> copies_outstanding_;
   PendingPublish* FindPending(std::uint64_t seq);
   void DropSettledPending();
   // Sends the publishes whose outcome is unknown again, each under a new seq with its pseq.

@@ -173,10 +173,20 @@ Broker::Broker(zmq::context_t& context, BrokerOptions options, const Clock* cloc
     journal_sink_ = std::make_unique<JournalAdapter>(*journal_);
     core_->set_journal(journal_sink_.get());
     if (options_.fsync != FsyncPolicy::kNever) core_->set_confirm_level("on-disk");
-    // Synced before anyone is served: a tag given in this run must not be given by the next.
-    core_->BeginJournaledEpoch();
+    // Synced before anyone is served: a tag given in this run must not be given by the next. A
+    // damaged journal may have lost the last run's EPOCH record: go well past what survived.
+    core_->BeginJournaledEpoch(report.corruptions.empty() ? 1 : 1024);
     if (Status committed = journal_->Commit(); !committed.ok()) {
       throw BrokerStartError("cannot journal this run's delivery tag epoch: " + committed.message());
+    }
+    // A salvaged journal still holds its damage: rewritten as a snapshot of what was recovered,
+    // the next start finds it whole instead of refusing again.
+    const bool salvaged = !report.corruptions.empty() || report.records_unapplied > 0;
+    if (salvaged) {
+      if (Status compacted = journal_->Compact(core_->SnapshotRecords(now)); !compacted.ok()) {
+        throw BrokerStartError("salvaged, but cannot rewrite the journal without its damage: " +
+                               compacted.message());
+      }
     }
     recovery_summary_ =
         "recovered " + std::to_string(report.records) + " journal records from " +
@@ -186,7 +196,8 @@ Broker::Broker(zmq::context_t& context, BrokerOptions options, const Clock* cloc
         (report.torn_bytes_dropped > 0
              ? "; dropped a torn tail of " + std::to_string(report.torn_bytes_dropped) + " bytes"
              : "") +
-        SalvageSummary(report, core_->replay_audit());
+        SalvageSummary(report, core_->replay_audit()) +
+        (salvaged ? "; the journal was rewritten without the damage" : "");
   }
   if (NeedsZap(options_)) {
     // Before binding: libzmq asks the handler about each connection as it is accepted.

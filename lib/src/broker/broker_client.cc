@@ -447,6 +447,10 @@ BrokerClient::PendingPublish* BrokerClient::FindPending(std::uint64_t seq) {
 
 void BrokerClient::DropSettledPending() {
   while (!pending_.empty() && pending_front_seq_ <= last_settled_seq_) {
+    const PendingPublish& settled = pending_.front();
+    if (settled.first_seq != pending_front_seq_) {
+      copies_outstanding_.erase(copies_outstanding_.find(settled.first_seq));
+    }
     pending_.pop_front();
     ++pending_front_seq_;
   }
@@ -475,6 +479,7 @@ void BrokerClient::Republish(const std::vector<std::uint64_t>& seqs) {
     }
     last_sent_seq_ = seq;
     ++republished_;
+    copies_outstanding_.insert(again.first_seq);
     pending_.push_back(std::move(again));
   }
 }

@@ -1057,8 +1057,9 @@ std::uint64_t BrokerCore::NextTag() {
   return tag_epoch_ << kTagCounterBits | next_tag_counter_++;
 }
 
-void BrokerCore::BeginJournaledEpoch() {
-  tag_epoch_ = EpochAfter(last_journaled_epoch_);
+void BrokerCore::BeginJournaledEpoch(std::uint64_t skip) {
+  tag_epoch_ = last_journaled_epoch_;
+  for (std::uint64_t i = 0; i < std::max<std::uint64_t>(skip, 1); ++i) tag_epoch_ = EpochAfter(tag_epoch_);
   next_tag_counter_ = 1;
   Emit([&] { return records::EncodeEpoch(tag_epoch_); });
 }

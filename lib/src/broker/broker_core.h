@@ -124,7 +124,9 @@ class BrokerCore {
   // Durable brokers, once recovery has replayed the journal: delivery tags from now on carry the
   // epoch after the last one journaled, and that epoch is journaled. The caller syncs it before it
   // serves anyone, so no epoch, and so no tag, is used by two runs of the broker.
-  void BeginJournaledEpoch();
+  // `skip`: how far past the last journaled epoch to go — more than 1 after a salvaged start,
+  // whose damage may have taken the record of the last epoch used.
+  void BeginJournaledEpoch(std::uint64_t skip = 1);
   // The epoch delivery tags carry now (docs/protocol.md, DELIVER): a tag is epoch << 32 | n.
   std::uint64_t tag_epoch() const { return tag_epoch_; }
   // Tests: the next tag of this epoch is `counter`, to reach the end of an epoch without 2^32

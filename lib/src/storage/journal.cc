@@ -295,8 +295,13 @@ Result<std::unique_ptr<Journal>> Journal::Open(const JournalOptions& options, co
       if (Status applied = apply(record); !applied.ok()) {
         const std::string where = "segment " + std::to_string(segments[i]) + ", offset " +
                                   std::to_string(offset) + ": " + applied.message();
-        // After damage, a record may name a message or queue whose own record was lost.
-        if (!options.salvage) return Status::Corruption(where);
+        // After damage, a record may name a message or queue whose own record was lost: then the
+        // damage is what to report (and salvage the way out), not this record.
+        if (!options.salvage) {
+          if (reporter.found.empty()) return Status::Corruption(where);
+          for (std::string& corruption : reporter.found) out.corruptions.push_back(std::move(corruption));
+          return *refuse_unless_salvaging();
+        }
         if (out.records_unapplied++ == 0) out.first_unapplied = where;
         continue;
       }
