@@ -57,7 +57,7 @@ struct BrokerClientOptions {
   std::uint32_t delivery_batch = 64;
   // Idempotent publishing (docs/protocol.md): every publish carries this producer id and its
   // sequence number, so the broker stores a publish sent again only if its first copy was never
-  // stored. Empty (the default): a random id, new for each BrokerClient.
+  // stored. Empty (the default): 12 random characters, new for each BrokerClient.
   std::string producer_id;
   // A publish whose outcome is unknown — sent, then the connection or the broker went away
   // before its confirm — is sent again, by itself, to a broker that publishes idempotently (its
@@ -244,8 +244,9 @@ class BrokerClient {
   void Republish(const std::vector<std::uint64_t>& seqs);
   std::deque<Delivery> deliveries_;
   std::chrono::steady_clock::time_point last_look_{};  // Receive(): when it last read the socket
-  // Tags this client was given and has not settled; when the broker takes them all back (a
-  // restart, an expired session) they move to void_tags_, and are never sent again.
+  // Tags this client was given and has not settled (kept here only without auto_extend: with it,
+  // the keeper's held map has them); when the broker takes them all back (a restart, an expired
+  // session) they move to void_tags_, and are never sent again.
   std::unordered_set<std::uint64_t> unsettled_;
   std::unordered_set<std::uint64_t> void_tags_;
   // The broker took back every delivery this client held: drops the prefetched ones and voids

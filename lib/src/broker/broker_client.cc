@@ -8,11 +8,11 @@
 #include <condition_variable>
 #include <map>
 #include <mutex>
+#include <random>
 #include <system_error>
 
 #include "broker/protocol.h"
 #include "deadline.h"
-#include "zmqkit/message_id.h"
 #include "frames.h"
 
 namespace zmqkit {
@@ -164,7 +164,13 @@ BrokerClient::BrokerClient(zmq::context_t& context, const Endpoint& broker,
                            BrokerClientOptions options)
     : options_(std::move(options)),
       connection_(std::make_unique<Connection>(context, options_.socket)) {
-  if (options_.producer_id.empty()) options_.producer_id = MessageId::Generate().ToString();
+  if (options_.producer_id.empty()) {
+    // 60 random bits in 12 characters: short, because every PUBLISH carries it.
+    std::random_device device;
+    std::uint64_t bits = (std::uint64_t{device()} << 32) ^ device();
+    constexpr char kDigits[] = "0123456789abcdefghijklmnopqrstuv";
+    for (int i = 0; i < 12; ++i, bits >>= 5) options_.producer_id.push_back(kDigits[bits & 31]);
+  }
   // A broker that is away for long fills the connection's queue; then a send gives up after one
   // heartbeat interval and the call reports it, instead of blocking its caller indefinitely.
   connection_->socket.set(zmq::sockopt::sndtimeo,
@@ -393,7 +399,8 @@ bool BrokerClient::ReadOne(std::chrono::milliseconds timeout) {
         continue;
       }
       tags[taken++] = tags[i];
-      unsettled_.insert(tags[i]);
+      // With auto_extend the keeper's held map already tracks them (Connection::Hold).
+      if (!options_.auto_extend) unsettled_.insert(tags[i]);
       deliveries_.push_back(Delivery{tags[i], consumer, queue, std::move(decoded).value()});
     }
     if (options_.auto_extend) connection_->Hold(std::span(tags.data(), taken));
@@ -594,6 +601,11 @@ Result<Delivery> BrokerClient::Receive(std::chrono::milliseconds timeout) {
 }
 
 void BrokerClient::VoidDeliveries() {
+  // Every tag given and not settled: the keeper's held map has them, with auto_extend.
+  if (options_.auto_extend) {
+    std::lock_guard lock(connection_->mutex);
+    for (const auto& [tag, since] : connection_->held) unsettled_.insert(tag);
+  }
   connection_->ReleaseAll();
   // Prefetched and never handed out: the broker gives them again, to this client or another.
   for (const Delivery& delivery : deliveries_) unsettled_.erase(delivery.tag);
@@ -608,7 +620,9 @@ Status BrokerClient::KeepSettleable(std::vector<std::uint64_t>& tags) {
   if (!void_tags_.empty()) {
     voided = std::erase_if(tags, [this](std::uint64_t tag) { return void_tags_.erase(tag) > 0; });
   }
-  for (std::uint64_t tag : tags) unsettled_.erase(tag);
+  if (!options_.auto_extend) {
+    for (std::uint64_t tag : tags) unsettled_.erase(tag);
+  }
   if (voided == 0) return Status::Ok();
   return Status::FailedPrecondition(
       "broker-restarted: " + std::to_string(voided) +

@@ -285,7 +285,7 @@ void BrokerCore::HandlePublish(Session& session, const SessionKey& key, const p:
   auto routing_key = args.Str("key", "");
   auto delay_ms = args.Uint("delay_ms", 0);
   auto ttl_ms = args.Uint("ttl_ms", 0);
-  auto producer = args.Str("producer", "");
+  auto producer = args.StrView("producer", "");  // no copy: one per publish
   auto pseq = args.Uint("pseq", *seq);
   const Status* invalid = nullptr;
   for (const Status* status : {exchange.ok() ? nullptr : &exchange.error(),

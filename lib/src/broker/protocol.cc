@@ -103,6 +103,17 @@ Result<std::string> Args::Str(std::string_view key, std::optional<std::string> f
   return TypeError(key, "str");
 }
 
+Result<std::string_view> Args::StrView(std::string_view key,
+                                       std::optional<std::string_view> fallback) const {
+  const msgpack::object* value = Find(key);
+  if (value == nullptr) {
+    if (fallback) return *fallback;
+    return Missing(key);
+  }
+  if (value->type == msgpack::type::STR) return std::string_view(value->via.str.ptr, value->via.str.size);
+  return TypeError(key, "str");
+}
+
 Result<bool> Args::Bool(std::string_view key, std::optional<bool> fallback) const {
   const msgpack::object* value = Find(key);
   if (value == nullptr) {

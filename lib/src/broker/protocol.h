@@ -99,6 +99,9 @@ class Args {
                              std::optional<std::uint64_t> fallback = std::nullopt) const;
   Result<std::string> Str(std::string_view key,
                           std::optional<std::string> fallback = std::nullopt) const;
+  // The same without a copy: valid while this Args lives.
+  Result<std::string_view> StrView(std::string_view key,
+                                   std::optional<std::string_view> fallback = std::nullopt) const;
   Result<bool> Bool(std::string_view key, std::optional<bool> fallback = std::nullopt) const;
   Result<std::vector<std::uint64_t>> UintList(std::string_view key) const;
 
