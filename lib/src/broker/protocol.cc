@@ -94,13 +94,9 @@ Result<std::uint64_t> Args::Uint(std::string_view key,
 }
 
 Result<std::string> Args::Str(std::string_view key, std::optional<std::string> fallback) const {
-  const msgpack::object* value = Find(key);
-  if (value == nullptr) {
-    if (fallback) return *fallback;
-    return Missing(key);
-  }
-  if (value->type == msgpack::type::STR) return std::string(value->via.str.ptr, value->via.str.size);
-  return TypeError(key, "str");
+  auto view = StrView(key, fallback ? std::optional<std::string_view>(*fallback) : std::nullopt);
+  if (!view.ok()) return view.error();
+  return std::string(*view);
 }
 
 Result<std::string_view> Args::StrView(std::string_view key,
