@@ -270,12 +270,10 @@ Result<std::size_t> BrokerClient::PublishBatch(std::span<Envelope> envelopes,
       // Shares the body (a reference count); the caller's envelope keeps it if this is not sent.
       payload.emplace_back().copy(envelope.body);
     }
-    // The frames are shared with what is kept (a reference count, not a copy, for all but the
-    // smallest), so keeping them costs little.
-    std::vector<PendingPublish> kept;
-    kept.reserve(count);
+    // Kept until settled, to be sent again if need be. The frames are shared with what is sent
+    // (a reference count, not a copy, for all but the smallest), so keeping them costs little.
     for (std::size_t i = 0; i < count; ++i) {
-      PendingPublish& entry = kept.emplace_back(
+      PendingPublish& entry = pending_.emplace_back(
           PendingPublish{first_seq + i, first_seq + i, last_options_, {}, {}, packed});
       if (packed) {
         entry.header.copy(payload[i]);
@@ -287,12 +285,13 @@ Result<std::size_t> BrokerClient::PublishBatch(std::span<Envelope> envelopes,
     Status status = SendCommand(p::kPublish, PublishArgs(first_seq, count, options),
                                 std::move(payload), first_seq + count - 1);
     if (!status.ok()) {
-      // Nothing of this message was sent: its seqs stay free.
+      // Nothing of this message was sent: its seqs stay free, and nothing is kept for them.
+      pending_.erase(pending_.end() - static_cast<std::ptrdiff_t>(count), pending_.end());
+      if (pending_.empty()) pending_front_seq_ = last_sent_seq_ + 1;
       if (sent == 0) return status;
       return sent;
     }
     last_sent_seq_ = first_seq + count - 1;
-    for (PendingPublish& entry : kept) pending_.push_back(std::move(entry));
     sent += count;
   }
   return sent;
