@@ -79,6 +79,7 @@ TEST(ProducerTableTest, IdleProducersAreForgottenAfterTheWindowAndTheIdlestBeyon
   table.Stored("a", 1, 0);
   table.Stored("b", 1, 500);
   EXPECT_EQ(table.Expire(900), 0u);
+  EXPECT_EQ(table.Check("a", 1), Verdict::kDuplicate);  // "a" is the one looked up last
   EXPECT_EQ(table.Expire(1001), 1u);
   EXPECT_EQ(table.Check("a", 1), Verdict::kNew) << "forgotten";
   EXPECT_EQ(table.Check("b", 1), Verdict::kDuplicate);

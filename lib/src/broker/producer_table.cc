@@ -19,26 +19,36 @@ Gaps::const_iterator FindGap(const Gaps& gaps, std::uint64_t seq) {
 
 }  // namespace
 
-ProducerTable::Verdict ProducerTable::Check(std::string_view producer, std::uint64_t seq) const {
+ProducerTable::State* ProducerTable::Find(std::string_view producer) const {
+  if (last_found_ != nullptr && last_found_->entry.producer == producer) return last_found_;
   auto it = producers_.find(producer);
-  if (it == producers_.end()) return Verdict::kNew;
-  const Entry& entry = it->second.entry;
+  if (it == producers_.end()) return nullptr;
+  last_found_ = const_cast<State*>(&it->second);
+  return last_found_;
+}
+
+ProducerTable::Verdict ProducerTable::Check(std::string_view producer, std::uint64_t seq) const {
+  const State* state = Find(producer);
+  if (state == nullptr) return Verdict::kNew;
+  const Entry& entry = state->entry;
   if (seq > entry.highest) return Verdict::kNew;
   if (seq <= entry.floor) return Verdict::kTooOld;
   return FindGap(entry.gaps, seq) != entry.gaps.end() ? Verdict::kNew : Verdict::kDuplicate;
 }
 
 ProducerTable::State& ProducerTable::Touch(std::string_view producer, std::int64_t at_us) {
-  auto it = producers_.find(producer);
-  if (it == producers_.end()) {
-    it = producers_.emplace(std::string(producer), State{}).first;
+  State* state = Find(producer);
+  if (state == nullptr) {
+    auto it = producers_.emplace(std::string(producer), State{}).first;
     it->second.entry.producer = it->first;
     it->second.idle_position = idle_order_.insert(idle_order_.end(), it->first);
-  } else {
-    idle_order_.splice(idle_order_.end(), idle_order_, it->second.idle_position);
+    state = &it->second;
+    last_found_ = state;
+  } else if (std::next(state->idle_position) != idle_order_.end()) {
+    idle_order_.splice(idle_order_.end(), idle_order_, state->idle_position);
   }
-  it->second.entry.last_active_us = std::max(it->second.entry.last_active_us, at_us);
-  return it->second;
+  state->entry.last_active_us = std::max(state->entry.last_active_us, at_us);
+  return *state;
 }
 
 void ProducerTable::Stored(std::string_view producer, std::uint64_t seq, std::int64_t at_us) {
@@ -79,6 +89,7 @@ void ProducerTable::Stored(std::string_view producer, std::uint64_t seq, std::in
 void ProducerTable::Forget(std::unordered_map<std::string, State, Hash, std::equal_to<>>::iterator it) {
   gaps_ -= it->second.entry.gaps.size();
   idle_order_.erase(it->second.idle_position);
+  if (last_found_ == &it->second) last_found_ = nullptr;
   producers_.erase(it);
 }
 
