@@ -296,6 +296,9 @@ void Broker::Run() {
       case Sent::kSent:
         return;
       case Sent::kGone:
+        // No one is left to answer; a delivery's messages go back to the queue at once.
+        if (!out.tags.empty()) refused_deliveries.push_back(std::move(out));
+        return;
       case Sent::kFull:
         if (!out.tags.empty()) {
           refused_deliveries.push_back(std::move(out));
