@@ -252,9 +252,10 @@ class BrokerClient {
   // The broker took back every delivery this client held: drops the prefetched ones and voids
   // the tags of the rest.
   void VoidDeliveries();
-  // Removes the void tags from `tags` (and from void_tags_) and the rest from unsettled_; an
-  // error naming the void ones if there were any.
-  Status KeepSettleable(std::vector<std::uint64_t>& tags);
+  // Removes the void tags from `tags` (and from void_tags_); an error naming them if any were.
+  Status DropVoidTags(std::vector<std::uint64_t>& tags);
+  // Tags about to be settled: no longer held, not to be voided.
+  void ForgetSettled(std::span<const std::uint64_t> tags);
   std::map<std::uint64_t, Result<std::string>> replies_;  // by rid
   std::uint64_t next_rid_ = 1;
   std::uint64_t next_consumer_ = 1;

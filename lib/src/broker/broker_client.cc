@@ -614,14 +614,9 @@ void BrokerClient::VoidDeliveries() {
   unsettled_.clear();
 }
 
-Status BrokerClient::KeepSettleable(std::vector<std::uint64_t>& tags) {
-  std::size_t voided = 0;
-  if (!void_tags_.empty()) {
-    voided = std::erase_if(tags, [this](std::uint64_t tag) { return void_tags_.erase(tag) > 0; });
-  }
-  if (!options_.auto_extend) {
-    for (std::uint64_t tag : tags) unsettled_.erase(tag);
-  }
+Status BrokerClient::DropVoidTags(std::vector<std::uint64_t>& tags) {
+  const std::size_t voided =
+      std::erase_if(tags, [this](std::uint64_t tag) { return void_tags_.erase(tag) > 0; });
   if (voided == 0) return Status::Ok();
   return Status::FailedPrecondition(
       "broker-restarted: " + std::to_string(voided) +
@@ -629,12 +624,27 @@ Status BrokerClient::KeepSettleable(std::vector<std::uint64_t>& tags) {
       "it took those deliveries back and gives the messages again, so they were not settled");
 }
 
+void BrokerClient::ForgetSettled(std::span<const std::uint64_t> tags) {
+  if (options_.auto_extend) {
+    connection_->Release(tags);
+  } else {
+    for (std::uint64_t tag : tags) unsettled_.erase(tag);
+  }
+}
+
 Status BrokerClient::Ack(std::uint64_t tag) { return Ack(std::vector<std::uint64_t>{tag}); }
 
 Status BrokerClient::Ack(const std::vector<std::uint64_t>& tags) {
-  std::vector<std::uint64_t> settle = tags;
-  Status kept = KeepSettleable(settle);
-  if (options_.auto_extend) connection_->Release(settle);
+  // A copy only when some tag may be void (after a restart): acks are on every consumer's path.
+  Status kept = Status::Ok();
+  std::vector<std::uint64_t> filtered;
+  const bool filtering = !void_tags_.empty();
+  if (filtering) {
+    filtered = tags;
+    kept = DropVoidTags(filtered);
+  }
+  const std::vector<std::uint64_t>& settle = filtering ? filtered : tags;
+  ForgetSettled(settle);
   if (!settle.empty()) {
     if (Status sent = SendCommand(p::kAck, p::ArgsWriter(1).UintList("tags", settle).Finish());
         !sent.ok()) {
@@ -645,9 +655,11 @@ Status BrokerClient::Ack(const std::vector<std::uint64_t>& tags) {
 }
 
 Status BrokerClient::Nack(std::uint64_t tag, bool requeue) {
-  std::vector<std::uint64_t> settle{tag};
-  if (Status kept = KeepSettleable(settle); !kept.ok()) return kept;
-  if (options_.auto_extend) connection_->Release(std::span(&tag, 1));
+  if (void_tags_.contains(tag)) {
+    std::vector<std::uint64_t> one{tag};
+    return DropVoidTags(one);
+  }
+  ForgetSettled(std::span(&tag, 1));
   return SendCommand(p::kNack, p::ArgsWriter(2).Uint("tag", tag).Bool("requeue", requeue).Finish());
 }
 

@@ -548,7 +548,7 @@ void BrokerCore::HandleSettle(const SessionKey& key, std::string_view command, c
   if (command == p::kExtend) {
     // A client's background EXTEND names the broker instance its tags came from: one sent to a
     // restarted broker before the client noticed is void, and not an error worth answering.
-    auto instance = args.Str("instance", "");
+    auto instance = args.StrView("instance", "");
     if (instance.ok() && !instance->empty() && *instance != instance_) return;
   }
   auto requeue = args.Bool("requeue", true);
@@ -976,7 +976,7 @@ void BrokerCore::DropSession(const SessionKey& key, TimePoint now) {
 void BrokerCore::RemoveConsumer(std::uint64_t consumer_id, TimePoint now) {
   Consumer& consumer = consumers_.at(consumer_id);
   QueueSlot& slot = *consumer.slot;
-  if (consumer.waiting) slot.waiting.erase(consumer.waiting_position);
+  StopWaiting(consumer);
   for (std::uint64_t tag : consumer.given) {
     if (!deliveries_.contains(tag)) continue;  // settled since
     auto failed = slot.queue.Fail(tag, FailureReason::kConsumerLost, /*requeue=*/true, now);
@@ -987,6 +987,12 @@ void BrokerCore::RemoveConsumer(std::uint64_t consumer_id, TimePoint now) {
   --slot.consumers;
   consumers_.erase(consumer_id);
   Dispatch(slot, now);
+}
+
+void BrokerCore::StopWaiting(Consumer& consumer) {
+  if (!consumer.waiting) return;
+  consumer.slot->waiting.erase(consumer.waiting_position);
+  consumer.waiting = false;
 }
 
 void BrokerCore::MakeWaiting(std::uint64_t consumer_id) {
@@ -1018,10 +1024,7 @@ void BrokerCore::OnDeliveryRefused(Side side, std::string_view peer,
   for (std::uint64_t id : session->second.consumers) {
     Consumer& consumer = consumers_.at(id);
     consumer.paused = true;
-    if (consumer.waiting) {
-      consumer.slot->waiting.erase(consumer.waiting_position);
-      consumer.waiting = false;
-    }
+    StopWaiting(consumer);
   }
   DispatchDue();
 }
@@ -1161,7 +1164,10 @@ void BrokerCore::DeadlineChanged(QueueSlot& slot) {
 void BrokerCore::Reindex(QueueSlot& slot, std::set<std::pair<TimePoint, QueueSlot*>>& index) {
   slot.deadline_dirty = false;
   const std::optional<TimePoint> due = slot.queue.NextDeadline();
-  if (due == slot.indexed_due) return;
+  // An entry earlier than the queue's deadline is left as it is: when it comes due, Tick looks
+  // and indexes the queue anew. A busy queue's earliest lease moves later with nearly every ack,
+  // and moving its entry each turn would cost a tree node each time.
+  if (slot.indexed_due && (!due || *due >= *slot.indexed_due)) return;
   if (slot.indexed_due) index.erase({*slot.indexed_due, &slot});
   if (due) index.emplace(*due, &slot);
   slot.indexed_due = due;
@@ -1274,6 +1280,9 @@ void BrokerCore::Tick(TimePoint now) {
   }
   for (QueueSlot* due_slot : due) {
     QueueSlot& slot = *due_slot;
+    // Out of the index: it goes back in, at its next deadline, when it is dispatched below.
+    due_queues_.erase({*slot.indexed_due, &slot});
+    slot.indexed_due.reset();
     const std::string& name = slot.queue.name();
     auto result = slot.queue.Tick(now);
     for (const auto& timed_out : result.timed_out) {

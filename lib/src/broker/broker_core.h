@@ -294,6 +294,8 @@ class BrokerCore {
   // nothing could be leased.
   bool DeliverToClient(QueueSlot& slot, std::uint64_t consumer_id, TimePoint now);
   void MakeWaiting(std::uint64_t consumer_id);
+  // Takes the consumer out of its queue's line of consumers with credit, if it is in it.
+  void StopWaiting(Consumer& consumer);
   // A delivery tag no earlier delivery of this broker had, in this run or (durable brokers) any
   // earlier one; moves to the next epoch when this one's numbers run out.
   std::uint64_t NextTag();
@@ -349,7 +351,8 @@ class BrokerCore {
   // Every queue with something timed (a lease, a delay, a TTL), by its earliest such time, so that
   // Tick and NextDeadline look only at queues with something due, however many are idle. A queue
   // touched since it was indexed (every Dispatch, every lease, every extend) is re-indexed before
-  // either reads the index; an index entry may be early (a message was acked), never late.
+  // either reads the index when its deadline came earlier; an index entry may be early (a message
+  // was acked), never late, and a queue whose entry comes due is taken out and indexed anew.
   mutable std::set<std::pair<TimePoint, QueueSlot*>> due_queues_;
   mutable std::vector<QueueSlot*> deadline_dirty_;
   void DeadlineChanged(QueueSlot& slot);

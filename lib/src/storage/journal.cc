@@ -245,9 +245,10 @@ Result<std::unique_ptr<Journal>> Journal::Open(const JournalOptions& options, co
     }
   }
   const std::uint64_t newest_found = std::max(segments.empty() ? 0 : segments.back(), discarded_snapshot);
-  if (auto newest = ReadNewest(options.directory); newest && *newest > newest_found) {
-    missing(newest_found + 1, *newest,
-            "journal/NEWEST says segment " + std::to_string(*newest) + " was started");
+  const std::optional<std::uint64_t> noted_newest = ReadNewest(options.directory);
+  if (noted_newest && *noted_newest > newest_found) {
+    missing(newest_found + 1, *noted_newest,
+            "journal/NEWEST says segment " + std::to_string(*noted_newest) + " was started");
   }
   auto refuse_unless_salvaging = [&]() -> std::optional<Status> {
     if (out.corruptions.empty() || options.salvage) return std::nullopt;
@@ -347,7 +348,7 @@ Result<std::unique_ptr<Journal>> Journal::Open(const JournalOptions& options, co
   } else {
     if (Status opened = journal->OpenSegment(segments.back(), /*fresh=*/false); !opened.ok()) return opened;
     // A journal from before NEWEST, or one salvaged past missing segments, says what is true now.
-    if (ReadNewest(options.directory) != segments.back()) {
+    if (noted_newest != segments.back()) {
       if (Status noted = WriteNewest(options.directory, segments.back()); !noted.ok()) return noted;
     }
   }
