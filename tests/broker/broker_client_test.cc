@@ -324,6 +324,50 @@ TEST_F(BrokerClientTest, APublishBatchIsPackedWithinTheBrokersLimitAndArrivesInt
 // said it reads them. A broker from before packed publishes (no "packed_publish" in its greeting),
 // and the first publish of a connection, before any greeting, get [header][body]; so does a body
 // over the packing limit, and a batch with one in it.
+// A client keeps each publish until it is settled, so how many may be unsettled is bounded: at
+// the bound it waits for confirms, and a broker that confirms none of them gets nothing more.
+TEST_F(BrokerClientTest, PublishesBeyondMaxUnconfirmedWaitForConfirms) {
+  const std::string endpoint = testing::IpcAddress(dir_, "silent");
+  zmq::socket_t silent(context_, zmq::socket_type::router);  // reads, never answers
+  silent.set(zmq::sockopt::linger, 0);
+  silent.bind(endpoint);
+  BrokerClientOptions options;
+  options.heartbeat_interval = kHeartbeat;
+  options.request_timeout = 300ms;
+  options.max_unconfirmed = 3;
+  BrokerClient client(context_, Endpoint::Connect(endpoint), options);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(client.Publish("q", "kept").ok());
+  const auto before = std::chrono::steady_clock::now();
+  auto fourth = client.Publish("q", "one too many");
+  ASSERT_FALSE(fourth.ok());
+  EXPECT_EQ(fourth.error().code(), StatusCode::kUnavailable) << fourth.error().message();
+  EXPECT_GE(std::chrono::steady_clock::now() - before, 300ms) << "it waited for confirms first";
+  EXPECT_EQ(client.unconfirmed(), 3u) << "the refused publish was not sent";
+
+  // Against a broker that confirms, a small bound only paces the publisher.
+  StartBroker();
+  options.max_unconfirmed = 5;
+  options.request_timeout = 5000ms;
+  BrokerClient paced(context_, Endpoint::Connect(broker_->clients_endpoint()), options);
+  std::vector<Envelope> batch;
+  for (int i = 0; i < 7; ++i) batch.push_back(Envelope::New("b"));
+  PublishOptions to_q;
+  to_q.key = "paced";
+  for (int i = 0; i < 300; ++i) {
+    ASSERT_TRUE(paced.Publish("paced", "m").ok());
+    ASSERT_LE(paced.unconfirmed(), 5u);
+    if (i % 50 == 0) {
+      ASSERT_EQ(*paced.PublishBatch(batch, to_q), 7u);  // a PUBLISH carries at most 5 of them
+      ASSERT_LE(paced.unconfirmed(), 5u);
+    }
+  }
+  ASSERT_TRUE(paced.WaitForConfirms(5s).ok());
+  auto stats = paced.Stats("paced");
+  ASSERT_TRUE(stats.ok()) << stats.error().message();
+  ASSERT_EQ(stats->size(), 1u);
+  EXPECT_EQ(stats->front().values.at("ready"), 300u + 6 * 7);
+}
+
 TEST_F(BrokerClientTest, PublishesArePackedOnlyForABrokerThatSaysItReadsThem) {
   namespace p = internal::protocol;
   for (const bool broker_reads_packed : {false, true}) {

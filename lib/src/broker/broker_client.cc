@@ -236,7 +236,16 @@ Result<std::size_t> BrokerClient::PublishBatch(std::span<Envelope> envelopes,
     while (max_publish_batch_ == 0 && ReadOne(std::chrono::milliseconds(0))) {
     }
   }
-  const std::size_t per_message = std::max<std::uint64_t>(max_publish_batch_, 1);
+  // Confirms are read as they come, not only by WaitForConfirms: each publish is kept until its
+  // confirm is read, so memory follows what is in flight rather than what was ever sent.
+  if (published_since_read_ >= kPublishesBetweenReads) {
+    published_since_read_ = 0;
+    for (int i = 0; i < 64 && ReadOne(std::chrono::milliseconds(0)); ++i) {
+    }
+  }
+  published_since_read_ += envelopes.size();
+  std::size_t per_message = std::max<std::uint64_t>(max_publish_batch_, 1);
+  if (options_.max_unconfirmed > 0) per_message = std::min(per_message, options_.max_unconfirmed);
   std::size_t sent = 0;
   std::vector<zmq::message_t> payload;
   // Kept with each publish until it is settled, to send it again if its outcome becomes unknown;
@@ -248,6 +257,10 @@ Result<std::size_t> BrokerClient::PublishBatch(std::span<Envelope> envelopes,
   }
   while (sent < envelopes.size()) {
     const std::size_t count = std::min(per_message, envelopes.size() - sent);
+    if (Status room = AwaitPublishRoom(count); !room.ok()) {
+      if (sent == 0) return room;
+      return sent;
+    }
     const std::uint64_t first_seq = last_sent_seq_ + 1;
     const std::span<Envelope> chunk = envelopes.subspan(sent, count);
     // One PUBLISH is all packed or all [header][body]: the broker tells the forms apart by the
@@ -287,7 +300,7 @@ Result<std::size_t> BrokerClient::PublishBatch(std::span<Envelope> envelopes,
     if (!status.ok()) {
       // Nothing of this message was sent: its seqs stay free, and nothing is kept for them.
       pending_.erase(pending_.end() - static_cast<std::ptrdiff_t>(count), pending_.end());
-      if (pending_.empty()) pending_front_seq_ = last_sent_seq_ + 1;
+      if (PendingCount() == 0) pending_front_seq_ = last_sent_seq_ + 1;
       if (sent == 0) return status;
       return sent;
     }
@@ -295,6 +308,23 @@ Result<std::size_t> BrokerClient::PublishBatch(std::span<Envelope> envelopes,
     sent += count;
   }
   return sent;
+}
+
+Status BrokerClient::AwaitPublishRoom(std::size_t count) {
+  const std::size_t limit = options_.max_unconfirmed;
+  if (limit == 0 || PendingCount() + count <= limit) return Status::Ok();
+  internal::Deadline deadline(options_.request_timeout);
+  while (PendingCount() + count > limit) {
+    if (!ReadOne(deadline.remaining()) || deadline.expired()) {
+      if (PendingCount() + count <= limit) break;
+      return Status::Unavailable(
+          std::to_string(PendingCount()) + " publishes (max_unconfirmed) await their confirms, "
+          "and the broker settled none of them within " +
+          std::to_string(options_.request_timeout.count()) + " ms; nothing more was sent");
+    }
+  }
+  published_since_read_ = 0;
+  return Status::Ok();
 }
 
 Result<std::uint64_t> BrokerClient::Publish(const std::string& queue, std::string_view body) {
@@ -447,20 +477,29 @@ bool BrokerClient::ReadOne(std::chrono::milliseconds timeout) {
 }
 
 BrokerClient::PendingPublish* BrokerClient::FindPending(std::uint64_t seq) {
-  if (seq < pending_front_seq_ || seq - pending_front_seq_ >= pending_.size()) return nullptr;
-  return &pending_[seq - pending_front_seq_];
+  if (seq < pending_front_seq_ || seq - pending_front_seq_ >= PendingCount()) return nullptr;
+  return &pending_[pending_head_ + (seq - pending_front_seq_)];
 }
 
 void BrokerClient::DropSettledPending() {
-  while (!pending_.empty() && pending_front_seq_ <= last_settled_seq_) {
-    const PendingPublish& settled = pending_.front();
+  while (PendingCount() > 0 && pending_front_seq_ <= last_settled_seq_) {
+    PendingPublish& settled = pending_[pending_head_];
     if (settled.first_seq != pending_front_seq_) {
       copies_outstanding_.erase(copies_outstanding_.find(settled.first_seq));
     }
-    pending_.pop_front();
+    settled = PendingPublish{};  // gives its frames back now
+    ++pending_head_;
     ++pending_front_seq_;
   }
-  if (pending_.empty()) pending_front_seq_ = last_sent_seq_ + 1;
+  if (PendingCount() == 0) {
+    pending_.clear();
+    pending_head_ = 0;
+    pending_front_seq_ = last_sent_seq_ + 1;
+  } else if (pending_head_ >= 1024 && pending_head_ * 2 >= pending_.size()) {
+    // The settled half goes; what stays moves down once, so each entry moves O(1) times.
+    pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(pending_head_));
+    pending_head_ = 0;
+  }
 }
 
 void BrokerClient::Republish(const std::vector<std::uint64_t>& seqs) {
@@ -574,10 +613,10 @@ Status BrokerClient::Cancel(const std::string& consumer) {
 }
 
 Result<Delivery> BrokerClient::Receive(std::chrono::milliseconds timeout) {
-  internal::Deadline deadline(timeout);
   // Deliveries already here are handed out without reading the socket, which a slow handler of a
-  // large prefetch would then not read for long. Looking now and then (at most once a millisecond:
-  // a clock read per delivery otherwise) notices a restarted broker's greeting, which voids them.
+  // large prefetch would then not read for long. Looking now and then (at most once a millisecond)
+  // notices a restarted broker's greeting, which voids them. One clock read per delivery: the
+  // deadline is only needed, and only read, when there is nothing to hand out.
   if (!deliveries_.empty()) {
     const auto now = Clock::now();
     if (now - last_look_ >= std::chrono::milliseconds(1)) {
@@ -586,11 +625,13 @@ Result<Delivery> BrokerClient::Receive(std::chrono::milliseconds timeout) {
       }
     }
   }
+  std::optional<internal::Deadline> deadline;
+  if (deliveries_.empty()) deadline.emplace(timeout);
   // Reads at least once, even with a zero timeout: Receive(0ms) takes a delivery that has arrived.
   while (deliveries_.empty()) {
-    const bool read = ReadOne(deadline.remaining());
+    const bool read = ReadOne(deadline->remaining());
     if (!deliveries_.empty()) break;
-    if (!read || deadline.expired()) {
+    if (!read || deadline->expired()) {
       return Status::DeadlineExceeded("no delivery within " + std::to_string(timeout.count()) + " ms");
     }
   }
