@@ -237,11 +237,15 @@ class BrokerClient {
     zmq::message_t body;          // empty if packed
     bool packed = false;
   };
-  // A queue in a vector: entries from pending_head_ on are pending. (A std::deque of these takes
-  // a block allocation every three publishes: its blocks are 512 bytes.)
+  // A ring (its size a power of two): pending_count_ entries from pending_head_ on. Slots are
+  // reused, so publishing allocates nothing here once the ring has grown to what is in flight (a
+  // std::deque of these allocates a block every three publishes, and moves none less).
   std::vector<PendingPublish> pending_;
   std::size_t pending_head_ = 0;
-  std::size_t PendingCount() const { return pending_.size() - pending_head_; }
+  std::size_t pending_count_ = 0;
+  PendingPublish& PendingAt(std::size_t index);  // index 0: the oldest
+  PendingPublish& PushPending();                 // a slot at the back, to fill in
+  void ReleasePending(PendingPublish& entry);    // lets go of its frames and options
   static constexpr std::size_t kPublishesBetweenReads = 256;
   std::size_t published_since_read_ = 0;  // messages PublishBatch sent since it last read
   std::uint64_t pending_front_seq_ = 1;

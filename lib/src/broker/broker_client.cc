@@ -286,8 +286,10 @@ Result<std::size_t> BrokerClient::PublishBatch(std::span<Envelope> envelopes,
     // Kept until settled, to be sent again if need be. The frames are shared with what is sent
     // (a reference count, not a copy, for all but the smallest), so keeping them costs little.
     for (std::size_t i = 0; i < count; ++i) {
-      PendingPublish& entry = pending_.emplace_back(
-          PendingPublish{first_seq + i, first_seq + i, last_options_, {}, {}, packed});
+      PendingPublish& entry = PushPending();
+      entry.first_seq = entry.pseq = first_seq + i;
+      entry.options = last_options_;
+      entry.packed = packed;
       if (packed) {
         entry.header.copy(payload[i]);
       } else {
@@ -299,8 +301,8 @@ Result<std::size_t> BrokerClient::PublishBatch(std::span<Envelope> envelopes,
                                 std::move(payload), first_seq + count - 1);
     if (!status.ok()) {
       // Nothing of this message was sent: its seqs stay free, and nothing is kept for them.
-      pending_.erase(pending_.end() - static_cast<std::ptrdiff_t>(count), pending_.end());
-      if (PendingCount() == 0) pending_front_seq_ = last_sent_seq_ + 1;
+      for (std::size_t i = 0; i < count; ++i) ReleasePending(PendingAt(--pending_count_));
+      if (pending_count_ == 0) pending_front_seq_ = last_sent_seq_ + 1;
       if (sent == 0) return status;
       return sent;
     }
@@ -312,13 +314,13 @@ Result<std::size_t> BrokerClient::PublishBatch(std::span<Envelope> envelopes,
 
 Status BrokerClient::AwaitPublishRoom(std::size_t count) {
   const std::size_t limit = options_.max_unconfirmed;
-  if (limit == 0 || PendingCount() + count <= limit) return Status::Ok();
+  if (limit == 0 || pending_count_ + count <= limit) return Status::Ok();
   internal::Deadline deadline(options_.request_timeout);
-  while (PendingCount() + count > limit) {
+  while (pending_count_ + count > limit) {
     if (!ReadOne(deadline.remaining()) || deadline.expired()) {
-      if (PendingCount() + count <= limit) break;
+      if (pending_count_ + count <= limit) break;
       return Status::Unavailable(
-          std::to_string(PendingCount()) + " publishes (max_unconfirmed) await their confirms, "
+          std::to_string(pending_count_) + " publishes (max_unconfirmed) await their confirms, "
           "and the broker settled none of them within " +
           std::to_string(options_.request_timeout.count()) + " ms; nothing more was sent");
     }
@@ -477,29 +479,45 @@ bool BrokerClient::ReadOne(std::chrono::milliseconds timeout) {
 }
 
 BrokerClient::PendingPublish* BrokerClient::FindPending(std::uint64_t seq) {
-  if (seq < pending_front_seq_ || seq - pending_front_seq_ >= PendingCount()) return nullptr;
-  return &pending_[pending_head_ + (seq - pending_front_seq_)];
+  if (seq < pending_front_seq_ || seq - pending_front_seq_ >= pending_count_) return nullptr;
+  return &PendingAt(seq - pending_front_seq_);
+}
+
+BrokerClient::PendingPublish& BrokerClient::PendingAt(std::size_t index) {
+  return pending_[(pending_head_ + index) & (pending_.size() - 1)];
+}
+
+BrokerClient::PendingPublish& BrokerClient::PushPending() {
+  if (pending_count_ == pending_.size()) {
+    // Full: twice the room, in order from index 0. Rare: max_unconfirmed bounds the count.
+    std::vector<PendingPublish> larger(std::max<std::size_t>(64, 2 * pending_.size()));
+    for (std::size_t i = 0; i < pending_count_; ++i) larger[i] = std::move(PendingAt(i));
+    pending_ = std::move(larger);
+    pending_head_ = 0;
+  }
+  return PendingAt(pending_count_++);
+}
+
+void BrokerClient::ReleasePending(PendingPublish& entry) {
+  // Its frames go now (a settled 1 MiB body is not kept until its slot is used again); the slot
+  // itself stays, so a queue at its usual size allocates nothing.
+  entry.options.reset();
+  entry.header.rebuild();
+  if (!entry.packed) entry.body.rebuild();
 }
 
 void BrokerClient::DropSettledPending() {
-  while (PendingCount() > 0 && pending_front_seq_ <= last_settled_seq_) {
-    PendingPublish& settled = pending_[pending_head_];
+  while (pending_count_ > 0 && pending_front_seq_ <= last_settled_seq_) {
+    PendingPublish& settled = PendingAt(0);
     if (settled.first_seq != pending_front_seq_) {
       copies_outstanding_.erase(copies_outstanding_.find(settled.first_seq));
     }
-    settled = PendingPublish{};  // gives its frames back now
-    ++pending_head_;
+    ReleasePending(settled);
+    pending_head_ = (pending_head_ + 1) & (pending_.size() - 1);
+    --pending_count_;
     ++pending_front_seq_;
   }
-  if (PendingCount() == 0) {
-    pending_.clear();
-    pending_head_ = 0;
-    pending_front_seq_ = last_sent_seq_ + 1;
-  } else if (pending_head_ >= 1024 && pending_head_ * 2 >= pending_.size()) {
-    // The settled half goes; what stays moves down once, so each entry moves O(1) times.
-    pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(pending_head_));
-    pending_head_ = 0;
-  }
+  if (pending_count_ == 0) pending_front_seq_ = last_sent_seq_ + 1;
 }
 
 void BrokerClient::Republish(const std::vector<std::uint64_t>& seqs) {
@@ -507,7 +525,11 @@ void BrokerClient::Republish(const std::vector<std::uint64_t>& seqs) {
     PendingPublish* pending = FindPending(old_seq);
     if (pending == nullptr) continue;
     // The seqs before it are pending too (one entry per seq): this one's index is the next.
-    PendingPublish again{pending->first_seq, pending->pseq, pending->options, {}, {}, pending->packed};
+    PendingPublish again;
+    again.first_seq = pending->first_seq;
+    again.pseq = pending->pseq;
+    again.options = pending->options;
+    again.packed = pending->packed;
     again.header.copy(pending->header);
     if (!pending->packed) again.body.copy(pending->body);
     std::vector<zmq::message_t> payload;
@@ -525,7 +547,7 @@ void BrokerClient::Republish(const std::vector<std::uint64_t>& seqs) {
     last_sent_seq_ = seq;
     ++republished_;
     copies_outstanding_.insert(again.first_seq);
-    pending_.push_back(std::move(again));
+    PushPending() = std::move(again);  // `pending` may move with this
   }
 }
 
