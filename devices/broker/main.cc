@@ -108,6 +108,16 @@ int main(int argc, char** argv) {
                  "(a copy it sends again later is recognised)")
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{366} * 86400))
       ->capture_default_str();
+  std::int64_t dedup_window_s = options.dedup_window.count();
+  app.add_option("--dedup-window-s", dedup_window_s,
+                 "deduplication by message id: how long a message's \"dedup-id\" header is "
+                 "remembered (a copy published within it is confirmed, not stored); 0: off")
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{366} * 86400))
+      ->capture_default_str();
+  app.add_option("--max-dedup-ids", options.max_dedup_ids,
+                 "deduplication by message id: most ids remembered (the oldest forgotten first)")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{100'000'000}))
+      ->capture_default_str();
   app.add_option("--max-producers", options.max_producers,
                  "idempotent publishing: most producers remembered (the idlest forgotten first)")
       ->check(CLI::Range(std::size_t{1}, std::size_t{100'000'000}))
@@ -136,6 +146,7 @@ int main(int argc, char** argv) {
   options.max_unsynced_age = std::chrono::milliseconds(max_unsynced_ms);
   options.min_sync_interval = std::chrono::microseconds(min_sync_interval_us);
   options.producer_window = std::chrono::seconds(producer_window_s);
+  options.dedup_window = std::chrono::seconds(dedup_window_s);
   queue.ack_timeout = std::chrono::milliseconds(ack_timeout_ms);
   queue.retry_delay = std::chrono::milliseconds(retry_delay_ms);
   queue.max_retry_delay = std::chrono::milliseconds(max_retry_delay_ms);

@@ -117,6 +117,43 @@ TEST_F(DurabilityTest, ConfirmedUnackedMessagesComeBackAfterARestartInOrderWithT
   }
 }
 
+// A producer with no state of its own (each run a new BrokerClient, a new producer id) names its
+// messages by the work they stand for; publishing the same work again, before or after a broker
+// restart, stores it once.
+TEST_F(DurabilityTest, AMessageIdIsStoredOnceAcrossAProducerAndABrokerRestart) {
+  auto publish_orders = [&](int first, int last) {
+    auto producer = Client();
+    std::vector<Envelope> orders;
+    for (int i = first; i <= last; ++i) {
+      orders.push_back(Envelope::New("order " + std::to_string(i)));
+      orders.back().headers[std::string(kDedupIdHeader)] = "order-" + std::to_string(i);
+    }
+    PublishOptions to_orders;
+    to_orders.key = "orders";
+    auto sent = producer->PublishBatch(orders, to_orders);
+    ASSERT_TRUE(sent.ok());
+    ASSERT_EQ(*sent, orders.size());
+    ASSERT_TRUE(producer->WaitForConfirms(10s).ok()) << "copies are confirmed like the first";
+  };
+  auto ready = [&] {
+    auto stats = Client()->Stats("orders");
+    EXPECT_TRUE(stats.ok());
+    return stats.ok() && !stats->empty() ? stats->front().values.at("ready") : 0;
+  };
+  StartBroker();
+  publish_orders(1, 10);
+  publish_orders(6, 15);  // the producer restarted and sends 6..10 again
+  EXPECT_EQ(ready(), 15u);
+  auto counters = Client()->ServerCounters();
+  ASSERT_TRUE(counters.ok());
+  EXPECT_EQ(counters->at("duplicates"), 5u);
+  EXPECT_EQ(counters->at("dedup_ids"), 15u);
+  StopBroker();
+  StartBroker();
+  publish_orders(11, 20);
+  EXPECT_EQ(ready(), 20u) << "the ids survived the restart in the journal";
+}
+
 TEST_F(DurabilityTest, DeadLettersAndDeclarationsSurviveARestart) {
   StartBroker();
   {

@@ -322,6 +322,74 @@ TEST_F(JournalReplayTest, AProducersPublishesAreKnownAfterReplayAndAfterASnapsho
   check(from_snapshot, "snapshot");
 }
 
+// Deduplication by message id: a message with a "dedup-id" is stored once per exchange, key and
+// id within the window, live, after replay of the journal and after a snapshot (where the message
+// itself was acked long ago), and stored again once the window has passed.
+TEST_F(JournalReplayTest, MessageIdsAreRememberedForTheirWindowAcrossReplayAndSnapshots) {
+  options_.dedup_window = std::chrono::seconds(60);
+  StartRecording();
+  std::uint64_t seq = 0;
+  // What the broker answered to one publish of `body` with `dedup_id` to queue `key`.
+  auto publish = [&](BrokerCore& core, const std::string& key, const std::string& dedup_id,
+                     std::string_view body) {
+    Envelope envelope = Envelope::New(body);
+    envelope.headers[std::string(kDedupIdHeader)] = dedup_id;
+    std::string header;
+    std::vector<zmq::message_t> payload;
+    payload.push_back(EncodePacked(envelope, header));
+    auto frames = p::Frames(p::kPublish, p::ArgsWriter(2).Uint("seq", ++seq).Str("key", key).Finish(),
+                            std::move(payload));
+    core.OnClientMessage("stateless", frames, clock_.Now());
+    core.Flush();
+    std::string answer;
+    for (Outgoing& out : core.outbox()) {
+      if (out.frames.size() > 1 && out.frames[1].to_string() != p::kHeartbeat) {
+        answer = out.frames[1].to_string();
+      }
+    }
+    core.outbox().clear();
+    return answer;
+  };
+  EXPECT_EQ(publish(core(), "orders", "order-1", "first"), p::kConfirm);
+  EXPECT_EQ(publish(core(), "orders", "order-1", "again"), p::kConfirm) << "a copy is confirmed";
+  EXPECT_EQ(core().FindQueue("orders")->size(), 1u) << "and not stored";
+  EXPECT_EQ(core().counters().duplicates, 1u);
+  EXPECT_EQ(publish(core(), "invoices", "order-1", "other key"), p::kConfirm);
+  EXPECT_EQ(core().FindQueue("invoices")->size(), 1u) << "the same id to another queue is another message";
+  EXPECT_EQ(publish(core(), "orders", std::string(256, 'x'), "too long"), p::kRejected);
+  // Acked: gone from the queue, its id still remembered.
+  Consume("c", "orders", 10);
+  for (std::uint64_t tag : Delivered("c")) Ack("c", tag);
+  Take();
+  ASSERT_EQ(core().FindQueue("orders")->size(), 0u);
+  clock_.Advance(30s);
+
+  auto check = [&](BrokerCore& rebuilt, const char* how) {
+    SCOPED_TRACE(how);
+    rebuilt.set_wall_clock([this] { return WallNow(); });
+    EXPECT_EQ(publish(rebuilt, "orders", "order-1", "after the restart"), p::kConfirm);
+    EXPECT_EQ(rebuilt.FindQueue("orders")->size(), 0u) << "stored a second copy";
+    EXPECT_EQ(rebuilt.counters().duplicates, 1u);
+    // Still 60 s from its first publish: the window ends 30 s later.
+    clock_.Advance(30s);
+    EXPECT_EQ(publish(rebuilt, "orders", "order-1", "after the window"), p::kConfirm);
+    EXPECT_EQ(rebuilt.FindQueue("orders")->size(), 1u) << "the window has passed: a new message";
+    clock_.Advance(-30s);
+  };
+  BrokerCore replayed(options_);
+  replayed.set_wall_clock([this] { return WallNow(); });
+  for (const std::string& record : journal_.records) {
+    ASSERT_TRUE(replayed.Replay(record, clock_.Now()).ok());
+  }
+  check(replayed, "journal");
+  BrokerCore from_snapshot(options_);
+  from_snapshot.set_wall_clock([this] { return WallNow(); });
+  for (const std::string& record : core().SnapshotRecords(clock_.Now())) {
+    ASSERT_TRUE(from_snapshot.Replay(record, clock_.Now()).ok());
+  }
+  check(from_snapshot, "snapshot");
+}
+
 // Journals written before wire format version 2 hold version 1's map headers. They replay, and the
 // message goes out in version 2's form with its id, priority and headers.
 TEST_F(JournalReplayTest, AJournaledVersion1HeaderReplaysAndIsDeliveredAsVersion2) {

@@ -97,6 +97,13 @@ struct BrokerOptions {
   // refused or missing sequence number below its highest one), at most 4,096 gaps each.
   std::chrono::seconds producer_window{std::chrono::hours(24)};
   std::size_t max_producers = 100000;
+  // Deduplication by message id (docs/protocol.md): a message whose headers hold "dedup-id" is
+  // stored once per exchange, routing key and id within this window; a copy inside it is
+  // confirmed and not stored. At most max_dedup_ids are remembered (oldest forgotten first: the
+  // window then shrinks to max_dedup_ids / ids per second; STATS dedup_ids_evicted_early counts
+  // it), each in about 150 bytes plus its id, exchange and key. A zero window turns it off.
+  std::chrono::seconds dedup_window{120};
+  std::size_t max_dedup_ids = 100000;
   // Who may connect (docs/security.md): allowed client keys, allowed and denied networks. When a
   // rule is set the broker runs a ZAP handler (zap_server.h) on its context, so the context must
   // not have one already. Allowed keys need CURVE (socket.curve.server_secret_key).
@@ -141,8 +148,8 @@ struct BrokerCounters {
   // on because a peer left more than 100,000 of them unread.
   std::uint64_t answers_held = 0;
   std::uint64_t answers_dropped = 0;
-  // Publishes an idempotent producer sent again whose first copy was stored: confirmed, not stored
-  // a second time.
+  // Publishes recognised as copies of one stored before — sent again by an idempotent producer, or
+  // with a "dedup-id" stored within the window: confirmed, not stored a second time.
   std::uint64_t duplicates = 0;
   // Paranoid Pirate replies to a job that had been taken back from the worker (too late to count).
   std::uint64_t late_replies = 0;

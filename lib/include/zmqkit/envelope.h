@@ -25,6 +25,11 @@ using Headers = std::map<std::string, std::string, std::less<>>;
 
 inline constexpr std::uint8_t kMaxPriority = 9;
 
+// The broker stores a message whose headers hold this once per exchange, routing key and id within
+// its deduplication window (docs/protocol.md): set it to an id derived from the work itself
+// ("order-1234") and publishing the message again is harmless, with no state in the producer.
+inline constexpr std::string_view kDedupIdHeader = "dedup-id";
+
 struct Envelope {
   MessageId id;
   // When the message was first created: microseconds since the Unix epoch (system clock).

@@ -104,6 +104,9 @@ BrokerCore::BrokerCore(const BrokerOptions& options)
       producers_(ProducerTable::Limits{
           std::chrono::duration_cast<std::chrono::microseconds>(options.producer_window).count(),
           options.max_producers, 4096}),
+      dedup_(DedupWindow::Limits{
+          std::chrono::duration_cast<std::chrono::microseconds>(options.dedup_window).count(),
+          options.max_dedup_ids}),
       instance_(MessageId::Generate().ToString()) {
   limits_.max_body_bytes = options_.max_message_bytes;
   limits_.max_header_bytes = std::min(options_.max_message_bytes, options_.max_header_bytes);
@@ -401,6 +404,25 @@ bool BrokerCore::PublishOne(const SessionKey& key, std::uint64_t seq, std::uint6
     SendRejected(key.peer, seq, p::kErrMalformed, envelope.error().ToString());
     return false;
   }
+  // A message id the producer chose: a copy of one stored within the window is confirmed, as
+  // its first copy was (journaled before this confirm can leave), and not stored again.
+  std::string_view dedup_id;
+  std::int64_t at_us = 0;
+  if (dedup_.enabled()) {
+    if (auto it = envelope->headers.find(kDedupIdHeader); it != envelope->headers.end()) {
+      dedup_id = it->second;
+      if (dedup_id.empty() || dedup_id.size() > DedupWindow::kMaxIdBytes) {
+        SendRejected(key.peer, seq, p::kErrInvalidArgument,
+                     "a \"dedup-id\" header is 1 to 255 bytes");
+        return false;
+      }
+      at_us = unix_micros_();
+      if (dedup_.Seen(route.exchange, route.key, dedup_id, at_us)) {
+        ++counters_.duplicates;
+        return true;
+      }
+    }
+  }
   if (!route.resolved) ResolveRoute(route);
   if (route.refusal) {
     SendRejected(key.peer, seq, *route.refusal);
@@ -420,14 +442,16 @@ bool BrokerCore::PublishOne(const SessionKey& key, std::uint64_t seq, std::uint6
     if (number.ok()) numbers.emplace_back(slot->queue.name(), *number);
     ++counters_.published;
   }
-  if (!numbers.empty() || !route.producer.empty()) {
-    // An unroutable publish of an idempotent producer is journaled too (with no targets): that
-    // it was taken is what a copy sent again after a restart must find.
-    const std::int64_t at_us = unix_micros_();
+  if (!numbers.empty() || !route.producer.empty() || !dedup_id.empty()) {
+    // An unroutable publish of an idempotent producer, or with a message id, is journaled too
+    // (with no targets): that it was taken is what a copy sent again after a restart must find.
+    if (at_us == 0) at_us = unix_micros_();
     if (!route.producer.empty()) producers_.Stored(route.producer, pseq, at_us);
+    if (!dedup_id.empty()) dedup_.Stored(route.exchange, route.key, dedup_id, at_us);
     Emit([&] {
       return records::EncodePublish(numbers, header, envelope->body_view(), at_us, route.delay_us,
-                                    route.ttl_us, "", route.producer, pseq);
+                                    route.ttl_us, "", route.producer, pseq, dedup_id,
+                                    route.exchange, route.key);
     });
   }
   return true;
@@ -728,6 +752,8 @@ void BrokerCore::HandleStats(const SessionKey& key, const p::Args& args) {
       {"duplicates", b.duplicates},
       {"late_replies", b.late_replies},
       {"producers", producers_.size()},
+      {"dedup_ids", dedup_.size()},
+      {"dedup_ids_evicted_early", dedup_.evicted_early()},
       {"sessions", sessions_.size()},
       {"consumers", consumers_.size()},
       {"queues", queues_.size()}};
@@ -1335,6 +1361,7 @@ void BrokerCore::Housekeeping(TimePoint now) {
     DropSession(key, now);
   }
   producers_.Expire(unix_micros_());
+  dedup_.Expire(unix_micros_());
   log_budget_ = 20;
   if (log_suppressed_ > 0) {
     log_.push_back(std::to_string(log_suppressed_) + " more log lines suppressed");
@@ -1452,6 +1479,10 @@ std::vector<std::string> BrokerCore::SnapshotRecords(TimePoint now) const {
     snapshot.push_back(records::EncodeProducer(entry.producer, entry.highest, entry.floor,
                                                entry.gaps, entry.last_active_us));
   });
+  // And which message ids were stored within the window, oldest first.
+  dedup_.Visit([&](const DedupWindow::Entry& entry) {
+    snapshot.push_back(records::EncodeDedup(entry.exchange, entry.key, entry.id, entry.at_us));
+  });
   for (const auto& [name, slot] : queues_) {
     snapshot.push_back(records::EncodeQueue(name, slot.queue.options(),
                                             std::max<std::uint64_t>(slot.queue.next_number(), 1)));
@@ -1543,6 +1574,9 @@ Status BrokerCore::Replay(std::string_view bytes, TimePoint now) {
       producers_.Restore(ProducerTable::Entry{record.producer, record.highest, record.floor,
                                               record.gaps, record.last_active_us});
       return Status::Ok();
+    case records::Op::kDedup:
+      dedup_.Stored(record.exchange, record.routing_key, record.dedup_id, record.at_unix_us);
+      return Status::Ok();
     case records::Op::kExchange:
       return exchanges_.Declare(record.exchange, record.exchange_type);
     case records::Op::kBind:
@@ -1562,6 +1596,9 @@ Status BrokerCore::Replay(std::string_view bytes, TimePoint now) {
       }
       envelope.set_body(record.body);
       if (!record.producer.empty()) producers_.Stored(record.producer, record.pseq, record.at_unix_us);
+      if (!record.dedup_id.empty()) {
+        dedup_.Stored(record.exchange, record.routing_key, record.dedup_id, record.at_unix_us);
+      }
       for (std::size_t target = 0; target < record.targets.size(); ++target) {
         const auto& [name, number] = record.targets[target];
         NoteReplayedNumber(name, number);

@@ -30,6 +30,7 @@
 
 #include "broker/exchanges.h"
 #include "broker/message_queue.h"
+#include "broker/dedup_window.h"
 #include "broker/producer_table.h"
 #include "broker/protocol.h"
 #include "zmqkit/broker.h"
@@ -377,6 +378,7 @@ class BrokerCore {
   std::uint64_t last_journaled_epoch_ = 0;  // from replay
   ReplayAudit replay_audit_;
   ProducerTable producers_;
+  DedupWindow dedup_;
   // Replay: each queue's next message number, as the records so far gave them.
   std::unordered_map<std::string, std::uint64_t> replay_next_number_;
   void NoteReplayedNumber(const std::string& queue, std::uint64_t number);

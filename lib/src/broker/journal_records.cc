@@ -93,8 +93,11 @@ std::string EncodeBind(bool bind, std::string_view exchange, std::string_view qu
 std::string EncodePublish(const std::vector<std::pair<std::string, std::uint64_t>>& targets,
                           std::string_view header, std::string_view body, std::int64_t at_unix_us,
                           std::int64_t delay_us, std::int64_t ttl_us, std::string_view reply_to,
-                          std::string_view producer, std::uint64_t pseq) {
-  return Build(Op::kPublish, producer.empty() ? 7 : 9, [&](Packer& p) {
+                          std::string_view producer, std::uint64_t pseq,
+                          std::string_view dedup_id, std::string_view exchange,
+                          std::string_view routing_key) {
+  const std::uint32_t fields = !dedup_id.empty() ? 12 : !producer.empty() ? 9 : 7;
+  return Build(Op::kPublish, fields, [&](Packer& p) {
     p.pack_array(static_cast<std::uint32_t>(targets.size()));
     for (const auto& [queue, number] : targets) {
       p.pack_array(2);
@@ -107,11 +110,27 @@ std::string EncodePublish(const std::vector<std::pair<std::string, std::uint64_t
     p.pack_int64(delay_us);
     p.pack_int64(ttl_us);
     Bin(p, reply_to);
-    if (!producer.empty()) {
+    if (fields >= 9) {
       Str(p, producer);
       p.pack_uint64(pseq);
     }
-  }, header.size() + body.size() + reply_to.size() + producer.size() + 80 + 32 * targets.size());
+    if (fields >= 12) {
+      Str(p, dedup_id);
+      Str(p, exchange);
+      Str(p, routing_key);
+    }
+  }, header.size() + body.size() + reply_to.size() + producer.size() + dedup_id.size() +
+         exchange.size() + routing_key.size() + 96 + 32 * targets.size());
+}
+
+std::string EncodeDedup(std::string_view exchange, std::string_view routing_key,
+                        std::string_view dedup_id, std::int64_t at_unix_us) {
+  return Build(Op::kDedup, 4, [&](Packer& p) {
+    Str(p, dedup_id);
+    Str(p, exchange);
+    Str(p, routing_key);
+    p.pack_int64(at_unix_us);
+  }, dedup_id.size() + exchange.size() + routing_key.size() + 32);
 }
 
 std::string EncodeProducer(std::string_view producer, std::uint64_t highest, std::uint64_t floor,
@@ -245,8 +264,19 @@ Result<Record> Decode(std::string_view bytes) {
           record.producer = in.Text();
           record.pseq = in.Uint();
         }
+        if (root.via.array.size > 10) {
+          record.dedup_id = in.Text();
+          record.exchange = in.Text();
+          record.routing_key = in.Text();
+        }
         break;
       }
+      case Op::kDedup:
+        record.dedup_id = in.Text();
+        record.exchange = in.Text();
+        record.routing_key = in.Text();
+        record.at_unix_us = in.Int();
+        break;
       case Op::kProducer:
         record.producer = in.Text();
         record.highest = in.Uint();

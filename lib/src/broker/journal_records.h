@@ -31,6 +31,7 @@ enum class Op : std::uint8_t {
   kRestore = 11,  // (snapshots) a message's attempt count and failure history
   kEpoch = 12,    // the delivery tags of this run (or from here on) carry this epoch
   kProducer = 13, // (snapshots) what an idempotent producer's sequence numbers say was stored
+  kDedup = 14,    // (snapshots) a message id the deduplication window remembers
 };
 
 // Every field any record has; each op uses a subset (see the format document).
@@ -63,6 +64,10 @@ struct Record {
   std::uint64_t floor = 0;      // kProducer
   std::vector<std::pair<std::uint64_t, std::uint64_t>> gaps;  // kProducer
   std::int64_t last_active_us = 0;                            // kProducer
+  // kPublish (optional), kDedup: a "dedup-id" and the exchange and routing key it is scoped by
+  // (the exchange is `exchange`); at_unix_us is when it was stored.
+  std::string routing_key;
+  std::string dedup_id;
 };
 
 std::string EncodeQueue(std::string_view name, const QueueOptions& options,
@@ -72,11 +77,16 @@ std::string EncodeRestore(std::string_view queue, std::uint64_t number, std::uin
 std::string EncodeExchange(std::string_view name, ExchangeType type);
 std::string EncodeBind(bool bind, std::string_view exchange, std::string_view queue,
                        std::string_view pattern);
-// `producer` and `pseq`: an idempotent producer's id and sequence number ("": none).
+// `producer` and `pseq`: an idempotent producer's id and sequence number ("": none). `dedup_id`:
+// the message's "dedup-id" ("": none), scoped by the publish's exchange and routing key.
 std::string EncodePublish(const std::vector<std::pair<std::string, std::uint64_t>>& targets,
                           std::string_view header, std::string_view body, std::int64_t at_unix_us,
                           std::int64_t delay_us, std::int64_t ttl_us, std::string_view reply_to,
-                          std::string_view producer = {}, std::uint64_t pseq = 0);
+                          std::string_view producer = {}, std::uint64_t pseq = 0,
+                          std::string_view dedup_id = {}, std::string_view exchange = {},
+                          std::string_view routing_key = {});
+std::string EncodeDedup(std::string_view exchange, std::string_view routing_key,
+                        std::string_view dedup_id, std::int64_t at_unix_us);
 std::string EncodeProducer(std::string_view producer, std::uint64_t highest, std::uint64_t floor,
                            const std::vector<std::pair<std::uint64_t, std::uint64_t>>& gaps,
                            std::int64_t last_active_us);
