@@ -1360,8 +1360,9 @@ void BrokerCore::Housekeeping(TimePoint now) {
         " silent for " + std::to_string(options_.liveness) + " heartbeats: taking back its work");
     DropSession(key, now);
   }
-  producers_.Expire(unix_micros_());
-  dedup_.Expire(unix_micros_());
+  const std::int64_t now_unix = unix_micros_();
+  producers_.Expire(now_unix);
+  dedup_.Expire(now_unix);
   log_budget_ = 20;
   if (log_suppressed_ > 0) {
     log_.push_back(std::to_string(log_suppressed_) + " more log lines suppressed");

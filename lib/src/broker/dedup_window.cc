@@ -1,6 +1,6 @@
 #include "broker/dedup_window.h"
 
-#include <algorithm>
+#include <charconv>
 
 namespace zmqkit::internal {
 
@@ -57,8 +57,9 @@ void DedupWindow::Visit(const std::function<void(const Entry&)>& visit) const {
     // Split "<n>:exchange<m>:key" + id back into its parts; Scope wrote it, so it is well formed.
     std::string_view rest = entry.scoped_id;
     auto take = [&rest] {
+      std::size_t size = 0;
       const std::size_t colon = rest.find(':');
-      const std::size_t size = std::stoul(std::string(rest.substr(0, colon)));
+      std::from_chars(rest.data(), rest.data() + colon, size);
       const std::string_view part = rest.substr(colon + 1, size);
       rest.remove_prefix(colon + 1 + size);
       return part;
