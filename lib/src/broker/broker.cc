@@ -15,7 +15,7 @@
 #include <mutex>
 
 #include "broker/broker_core.h"
-#include "broker/output_gate.h"
+#include "broker/commit_scheduler.h"
 #include "frames.h"
 #include "storage/journal.h"
 #include "zmqkit/zap_server.h"
@@ -73,6 +73,66 @@ class JournalAdapter final : public internal::JournalSink {
 
  private:
   internal::Journal& journal_;
+};
+
+// The journal as the commit scheduler sees it.
+class JournalCommits final : public internal::CommitJournal {
+ public:
+  explicit JournalCommits(internal::Journal& journal) : journal_(journal) {}
+  std::size_t pending() const override { return journal_.pending(); }
+  Status Write() override { return journal_.Write(); }
+  std::uint64_t written() const override { return journal_.written(); }
+  std::uint64_t synced() const override { return journal_.synced(); }
+  void StartSync() override { journal_.StartSync(); }
+  bool syncing() const override { return journal_.syncing(); }
+  Status FinishSync() override { return journal_.FinishSync(); }
+  std::optional<TimePoint> unsynced_since() const override { return journal_.unsynced_since(); }
+
+ private:
+  internal::Journal& journal_;
+};
+
+// What the broker does when the commit scheduler reports: log, refuse publishes while the journal
+// fails, compact once a write leaves nothing pending.
+class CommitLog final : public internal::CommitEvents {
+ public:
+  CommitLog(internal::Journal& journal, internal::BrokerCore& core, const Clock& clock,
+            const std::function<void(std::string_view)>& log)
+      : journal_(journal), core_(core), clock_(clock), log_(log) {}
+
+  void JournalFailed(const Status& failure, bool first) override {
+    ++core_.mutable_counters().journal_failures;
+    core_.mutable_counters().journal_syncs = journal_.syncs();
+    if (first) {
+      log_("journal write failed: " + failure.message() +
+           " — holding confirms and refusing publishes until it recovers");
+    }
+    core_.set_publish_refusal("the broker cannot write its journal: " + failure.message());
+  }
+  void JournalRecovered(std::size_t released) override {
+    core_.set_publish_refusal(std::nullopt);
+    log_("journal writes again; " + std::to_string(released) + " held message(s) sent");
+  }
+  bool AfterWrite() override {
+    if (!journal_.NeedsCompaction([this] { return core_.LiveBytes(); })) return false;
+    const std::uint64_t before = journal_.disk_bytes();
+    Status compacted = journal_.Compact(core_.SnapshotRecords(clock_.Now()));
+    if (compacted.ok()) {
+      log_("journal compacted: " + std::to_string(before) + " -> " +
+           std::to_string(journal_.disk_bytes()) + " bytes");
+    } else {
+      log_("journal compaction failed (the journal is unchanged): " + compacted.message());
+    }
+    // Compacting took a sync that ran, and a snapshot counts as a sync of everything before it,
+    // even when it failed part way.
+    return true;
+  }
+
+ private:
+  internal::Journal& journal_;
+  internal::BrokerCore& core_;
+  const Clock& clock_;
+  const std::function<void(std::string_view)>& log_;
 };
 
 internal::FsyncMode ToFsyncMode(FsyncPolicy policy) {
@@ -231,24 +291,6 @@ void Broker::Run() {
   std::vector<zmq::message_t> frames;
   if (!recovery_summary_.empty()) log_(recovery_summary_);
   if (journal_) core_->mutable_counters().journal_syncs = journal_->syncs();
-  const bool group_commit = options_.fsync == FsyncPolicy::kBatch;
-  // Messages waiting for the journal to sync what they depend on (docs/broker.md, "Durability").
-  // The disk syncs on the journal's own thread meanwhile, and this loop goes on serving.
-  internal::OutputGate gate;
-  std::vector<internal::Outgoing> released;
-  bool journal_failing = false;
-  // After a failed sync, the next one waits this long: a disk that fails every sync must not make
-  // the loop spin on it.
-  std::optional<std::chrono::steady_clock::time_point> next_sync_allowed;
-  // Group commit spaces syncs min_sync_interval apart (BrokerOptions): when the last one began,
-  // and until when a sync that is wanted now is held back.
-  std::optional<std::chrono::steady_clock::time_point> last_sync_start;
-  std::optional<std::chrono::steady_clock::time_point> sync_held_until;
-  PollableTimer sync_spacing;
-  auto is_confirm = [](const internal::Outgoing& out) {
-    return out.frames.size() > 1 && out.frames[1].size() == 7 &&
-           std::memcmp(out.frames[1].data(), "CONFIRM", 7) == 0;
-  };
   // What a peer's connection would not take. Its queue is full when the peer stops reading: libzmq
   // would drop the message silently. A delivery is handed back to the core, which takes it back
   // as never given; an answer (CONFIRM, REJECTED, OK, ERROR, a REQ reply) is held, with every
@@ -319,127 +361,42 @@ void Broker::Run() {
       it = held.empty() ? held_answers.erase(it) : std::next(it);
     }
   };
-  auto send_released = [&] {
-    gate.Release(journal_->synced(), released);
-    for (internal::Outgoing& out : released) send(out);
-    const std::size_t count = released.size();
-    released.clear();
-    return count;
-  };
-  auto journal_failed = [&](const Status& failure) {
-    ++core_->mutable_counters().journal_failures;
-    if (!journal_failing) {
-      log_("journal write failed: " + failure.message() +
-           " — holding confirms and refusing publishes until it recovers");
-    }
-    journal_failing = true;
-    core_->set_publish_refusal("the broker cannot write its journal: " + failure.message());
-  };
-  // Recovered once everything the failure held back is written and synced.
-  auto check_recovered = [&](std::size_t sent) {
-    if (!journal_failing || journal_->pending() > 0 || journal_->synced() < journal_->written()) return;
-    journal_failing = false;
-    core_->set_publish_refusal(std::nullopt);
-    log_("journal writes again; " + std::to_string(sent) + " held message(s) sent");
-  };
-  auto compact_if_needed = [&] {
-    if (journal_->pending() > 0 || !journal_->NeedsCompaction([this] { return core_->LiveBytes(); })) {
-      return;
-    }
-    const std::uint64_t before = journal_->disk_bytes();
-    Status compacted = journal_->Compact(core_->SnapshotRecords(clock_.Now()));
-    if (compacted.ok()) {
-      log_("journal compacted: " + std::to_string(before) + " -> " +
-           std::to_string(journal_->disk_bytes()) + " bytes");
-    } else {
-      log_("journal compaction failed (the journal is unchanged): " + compacted.message());
-    }
-    // A snapshot counts as a sync of everything written before it (and compacting took a sync
-    // that ran): what waited for those records may leave, or nothing would ever release it.
-    send_released();
-  };
-  // When written-but-unsynced records that nothing waits on must be synced at the latest (under
-  // group commit, acks and the like); nullopt: none are waiting, or a sync runs.
-  auto lazy_sync_at = [&]() -> std::optional<std::chrono::steady_clock::time_point> {
-    if (!journal_ || journal_->syncing()) return std::nullopt;
-    auto since = journal_->unsynced_since();
-    if (!since) return std::nullopt;
-    return *since + options_.max_unsynced_age;
-  };
-  auto start_sync_if_wanted = [&] {
-    sync_held_until.reset();
-    if (!journal_ || journal_->syncing() || journal_->synced() == journal_->written()) return;
-    const auto now = std::chrono::steady_clock::now();
-    if (next_sync_allowed && now < *next_sync_allowed) return;
-    auto lazy_at = lazy_sync_at();
-    if (group_commit && gate.highest_need() <= journal_->synced() && !(lazy_at && now >= *lazy_at)) {
-      return;
-    }
-    if (group_commit && last_sync_start && now < *last_sync_start + options_.min_sync_interval) {
-      // Too soon after the last one: what arrives meanwhile joins this sync.
-      sync_held_until = *last_sync_start + options_.min_sync_interval;
-      sync_spacing.ArmAt(*sync_held_until);
-      return;
-    }
-    journal_->StartSync();
-    last_sync_start = now;
-  };
-  auto finish_sync = [&] {
-    Status synced = journal_->FinishSync();
-    core_->mutable_counters().journal_syncs = journal_->syncs();
-    if (!synced.ok()) {
-      journal_failed(synced);
-      next_sync_allowed = std::chrono::steady_clock::now() + kJournalRetry;
-      return;
-    }
-    next_sync_allowed.reset();
-    check_recovered(send_released());
+  // Messages waiting for the journal to sync what they depend on (docs/broker.md, "Durability").
+  // The disk syncs on the journal's own thread meanwhile, and this loop goes on serving.
+  std::optional<JournalCommits> commits;
+  std::optional<CommitLog> commit_log;
+  std::optional<internal::CommitScheduler> scheduler;
+  if (journal_) {
+    commits.emplace(*journal_);
+    commit_log.emplace(*journal_, *core_, clock_, log_);
+    internal::CommitPolicy policy;
+    policy.group_commit = options_.fsync == FsyncPolicy::kBatch;
+    policy.min_sync_interval = options_.min_sync_interval;
+    policy.max_unsynced_age = options_.max_unsynced_age;
+    policy.retry_after_failure = kJournalRetry;
+    // The real clock, not the injected one: syncs take real time, and the spacing timer is armed
+    // on CLOCK_MONOTONIC.
+    scheduler.emplace(*commits, steady_clock_, policy, *commit_log);
+  }
+  PollableTimer sync_spacing;
+  std::vector<internal::Outgoing> to_send;
+  auto send_all = [&] {
+    for (internal::Outgoing& out : to_send) send(out);
+    to_send.clear();
   };
   // Ends a turn: writes what it journaled, then sends what it produced or hands it to the gate.
   auto finish_turn_once = [&] {
     if (!held_answers.empty()) retry_held_answers();
     auto& outbox = core_->outbox();
-    if (!journal_) {
+    if (!scheduler) {
       for (internal::Outgoing& out : outbox) send(out);
+      outbox.clear();
     } else {
-      if (journal_->pending() > 0) {
-        if (Status written = journal_->Write(); !written.ok()) {
-          journal_failed(written);
-        } else {
-          check_recovered(send_released());  // with fsync "never", written is as synced as it gets
-          compact_if_needed();
-        }
-      }
-      const std::uint64_t synced = journal_->synced();
-      // Once the records a failed write left pending are written too.
-      const std::uint64_t all = journal_->written() + journal_->pending();
-      for (internal::Outgoing& out : outbox) {
-        std::uint64_t needs = all;
-        bool keep_order = true;
-        switch (out.waits_for) {
-          case internal::WaitsFor::kNothing:
-            send(out);
-            continue;
-          case internal::WaitsFor::kWrite:
-            // A delivery's records are written (or, while writes fail, it goes anyway: the
-            // message it hands out was journaled when it was published).
-            if (group_commit) needs = 0;
-            break;
-          case internal::WaitsFor::kSync:
-            // While the journal fails, only confirms wait for the records it cannot write; a
-            // refusal or a STATS reply must get through.
-            if (journal_failing && !is_confirm(out)) {
-              needs = journal_->written();
-              keep_order = false;
-            }
-            break;
-        }
-        if (gate.Pass(out, needs, synced, keep_order)) send(out);
-      }
-      start_sync_if_wanted();
+      scheduler->EndTurn(outbox, to_send);
+      send_all();
+      if (auto held_until = scheduler->sync_held_until()) sync_spacing.ArmAt(*held_until);
       core_->mutable_counters().journal_syncs = journal_->syncs();
     }
-    outbox.clear();
     for (const std::string& line : core_->TakeLog()) log_(line);
     if (zap_) {
       core_->mutable_counters().connections_refused = zap_->refused();
@@ -504,37 +461,43 @@ void Broker::Run() {
         wake_by(std::min(std::chrono::ceil<std::chrono::milliseconds>(*deadline - now),
                          std::chrono::milliseconds(60000)));
       }
-      if (journal_failing) wake_by(kJournalRetry);  // to write again
       // A full peer's queue is not polled for room (POLLOUT on a ROUTER means "some peer has
       // room"), so held answers are tried again on a short timer.
       if (!held_answers.empty()) wake_by(kHeldAnswersRetry);
-      const auto steady_now = std::chrono::steady_clock::now();
-      for (auto at : {lazy_sync_at(), next_sync_allowed, sync_held_until}) {
-        if (at) wake_by(std::chrono::ceil<std::chrono::milliseconds>(*at - steady_now));
+      if (scheduler) {
+        if (auto at = scheduler->NextWake()) {
+          wake_by(std::chrono::ceil<std::chrono::milliseconds>(*at - steady_clock_.Now()));
+        }
       }
       // The sync's completion and the spacing timer are polled only while they can fire.
       zmq::pollitem_t items[] = {{clients_.handle(), 0, ZMQ_POLLIN, 0},
                                  {workers_.handle(), 0, ZMQ_POLLIN, 0},
                                  {control_.handle(), 0, ZMQ_POLLIN, 0},
                                  {nullptr, journal_ ? journal_->sync_event_fd() : -1, ZMQ_POLLIN, 0},
-                                 {nullptr, sync_held_until ? sync_spacing.fd() : -1, ZMQ_POLLIN, 0}};
+                                 {nullptr, scheduler && scheduler->sync_held_until() ? sync_spacing.fd() : -1,
+                                  ZMQ_POLLIN, 0}};
       // A negative fd is ignored by poll(2), under zmq::poll too.
       zmq::poll(items, std::size(items), timeout);
       if (items[4].revents & ZMQ_POLLIN) sync_spacing.Clear();  // finish_turn starts the sync
       if (items[2].revents & ZMQ_POLLIN) {
         if (journal_) {
           // Whatever is not yet durable, though nothing may wait for it; then what waited for it.
-          if (journal_->Commit().ok()) send_released();
+          if (journal_->Commit().ok()) {
+            scheduler->Release(to_send);
+            send_all();
+          }
         }
         return;
       }
       if (items[3].revents & ZMQ_POLLIN) {
-        finish_sync();
+        scheduler->SyncFinished(to_send);
+        core_->mutable_counters().journal_syncs = journal_->syncs();
+        send_all();
         hand_back_refused();
       }
       if (items[0].revents & ZMQ_POLLIN) drain(clients_, internal::Side::kClients);
       if (items[1].revents & ZMQ_POLLIN) drain(workers_, internal::Side::kWorkers);
-      if (journal_ && group_commit) {
+      if (journal_ && options_.fsync == FsyncPolicy::kBatch) {
         // Group commit: while more input is already waiting, take it into the same write.
         const auto window_end = std::chrono::steady_clock::now() + kBatchWindow;
         while (journal_->pending() > 0 && journal_->pending() < kBatchRecords &&

@@ -1395,6 +1395,7 @@ void BrokerCore::Flush() {
                                     .Uint("from", it->second.first_seq.value_or(1))
                                     .Str("level", confirm_level_)
                                     .Finish()));
+    outbox_.back().confirm = true;
     it->second.confirm_upto.reset();
   }
   owed_confirms_.clear();

@@ -71,6 +71,9 @@ struct Outgoing {
   // A DELIVER's (or a Paranoid Pirate job's) delivery tags: what to take back if the peer's
   // connection will not take the message (BrokerCore::OnDeliveryRefused).
   std::vector<std::uint64_t> tags;
+  // A CONFIRM: while the journal fails it stays held, where other answers that need a sync leave
+  // once what could be written is (CommitScheduler).
+  bool confirm = false;
 };
 
 class BrokerCore {
