@@ -16,6 +16,7 @@
 
 #include "broker/broker_core.h"
 #include "broker/commit_scheduler.h"
+#include "broker/peer_output.h"
 #include "frames.h"
 #include "storage/journal.h"
 #include "zmqkit/zap_server.h"
@@ -291,76 +292,28 @@ void Broker::Run() {
   std::vector<zmq::message_t> frames;
   if (!recovery_summary_.empty()) log_(recovery_summary_);
   if (journal_) core_->mutable_counters().journal_syncs = journal_->syncs();
-  // What a peer's connection would not take. Its queue is full when the peer stops reading: libzmq
-  // would drop the message silently. A delivery is handed back to the core, which takes it back
-  // as never given; an answer (CONFIRM, REJECTED, OK, ERROR, a REQ reply) is held, with every
-  // later answer to that peer behind it, and sent when the queue has room; a heartbeat is dropped
-  // (the next one says the same).
-  std::vector<internal::Outgoing> refused_deliveries;
-  std::map<std::pair<internal::Side, std::string>, std::deque<internal::Outgoing>> held_answers;
-  constexpr std::size_t kMaxHeldAnswers = 100000;  // per peer; past it the oldest are given up
-  constexpr auto kHeldAnswersRetry = std::chrono::milliseconds(5);
-  enum class Sent { kSent, kFull, kGone };
-  auto try_send = [&](internal::Outgoing& out) {
-    zmq::socket_t& socket = out.side == internal::Side::kClients ? clients_ : workers_;
-    try {
-      // dontwait: ROUTER_MANDATORY would otherwise block on a full peer, stalling everyone.
-      if (!socket.send(zmq::buffer(out.peer), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
-        return Sent::kFull;
-      }
-    } catch (const zmq::error_t& error) {
-      if (error.num() == EHOSTUNREACH) return Sent::kGone;  // the core's liveness check forgets it
-      throw;
-    }
-    // Once the routing id is taken, libzmq takes the rest of the message whole.
-    internal::SendAll(socket, out.frames);
-    return Sent::kSent;
-  };
-  auto hold_answer = [&](internal::Outgoing& out) {
-    auto& held = held_answers[{out.side, out.peer}];
-    if (held.size() >= kMaxHeldAnswers) {
-      // A peer that leaves this many answers unread gets the newest; the count shows it.
-      held.pop_front();
-      if (core_->mutable_counters().answers_dropped++ == 0) {
-        log_("a peer left " + std::to_string(kMaxHeldAnswers) +
-             " answers unread: dropping its oldest (STATS answers_dropped)");
-      }
-    }
-    ++core_->mutable_counters().answers_held;
-    held.push_back(std::move(out));
-  };
-  auto send = [&](internal::Outgoing& out) {
-    const bool answer = out.waits_for != internal::WaitsFor::kNothing && out.tags.empty();
-    if (answer && !held_answers.empty() && held_answers.contains({out.side, out.peer})) {
-      return hold_answer(out);  // behind the ones held before it
-    }
-    switch (try_send(out)) {
-      case Sent::kSent:
-        return;
-      case Sent::kGone:
-        // No one is left to answer; a delivery's messages go back to the queue at once.
-        if (!out.tags.empty()) refused_deliveries.push_back(std::move(out));
-        return;
-      case Sent::kFull:
-        if (!out.tags.empty()) {
-          refused_deliveries.push_back(std::move(out));
-        } else if (answer) {
-          hold_answer(out);
+  // What a peer's connection will not take is held or handed back, never dropped (PeerOutput).
+  internal::PeerOutput output(
+      [this](internal::Outgoing& out) {
+        zmq::socket_t& socket = out.side == internal::Side::kClients ? clients_ : workers_;
+        try {
+          // dontwait: ROUTER_MANDATORY would otherwise block on a full peer, stalling everyone.
+          if (!socket.send(zmq::buffer(out.peer), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
+            return internal::SendResult::kFull;
+          }
+        } catch (const zmq::error_t& error) {
+          // The core's liveness check forgets the peer.
+          if (error.num() == EHOSTUNREACH) return internal::SendResult::kGone;
+          throw;
         }
-        return;
-    }
-  };
-  auto retry_held_answers = [&] {
-    for (auto it = held_answers.begin(); it != held_answers.end();) {
-      auto& held = it->second;
-      while (!held.empty()) {
-        const Sent sent = try_send(held.front());
-        if (sent == Sent::kFull) break;
-        held.pop_front();  // sent, or the peer is gone and no one is left to answer
-      }
-      it = held.empty() ? held_answers.erase(it) : std::next(it);
-    }
-  };
+        // Once the routing id is taken, libzmq takes the rest of the message whole.
+        internal::SendAll(socket, out.frames);
+        return internal::SendResult::kSent;
+      },
+      core_->mutable_counters(), [this](std::string_view line) { log_(line); });
+  // Held answers are tried again this often: a full peer's queue is not polled for room.
+  constexpr auto kHeldAnswersRetry = std::chrono::milliseconds(5);
+  auto send = [&](internal::Outgoing& out) { output.Send(out); };
   // Messages waiting for the journal to sync what they depend on (docs/broker.md, "Durability").
   // The disk syncs on the journal's own thread meanwhile, and this loop goes on serving.
   std::optional<JournalCommits> commits;
@@ -386,7 +339,7 @@ void Broker::Run() {
   };
   // Ends a turn: writes what it journaled, then sends what it produced or hands it to the gate.
   auto finish_turn_once = [&] {
-    if (!held_answers.empty()) retry_held_answers();
+    if (output.holding()) output.RetryHeld();
     auto& outbox = core_->outbox();
     if (!scheduler) {
       for (internal::Outgoing& out : outbox) send(out);
@@ -411,9 +364,8 @@ void Broker::Run() {
   // Deliveries a connection refused go back to the core, which may hand them to other consumers:
   // those are sent (or refused) in turn. Each round pauses the refusing peers, so it ends.
   auto hand_back_refused = [&] {
-    while (!refused_deliveries.empty()) {
-      std::vector<internal::Outgoing> refused;
-      refused.swap(refused_deliveries);
+    while (output.has_refused_deliveries()) {
+      const std::vector<internal::Outgoing> refused = output.TakeRefusedDeliveries();
       const TimePoint now = clock_.Now();
       for (const internal::Outgoing& out : refused) {
         core_->OnDeliveryRefused(out.side, out.peer, out.tags, now);
@@ -461,9 +413,7 @@ void Broker::Run() {
         wake_by(std::min(std::chrono::ceil<std::chrono::milliseconds>(*deadline - now),
                          std::chrono::milliseconds(60000)));
       }
-      // A full peer's queue is not polled for room (POLLOUT on a ROUTER means "some peer has
-      // room"), so held answers are tried again on a short timer.
-      if (!held_answers.empty()) wake_by(kHeldAnswersRetry);
+      if (output.holding()) wake_by(kHeldAnswersRetry);
       if (scheduler) {
         if (auto at = scheduler->NextWake()) {
           wake_by(std::chrono::ceil<std::chrono::milliseconds>(*at - steady_clock_.Now()));
