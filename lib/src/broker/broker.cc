@@ -209,6 +209,241 @@ struct ZapLog {
 };
 }  // namespace internal
 
+namespace {
+
+// One broker's socket loop: the state of a Run() and the steps of each turn.
+class BrokerLoop {
+ public:
+  struct Parts {
+    internal::BrokerCore& core;
+    internal::Journal* journal;  // null: in memory
+    zmq::socket_t& clients;
+    zmq::socket_t& workers;
+    zmq::socket_t& control;
+    const Clock& clock;         // the core's time: leases, TTLs, heartbeats
+    const Clock& steady_clock;  // the disk's: syncs take real time
+    const BrokerOptions& options;
+    const std::function<void(std::string_view)>& log;
+    ZapServer* zap;
+    internal::ZapLog* zap_log;
+  };
+
+  explicit BrokerLoop(const Parts& parts)
+      : p_(parts),
+        output_([this](internal::Outgoing& out) { return TrySend(out); }, p_.core.mutable_counters(),
+                [this](std::string_view line) { p_.log(line); }) {
+    if (p_.journal) {
+      commits_.emplace(*p_.journal);
+      commit_log_.emplace(*p_.journal, p_.core, p_.clock, p_.log);
+      internal::CommitPolicy policy;
+      policy.group_commit = p_.options.fsync == FsyncPolicy::kBatch;
+      policy.min_sync_interval = p_.options.min_sync_interval;
+      policy.max_unsynced_age = p_.options.max_unsynced_age;
+      policy.retry_after_failure = kJournalRetry;
+      // The spacing timer is armed on CLOCK_MONOTONIC, the steady clock's.
+      scheduler_.emplace(*commits_, p_.steady_clock, policy, *commit_log_);
+    }
+  }
+
+  // Until Stop() (the control socket) or the context ends.
+  void Run() {
+    for (;;) {
+      try {
+        p_.core.Tick(p_.clock.Now());
+        FinishTurn();
+        const Woken woken = Wait();
+        if (woken.stop) return Shutdown();
+        if (woken.sync_finished) {
+          scheduler_->SyncFinished(to_send_);
+          p_.core.mutable_counters().journal_syncs = p_.journal->syncs();
+          SendAll();
+          HandBackRefused();
+        }
+        if (woken.clients) Drain(p_.clients, internal::Side::kClients);
+        if (woken.workers) Drain(p_.workers, internal::Side::kWorkers);
+        if (p_.journal && p_.options.fsync == FsyncPolicy::kBatch) DrainMoreIntoTheSameWrite();
+        p_.core.Flush();
+        FinishTurn();
+      } catch (const zmq::error_t& error) {
+        if (error.num() == EINTR) continue;
+        if (error.num() == ETERM) return;
+        throw;
+      }
+    }
+  }
+
+ private:
+  struct Woken {
+    bool clients = false;
+    bool workers = false;
+    bool stop = false;
+    bool sync_finished = false;
+  };
+
+  // Sleeps until input, the sync's completion, or the first deadline of the core, the scheduler
+  // or a held answer's retry.
+  Woken Wait() {
+    std::chrono::milliseconds timeout(-1);
+    auto wake_by = [&](std::chrono::milliseconds bound) {
+      bound = std::max(bound, std::chrono::milliseconds(0));
+      if (timeout < std::chrono::milliseconds(0) || timeout > bound) timeout = bound;
+    };
+    if (auto deadline = p_.core.NextDeadline()) {
+      wake_by(std::min(std::chrono::ceil<std::chrono::milliseconds>(*deadline - p_.clock.Now()),
+                       std::chrono::milliseconds(60000)));
+    }
+    // A full peer's queue is not polled for room (POLLOUT on a ROUTER means "some peer has room").
+    if (output_.holding()) wake_by(kHeldAnswersRetry);
+    if (scheduler_) {
+      if (auto at = scheduler_->NextWake()) {
+        wake_by(std::chrono::ceil<std::chrono::milliseconds>(*at - p_.steady_clock.Now()));
+      }
+    }
+    // The sync's completion and the spacing timer are polled only while they can fire; a negative
+    // fd is ignored by poll(2), under zmq::poll too.
+    const bool spacing = scheduler_ && scheduler_->sync_held_until();
+    zmq::pollitem_t items[] = {{p_.clients.handle(), 0, ZMQ_POLLIN, 0},
+                               {p_.workers.handle(), 0, ZMQ_POLLIN, 0},
+                               {p_.control.handle(), 0, ZMQ_POLLIN, 0},
+                               {nullptr, p_.journal ? p_.journal->sync_event_fd() : -1, ZMQ_POLLIN, 0},
+                               {nullptr, spacing ? sync_spacing_.fd() : -1, ZMQ_POLLIN, 0}};
+    zmq::poll(items, std::size(items), timeout);
+    if (items[4].revents & ZMQ_POLLIN) sync_spacing_.Clear();  // the turn's end starts the sync
+    Woken woken;
+    woken.clients = (items[0].revents & ZMQ_POLLIN) != 0;
+    woken.workers = (items[1].revents & ZMQ_POLLIN) != 0;
+    woken.stop = (items[2].revents & ZMQ_POLLIN) != 0;
+    woken.sync_finished = (items[3].revents & ZMQ_POLLIN) != 0;
+    return woken;
+  }
+
+  void Shutdown() {
+    // Whatever is not yet durable, though nothing may wait for it; then what waited for it.
+    if (p_.journal && p_.journal->Commit().ok()) {
+      scheduler_->Release(to_send_);
+      SendAll();
+    }
+  }
+
+  // Up to kBurst messages from one socket, each handed to the core.
+  void Drain(zmq::socket_t& socket, internal::Side side) {
+    for (int i = 0; i < kBurst; ++i) {
+      std::size_t dropped = 0;
+      // + 1: the routing id ROUTER puts in front.
+      const std::size_t count = internal::RecvAllCapped(socket, frames_, zmq::recv_flags::dontwait,
+                                                        p_.options.max_frames + 1, dropped);
+      if (count == 0) return;
+      const TimePoint now = p_.clock.Now();
+      std::string_view peer(frames_[0].data<char>(), frames_[0].size());
+      std::span<zmq::message_t> rest(frames_.data() + 1, count - 1);
+      if (dropped > 0) {
+        p_.core.OnOversizedMessage(side, peer, rest, dropped, now);
+      } else if (side == internal::Side::kClients) {
+        p_.core.OnClientMessage(peer, rest, now);
+      } else {
+        p_.core.OnWorkerMessage(peer, rest, now);
+      }
+    }
+  }
+
+  // Group commit: while more input is already waiting, it goes into the same write and sync.
+  void DrainMoreIntoTheSameWrite() {
+    const auto window_end = p_.steady_clock.Now() + kBatchWindow;
+    while (p_.journal->pending() > 0 && p_.journal->pending() < kBatchRecords &&
+           p_.steady_clock.Now() < window_end) {
+      zmq::pollitem_t more[] = {{p_.clients.handle(), 0, ZMQ_POLLIN, 0},
+                                {p_.workers.handle(), 0, ZMQ_POLLIN, 0}};
+      if (zmq::poll(more, 2, std::chrono::milliseconds(0)) <= 0) break;
+      if (more[0].revents & ZMQ_POLLIN) Drain(p_.clients, internal::Side::kClients);
+      if (more[1].revents & ZMQ_POLLIN) Drain(p_.workers, internal::Side::kWorkers);
+    }
+  }
+
+  void FinishTurn() {
+    FinishTurnOnce();
+    HandBackRefused();
+  }
+
+  // Ends a turn: writes what it journaled, then sends what it produced or hands it to the gate.
+  void FinishTurnOnce() {
+    if (output_.holding()) output_.RetryHeld();
+    auto& outbox = p_.core.outbox();
+    if (!scheduler_) {
+      for (internal::Outgoing& out : outbox) output_.Send(out);
+      outbox.clear();
+    } else {
+      scheduler_->EndTurn(outbox, to_send_);
+      SendAll();
+      if (auto held_until = scheduler_->sync_held_until()) sync_spacing_.ArmAt(*held_until);
+      p_.core.mutable_counters().journal_syncs = p_.journal->syncs();
+    }
+    PassOnLogs();
+  }
+
+  // Deliveries a connection refused go back to the core, which may hand them to other consumers:
+  // those are sent (or refused) in turn. Each round pauses the refusing peers, so it ends.
+  void HandBackRefused() {
+    while (output_.has_refused_deliveries()) {
+      const std::vector<internal::Outgoing> refused = output_.TakeRefusedDeliveries();
+      const TimePoint now = p_.clock.Now();
+      for (const internal::Outgoing& out : refused) {
+        p_.core.OnDeliveryRefused(out.side, out.peer, out.tags, now);
+      }
+      FinishTurnOnce();
+    }
+  }
+
+  void SendAll() {
+    for (internal::Outgoing& out : to_send_) output_.Send(out);
+    to_send_.clear();
+  }
+
+  void PassOnLogs() {
+    for (const std::string& line : p_.core.TakeLog()) p_.log(line);
+    if (!p_.zap) return;
+    p_.core.mutable_counters().connections_refused = p_.zap->refused();
+    std::vector<std::string> zap_lines;
+    {
+      std::lock_guard lock(p_.zap_log->mutex);
+      zap_lines.swap(p_.zap_log->lines);
+    }
+    for (const std::string& line : zap_lines) p_.log(line);
+  }
+
+  internal::SendResult TrySend(internal::Outgoing& out) {
+    zmq::socket_t& socket = out.side == internal::Side::kClients ? p_.clients : p_.workers;
+    try {
+      // dontwait: ROUTER_MANDATORY would otherwise block on a full peer, stalling everyone.
+      if (!socket.send(zmq::buffer(out.peer), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
+        return internal::SendResult::kFull;
+      }
+    } catch (const zmq::error_t& error) {
+      if (error.num() == EHOSTUNREACH) return internal::SendResult::kGone;  // liveness forgets it
+      throw;
+    }
+    // Once the routing id is taken, libzmq takes the rest of the message whole.
+    internal::SendAll(socket, out.frames);
+    return internal::SendResult::kSent;
+  }
+
+  // Held answers are tried again this often.
+  static constexpr auto kHeldAnswersRetry = std::chrono::milliseconds(5);
+
+  const Parts p_;
+  std::vector<zmq::message_t> frames_;
+  // What a peer's connection will not take is held or handed back, never dropped.
+  internal::PeerOutput output_;
+  // Messages waiting for the journal to sync what they depend on (docs/broker.md, "Durability").
+  // The disk syncs on the journal's own thread meanwhile, and this loop goes on serving.
+  std::optional<JournalCommits> commits_;
+  std::optional<CommitLog> commit_log_;
+  std::optional<internal::CommitScheduler> scheduler_;
+  PollableTimer sync_spacing_;
+  std::vector<internal::Outgoing> to_send_;
+};
+
+}  // namespace
+
 Broker::Broker(zmq::context_t& context, BrokerOptions options, const Clock* clock)
     : context_(context),
       options_(PrepareOptions(std::move(options))),
@@ -289,184 +524,11 @@ void Broker::Stop() {
 }
 
 void Broker::Run() {
-  std::vector<zmq::message_t> frames;
   if (!recovery_summary_.empty()) log_(recovery_summary_);
   if (journal_) core_->mutable_counters().journal_syncs = journal_->syncs();
-  // What a peer's connection will not take is held or handed back, never dropped (PeerOutput).
-  internal::PeerOutput output(
-      [this](internal::Outgoing& out) {
-        zmq::socket_t& socket = out.side == internal::Side::kClients ? clients_ : workers_;
-        try {
-          // dontwait: ROUTER_MANDATORY would otherwise block on a full peer, stalling everyone.
-          if (!socket.send(zmq::buffer(out.peer), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
-            return internal::SendResult::kFull;
-          }
-        } catch (const zmq::error_t& error) {
-          // The core's liveness check forgets the peer.
-          if (error.num() == EHOSTUNREACH) return internal::SendResult::kGone;
-          throw;
-        }
-        // Once the routing id is taken, libzmq takes the rest of the message whole.
-        internal::SendAll(socket, out.frames);
-        return internal::SendResult::kSent;
-      },
-      core_->mutable_counters(), [this](std::string_view line) { log_(line); });
-  // Held answers are tried again this often: a full peer's queue is not polled for room.
-  constexpr auto kHeldAnswersRetry = std::chrono::milliseconds(5);
-  auto send = [&](internal::Outgoing& out) { output.Send(out); };
-  // Messages waiting for the journal to sync what they depend on (docs/broker.md, "Durability").
-  // The disk syncs on the journal's own thread meanwhile, and this loop goes on serving.
-  std::optional<JournalCommits> commits;
-  std::optional<CommitLog> commit_log;
-  std::optional<internal::CommitScheduler> scheduler;
-  if (journal_) {
-    commits.emplace(*journal_);
-    commit_log.emplace(*journal_, *core_, clock_, log_);
-    internal::CommitPolicy policy;
-    policy.group_commit = options_.fsync == FsyncPolicy::kBatch;
-    policy.min_sync_interval = options_.min_sync_interval;
-    policy.max_unsynced_age = options_.max_unsynced_age;
-    policy.retry_after_failure = kJournalRetry;
-    // The real clock, not the injected one: syncs take real time, and the spacing timer is armed
-    // on CLOCK_MONOTONIC.
-    scheduler.emplace(*commits, steady_clock_, policy, *commit_log);
-  }
-  PollableTimer sync_spacing;
-  std::vector<internal::Outgoing> to_send;
-  auto send_all = [&] {
-    for (internal::Outgoing& out : to_send) send(out);
-    to_send.clear();
-  };
-  // Ends a turn: writes what it journaled, then sends what it produced or hands it to the gate.
-  auto finish_turn_once = [&] {
-    if (output.holding()) output.RetryHeld();
-    auto& outbox = core_->outbox();
-    if (!scheduler) {
-      for (internal::Outgoing& out : outbox) send(out);
-      outbox.clear();
-    } else {
-      scheduler->EndTurn(outbox, to_send);
-      send_all();
-      if (auto held_until = scheduler->sync_held_until()) sync_spacing.ArmAt(*held_until);
-      core_->mutable_counters().journal_syncs = journal_->syncs();
-    }
-    for (const std::string& line : core_->TakeLog()) log_(line);
-    if (zap_) {
-      core_->mutable_counters().connections_refused = zap_->refused();
-      std::vector<std::string> zap_lines;
-      {
-        std::lock_guard lock(zap_log_->mutex);
-        zap_lines.swap(zap_log_->lines);
-      }
-      for (const std::string& line : zap_lines) log_(line);
-    }
-  };
-  // Deliveries a connection refused go back to the core, which may hand them to other consumers:
-  // those are sent (or refused) in turn. Each round pauses the refusing peers, so it ends.
-  auto hand_back_refused = [&] {
-    while (output.has_refused_deliveries()) {
-      const std::vector<internal::Outgoing> refused = output.TakeRefusedDeliveries();
-      const TimePoint now = clock_.Now();
-      for (const internal::Outgoing& out : refused) {
-        core_->OnDeliveryRefused(out.side, out.peer, out.tags, now);
-      }
-      finish_turn_once();
-    }
-  };
-  auto finish_turn = [&] {
-    finish_turn_once();
-    hand_back_refused();
-  };
-  auto drain = [&](zmq::socket_t& socket, internal::Side side) {
-    for (int i = 0; i < kBurst; ++i) {
-      std::size_t dropped = 0;
-      // + 1: the routing id ROUTER puts in front.
-      std::size_t count = internal::RecvAllCapped(socket, frames, zmq::recv_flags::dontwait,
-                                                  options_.max_frames + 1, dropped);
-      if (count == 0) return;
-      const TimePoint now = clock_.Now();
-      std::string_view peer(frames[0].data<char>(), frames[0].size());
-      std::span<zmq::message_t> rest(frames.data() + 1, count - 1);
-      if (dropped > 0) {
-        core_->OnOversizedMessage(side, peer, rest, dropped, now);
-        continue;
-      }
-      if (side == internal::Side::kClients) {
-        core_->OnClientMessage(peer, rest, now);
-      } else {
-        core_->OnWorkerMessage(peer, rest, now);
-      }
-    }
-  };
-
-  for (;;) {
-    try {
-      const TimePoint now = clock_.Now();
-      core_->Tick(now);
-      finish_turn();
-      std::chrono::milliseconds timeout(-1);
-      auto wake_by = [&](std::chrono::milliseconds bound) {
-        bound = std::max(bound, std::chrono::milliseconds(0));
-        if (timeout < std::chrono::milliseconds(0) || timeout > bound) timeout = bound;
-      };
-      if (auto deadline = core_->NextDeadline()) {
-        wake_by(std::min(std::chrono::ceil<std::chrono::milliseconds>(*deadline - now),
-                         std::chrono::milliseconds(60000)));
-      }
-      if (output.holding()) wake_by(kHeldAnswersRetry);
-      if (scheduler) {
-        if (auto at = scheduler->NextWake()) {
-          wake_by(std::chrono::ceil<std::chrono::milliseconds>(*at - steady_clock_.Now()));
-        }
-      }
-      // The sync's completion and the spacing timer are polled only while they can fire.
-      zmq::pollitem_t items[] = {{clients_.handle(), 0, ZMQ_POLLIN, 0},
-                                 {workers_.handle(), 0, ZMQ_POLLIN, 0},
-                                 {control_.handle(), 0, ZMQ_POLLIN, 0},
-                                 {nullptr, journal_ ? journal_->sync_event_fd() : -1, ZMQ_POLLIN, 0},
-                                 {nullptr, scheduler && scheduler->sync_held_until() ? sync_spacing.fd() : -1,
-                                  ZMQ_POLLIN, 0}};
-      // A negative fd is ignored by poll(2), under zmq::poll too.
-      zmq::poll(items, std::size(items), timeout);
-      if (items[4].revents & ZMQ_POLLIN) sync_spacing.Clear();  // finish_turn starts the sync
-      if (items[2].revents & ZMQ_POLLIN) {
-        if (journal_) {
-          // Whatever is not yet durable, though nothing may wait for it; then what waited for it.
-          if (journal_->Commit().ok()) {
-            scheduler->Release(to_send);
-            send_all();
-          }
-        }
-        return;
-      }
-      if (items[3].revents & ZMQ_POLLIN) {
-        scheduler->SyncFinished(to_send);
-        core_->mutable_counters().journal_syncs = journal_->syncs();
-        send_all();
-        hand_back_refused();
-      }
-      if (items[0].revents & ZMQ_POLLIN) drain(clients_, internal::Side::kClients);
-      if (items[1].revents & ZMQ_POLLIN) drain(workers_, internal::Side::kWorkers);
-      if (journal_ && options_.fsync == FsyncPolicy::kBatch) {
-        // Group commit: while more input is already waiting, take it into the same write.
-        const auto window_end = std::chrono::steady_clock::now() + kBatchWindow;
-        while (journal_->pending() > 0 && journal_->pending() < kBatchRecords &&
-               std::chrono::steady_clock::now() < window_end) {
-          zmq::pollitem_t more[] = {{clients_.handle(), 0, ZMQ_POLLIN, 0},
-                                    {workers_.handle(), 0, ZMQ_POLLIN, 0}};
-          if (zmq::poll(more, 2, std::chrono::milliseconds(0)) <= 0) break;
-          if (more[0].revents & ZMQ_POLLIN) drain(clients_, internal::Side::kClients);
-          if (more[1].revents & ZMQ_POLLIN) drain(workers_, internal::Side::kWorkers);
-        }
-      }
-      core_->Flush();
-      finish_turn();
-    } catch (const zmq::error_t& error) {
-      if (error.num() == EINTR) continue;
-      if (error.num() == ETERM) return;
-      throw;
-    }
-  }
+  BrokerLoop loop({*core_, journal_.get(), clients_, workers_, control_, clock_, steady_clock_,
+                   options_, log_, zap_.get(), zap_log_.get()});
+  loop.Run();
 }
 
 }  // namespace zmqkit
