@@ -15,6 +15,8 @@
 #include <new>
 #include <stdexcept>
 
+#include "util/coding.h"
+
 namespace zmqkit {
 namespace {
 
@@ -568,8 +570,7 @@ zmq::message_t EncodeTopicPacked(std::string_view topic, const Envelope& envelop
   bytes += scratch.size();
   if (!body.empty()) std::memcpy(bytes, body.data(), body.size());
   bytes += body.size();
-  bytes[0] = static_cast<char>(topic_size >> 8);
-  bytes[1] = static_cast<char>(topic_size & 0xff);
+  internal::EncodeBigEndian(bytes, topic_size, 2);
   return frame;
 }
 
@@ -582,7 +583,7 @@ Result<Envelope, DecodeError> DecodeTopicPacked(const zmq::message_t& frame,
                            " bytes has no room for its topic's length"};
   }
   const auto* trailer = reinterpret_cast<const unsigned char*>(bytes.data() + bytes.size() - 2);
-  const std::size_t topic_size = (std::size_t{trailer[0]} << 8) | trailer[1];
+  const std::size_t topic_size = internal::DecodeBigEndian(trailer, 2);
   if (topic_size > limits.max_topic_bytes) {
     return DecodeError{DecodeErrc::kFrameTooLarge, "topic is " + std::to_string(topic_size) +
                                                        " bytes, limit is " +

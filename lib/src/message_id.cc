@@ -8,6 +8,8 @@
 #include <cstring>
 #include <random>
 
+#include "util/coding.h"
+
 namespace zmqkit {
 namespace {
 
@@ -60,7 +62,7 @@ struct IdGenerator {
       Redraw();
     }
     std::memcpy(rest, fixed.data(), fixed.size());
-    for (int i = 0; i < 4; ++i) rest[6 + i] = static_cast<std::uint8_t>(counter >> (24 - 8 * i));
+    internal::EncodeBigEndian(rest + 6, counter, 4);
   }
 };
 
@@ -80,9 +82,7 @@ int HexValue(char c) {
 
 MessageId MessageId::Generate(std::uint64_t unix_ms) {
   MessageId id;
-  for (int i = 0; i < 6; ++i) {
-    id.bytes_[i] = static_cast<std::uint8_t>(unix_ms >> (40 - 8 * i));
-  }
+  internal::EncodeBigEndian(id.bytes_.data(), unix_ms, 6);
   ThreadIdGenerator().Next(&id.bytes_[6]);
   return id;
 }
@@ -120,9 +120,7 @@ std::optional<MessageId> MessageId::FromString(std::string_view text) {
 }
 
 std::uint64_t MessageId::unix_ms() const {
-  std::uint64_t ms = 0;
-  for (int i = 0; i < 6; ++i) ms = ms << 8 | bytes_[i];
-  return ms;
+  return internal::DecodeBigEndian(bytes_.data(), 6);
 }
 
 std::string MessageId::ToString() const {

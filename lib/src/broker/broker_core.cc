@@ -2,6 +2,7 @@
 
 #include "broker/journal_records.h"
 #include "zmqkit/message_id.h"
+#include "util/coding.h"
 
 #include <algorithm>
 #include <cstring>
@@ -59,15 +60,13 @@ namespace {
 // A PPP worker's job address: the delivery tag, 8 bytes big-endian. The worker echoes it back.
 zmq::message_t TagAddress(std::uint64_t tag) {
   unsigned char bytes[8];
-  for (int i = 0; i < 8; ++i) bytes[i] = static_cast<unsigned char>(tag >> (56 - 8 * i));
+  EncodeBigEndian(bytes, tag, sizeof bytes);
   return zmq::message_t(bytes, sizeof bytes);
 }
 
 std::optional<std::uint64_t> ParseTagAddress(const zmq::message_t& frame) {
   if (frame.size() != 8) return std::nullopt;
-  std::uint64_t tag = 0;
-  for (std::size_t i = 0; i < 8; ++i) tag = tag << 8 | frame.data<unsigned char>()[i];
-  return tag;
+  return DecodeBigEndian(frame.data<unsigned char>(), 8);
 }
 
 std::string_view ErrorCodeFor(const Status& status) {

@@ -4,6 +4,8 @@
 #include <array>
 #include <cstring>
 
+#include "util/coding.h"
+
 namespace zmqkit::internal {
 namespace {
 
@@ -86,9 +88,7 @@ std::size_t VarintSize(std::uint64_t value) {
 }
 
 std::uint64_t IdTime(const MessageId& id) {
-  std::uint64_t time = 0;
-  for (std::size_t i = 0; i < kIdTimeBytes; ++i) time = (time << 8) | id.bytes()[i];
-  return time;
+  return DecodeBigEndian(id.bytes().data(), kIdTimeBytes);
 }
 
 // The id generator (message_id.cc) keeps the first 6 of these 10 bytes for a thread and counts in
@@ -96,12 +96,11 @@ std::uint64_t IdTime(const MessageId& id) {
 using IdRest = std::array<std::uint8_t, kIdRestBytes>;
 
 std::uint32_t IdCounter(const std::uint8_t* rest) {
-  return static_cast<std::uint32_t>(rest[6]) << 24 | static_cast<std::uint32_t>(rest[7]) << 16 |
-         static_cast<std::uint32_t>(rest[8]) << 8 | rest[9];
+  return static_cast<std::uint32_t>(DecodeBigEndian(rest + 6, 4));
 }
 
 void SetIdCounter(std::uint8_t* rest, std::uint32_t counter) {
-  for (int i = 0; i < 4; ++i) rest[6 + i] = static_cast<std::uint8_t>(counter >> (24 - 8 * i));
+  EncodeBigEndian(rest + 6, counter, 4);
 }
 
 bool IsSuccessor(const std::uint8_t* rest, const IdRest& previous) {
@@ -237,9 +236,7 @@ std::size_t PackedLog::Decode(const Chunk& chunk, std::size_t at, DecodeState& s
   state.number += (flags & kGap) != 0 ? GetVarint(in) : 1;
   if ((flags & kNewIdTime) != 0) state.id_time += UnZigZag(GetVarint(in));
   std::array<std::uint8_t, MessageId::kSize> id{};
-  for (std::size_t i = 0; i < kIdTimeBytes; ++i) {
-    id[i] = static_cast<std::uint8_t>(state.id_time >> (8 * (kIdTimeBytes - 1 - i)));
-  }
+  EncodeBigEndian(id.data(), state.id_time, kIdTimeBytes);
   if ((flags & kIdRest) != 0) {
     std::memcpy(state.id_rest.data(), in, kIdRestBytes);
     in += kIdRestBytes;

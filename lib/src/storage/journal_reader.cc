@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "storage/crc32c.h"
+#include "util/coding.h"
 
 namespace zmqkit::internal {
 
@@ -11,12 +12,7 @@ using journal::kHeaderSize;
 
 namespace {
 
-std::uint32_t DecodeFixed32(const char* p) {
-  return static_cast<std::uint32_t>(static_cast<unsigned char>(p[0])) |
-         static_cast<std::uint32_t>(static_cast<unsigned char>(p[1])) << 8 |
-         static_cast<std::uint32_t>(static_cast<unsigned char>(p[2])) << 16 |
-         static_cast<std::uint32_t>(static_cast<unsigned char>(p[3])) << 24;
-}
+std::uint32_t DecodeFixed32(const char* p) { return static_cast<std::uint32_t>(DecodeLittleEndian(p, 4)); }
 
 struct Header {
   std::uint32_t masked_crc;
@@ -26,8 +22,7 @@ struct Header {
 
 Header ParseHeader(const char* p) {
   return {DecodeFixed32(p),
-          static_cast<std::size_t>(static_cast<unsigned char>(p[4])) |
-              static_cast<std::size_t>(static_cast<unsigned char>(p[5])) << 8,
+          static_cast<std::size_t>(DecodeLittleEndian(p + 4, 2)),
           static_cast<std::uint8_t>(p[6])};
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "storage/crc32c.h"
+#include "util/coding.h"
 
 namespace zmqkit::internal {
 
@@ -55,9 +56,8 @@ Status JournalWriter::AddRecord(std::string_view record) {
 Status JournalWriter::EmitFragment(journal::RecordType type, const char* data, std::size_t length) {
   char header[kHeaderSize];
   const std::uint32_t crc = crc32c::Mask(crc32c::Extend(type_crc_[type], data, length));
-  for (int i = 0; i < 4; ++i) header[i] = static_cast<char>(crc >> (8 * i));  // little-endian
-  header[4] = static_cast<char>(length & 0xff);
-  header[5] = static_cast<char>(length >> 8);
+  EncodeLittleEndian(header, crc, 4);
+  EncodeLittleEndian(header + 4, length, 2);
   header[6] = static_cast<char>(type);
   if (Status s = dest_->Append(std::string_view(header, kHeaderSize)); !s.ok()) return s;
   if (Status s = dest_->Append(std::string_view(data, length)); !s.ok()) return s;
