@@ -824,7 +824,7 @@ void BrokerCore::HandleRedrive(const SessionKey& key, const p::Args& args, TimeP
     if (number.ok()) moves.emplace_back(dlq_number, *number);
     ++moved;
   }
-  if (!moves.empty()) Emit([&] { return records::EncodeRedrive(*name, moves); });
+  if (!moves.empty()) Emit([&] { return records::EncodeRedrive(*name, moves, unix_micros_()); });
   Send(Side::kClients, key.peer,
        p::Frames(p::kOk, p::ArgsWriter(2).Uint("rid", current_rid_).Uint("moved", moved).Finish()));
   Dispatch(origin->second, now);
@@ -1621,6 +1621,8 @@ Status BrokerCore::Replay(std::string_view bytes, TimePoint now) {
         if (ttl_us > 0) {
           options.ttl = std::chrono::microseconds(
               std::max<std::int64_t>(0, record.at_unix_us + ttl_us - now_unix));
+        } else {
+          options.no_ttl = record.ttl_us < 0;
         }
         const bool last = target + 1 == record.targets.size();
         if (!slot.queue.Publish(last ? std::move(envelope) : envelope.Clone(), std::move(options), now).ok()) {
@@ -1677,6 +1679,13 @@ Status BrokerCore::Replay(std::string_view bytes, TimePoint now) {
         EnqueueOptions options;
         options.number = to;
         options.ignore_limits = true;
+        // The queue's default TTL ran from the redrive, not from recovery. (A record written
+        // before REDRIVE had a time carries none: its TTL starts again now.)
+        const auto queue_ttl = origin->second.queue.options().message_ttl;
+        if (record.at_unix_us != 0 && queue_ttl.count() > 0) {
+          const std::int64_t ttl_us = std::chrono::duration_cast<std::chrono::microseconds>(queue_ttl).count();
+          options.ttl = std::chrono::microseconds(std::max<std::int64_t>(0, record.at_unix_us + ttl_us - now_unix));
+        }
         (void)origin->second.queue.Publish(std::move(*message), std::move(options), now);
       }
       DeadlineChanged(origin->second);

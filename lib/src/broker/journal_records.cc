@@ -186,8 +186,9 @@ std::string EncodeRemove(std::string_view queue, const std::vector<std::uint64_t
 }
 
 std::string EncodeRedrive(std::string_view origin,
-                          const std::vector<std::pair<std::uint64_t, std::uint64_t>>& moves) {
-  return Build(Op::kRedrive, 2, [&](Packer& p) {
+                          const std::vector<std::pair<std::uint64_t, std::uint64_t>>& moves,
+                          std::int64_t at_unix_us) {
+  return Build(Op::kRedrive, 3, [&](Packer& p) {
     Str(p, origin);
     p.pack_array(static_cast<std::uint32_t>(moves.size()));
     for (const auto& [from, to] : moves) {
@@ -195,6 +196,7 @@ std::string EncodeRedrive(std::string_view origin,
       p.pack_uint64(from);
       p.pack_uint64(to);
     }
+    p.pack_int64(at_unix_us);
   });
 }
 
@@ -313,6 +315,7 @@ Result<Record> Decode(std::string_view bytes) {
       case Op::kRedrive:
         record.queue = in.Text();
         record.moves = in.Next().as<std::vector<std::pair<std::uint64_t, std::uint64_t>>>();
+        if (root.via.array.size > 3) record.at_unix_us = in.Int();
         break;
       case Op::kEpoch:
         record.epoch = in.Uint();

@@ -46,7 +46,7 @@ struct Record {
   std::vector<std::pair<std::string, std::uint64_t>> targets;  // kPublish: (queue, number)
   std::string header;    // kPublish: the envelope's header frame (wire format)
   std::string body;      // kPublish
-  std::int64_t at_unix_us = 0;  // kPublish: when it was published (broker's wall clock)
+  std::int64_t at_unix_us = 0;  // kPublish, kRedrive (0: an older REDRIVE without it): when, on the broker's wall clock
   std::int64_t delay_us = 0;    // kPublish: 0 = none
   std::int64_t ttl_us = 0;      // kPublish: 0 = the queue's default, negative = none
   std::string reply_to;         // kPublish
@@ -96,8 +96,10 @@ std::string EncodeFail(std::string_view queue, std::uint64_t number, std::uint32
 std::string EncodeDead(std::string_view queue, std::uint64_t number, DeadLetterReason reason,
                        std::uint64_t dlq_number);
 std::string EncodeRemove(std::string_view queue, const std::vector<std::uint64_t>& numbers);
+// `at_unix_us`: when (the broker's wall clock); a queue's default TTL runs from then.
 std::string EncodeRedrive(std::string_view origin,
-                          const std::vector<std::pair<std::uint64_t, std::uint64_t>>& moves);
+                          const std::vector<std::pair<std::uint64_t, std::uint64_t>>& moves,
+                          std::int64_t at_unix_us);
 std::string EncodeEpoch(std::uint64_t epoch);
 
 // kCorruption if `bytes` is not a record of this format (it passed the journal's checksum, so a

@@ -435,7 +435,7 @@ Result<std::uint64_t> MessageQueue::Publish(Envelope envelope, EnqueueOptions op
   }
   next_number_ = std::max(next_number_, number + 1);
   std::optional<Duration> ttl = options.ttl;
-  if (!ttl && options_.message_ttl.count() > 0) ttl = options_.message_ttl;
+  if (!ttl && !options.no_ttl && options_.message_ttl.count() > 0) ttl = options_.message_ttl;
   const bool delayed = options.delay && options.delay->count() > 0;
   if (!ttl && !delayed && envelope.body.size() <= kOwnedBodyLimit &&
       envelope.priority <= kMaxPriority) {

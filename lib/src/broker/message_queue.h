@@ -70,6 +70,9 @@ struct DeadLetter {
 struct EnqueueOptions {
   std::optional<Duration> delay;  // not deliverable before now + delay
   std::optional<Duration> ttl;    // overrides the queue's message_ttl
+  // Restoring from the journal: the message never expires, whatever the queue's message_ttl is now
+  // (it entered while the queue had none, and a TTL is fixed when a message enters).
+  bool no_ttl = false;
   std::string reply_to;           // opaque to the queue; handed back with each lease
   // Restoring from the journal: the number the message had. Live publishes leave it empty and get
   // the next number.
