@@ -1,6 +1,8 @@
 // zmqkit::Broker: the broker's socket loop — the only part of the broker that polls, reads the clock
-// or touches sockets. Each turn: do what time has made due, sleep until the next deadline or input,
-// hand a burst of input to the core, flush confirms, send what the core produced.
+// or touches sockets (BrokerLoop). Each turn: do what time has made due, sleep until the next
+// deadline or input, hand a burst of input to the core, flush confirms, and hand what the core
+// produced to the commit scheduler (what waits for the disk) and to PeerOutput (what a full peer
+// cannot take yet).
 #include "zmqkit/broker.h"
 
 #include <sys/timerfd.h>
@@ -8,11 +10,9 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstring>
-#include <deque>
-#include <map>
 #include <iostream>
 #include <mutex>
+#include <optional>
 
 #include "broker/broker_core.h"
 #include "broker/commit_scheduler.h"
