@@ -25,6 +25,13 @@ struct Out {
   std::vector<std::string> frames;  // native: payload frames; PPP/REQ: all frames
 };
 
+// The journal a core writes to, kept in memory: what replay tests hand to a fresh core.
+class RecordingJournal : public JournalSink {
+ public:
+  void Append(std::string record) override { records.push_back(std::move(record)); }
+  std::vector<std::string> records;
+};
+
 // Drives a BrokerCore the way the socket loop does, with a manual clock, and decodes what it sends.
 class CoreDriver {
  public:

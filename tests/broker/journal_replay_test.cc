@@ -15,12 +15,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-class RecordingJournal : public JournalSink {
- public:
-  void Append(std::string record) override { records.push_back(std::move(record)); }
-  std::vector<std::string> records;
-};
-
 class JournalReplayTest : public ::testing::Test, public CoreDriver {
  protected:
   JournalReplayTest() {

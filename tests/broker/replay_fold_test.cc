@@ -25,12 +25,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-class RecordingJournal : public JournalSink {
- public:
-  void Append(std::string record) override { records.push_back(std::move(record)); }
-  std::vector<std::string> records;
-};
-
 std::uint64_t EnvOr(const char* name, std::uint64_t fallback) {
   const char* value = std::getenv(name);
   return value ? std::strtoull(value, nullptr, 10) : fallback;

@@ -103,7 +103,6 @@ class CommitLog final : public internal::CommitEvents {
 
   void JournalFailed(const Status& failure, bool first) override {
     ++core_.mutable_counters().journal_failures;
-    core_.mutable_counters().journal_syncs = journal_.syncs();
     if (first) {
       log_("journal write failed: " + failure.message() +
            " — holding confirms and refusing publishes until it recovers");

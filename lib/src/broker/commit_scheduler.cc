@@ -60,11 +60,9 @@ void CommitScheduler::SyncFinished(std::vector<Outgoing>& send) {
 }
 
 std::size_t CommitScheduler::Release(std::vector<Outgoing>& send) {
-  gate_.Release(journal_.synced(), released_);
-  const std::size_t count = released_.size();
-  for (Outgoing& out : released_) send.push_back(std::move(out));
-  released_.clear();
-  return count;
+  const std::size_t before = send.size();
+  gate_.Release(journal_.synced(), send);
+  return send.size() - before;
 }
 
 std::optional<TimePoint> CommitScheduler::NextWake() const {

@@ -107,7 +107,6 @@ class CommitScheduler {
   const CommitPolicy policy_;
   CommitEvents& events_;
   OutputGate gate_;
-  std::vector<Outgoing> released_;
   bool failing_ = false;
   // After a failure the next sync waits until then: a disk that fails every sync must not make
   // the loop spin on it.
