@@ -184,6 +184,65 @@ TEST_F(JournalReplayTest, ReplayingTheJournalRebuildsTheLiveState) {
   EXPECT_EQ(salvaged.replay_audit().missing_acked, 1u) << "orders #3 was acked";
 }
 
+// A delayed message joins the back of the line when its delay ends, behind what was published
+// before and ahead of what comes after. Replay puts it in the same place (the READY record says
+// where), finds no gap in the numbering, and a delay whose end the broker did not live to see
+// ends at the first Tick after recovery, as it would have.
+TEST_F(JournalReplayTest, AMessageWhoseDelayEndedKeepsItsPlaceAcrossReplayAndSnapshots) {
+  StartRecording();
+  PublishWith("q", "delayed", 0, 1000, 0);
+  PublishWith("q", "before", 0, 0, 0);
+  PublishWith("q", "not yet", 0, 9000, 0);
+  Advance(1s);
+  PublishWith("q", "after", 0, 0, 0);
+  Take();
+  auto bodies = [](const BrokerCore& core) {
+    std::vector<std::string> out;
+    for (const auto& view : core.FindQueue("q")->Contents()) out.push_back(view.body + " " + std::string(view.place));
+    return out;
+  };
+  const std::vector<std::string> live{"before ready", "delayed ready", "after ready", "not yet delayed"};
+  ASSERT_EQ(bodies(core()), live);
+  bool journaled = false;
+  for (const std::string& bytes : journal_.records) {
+    auto record = records::Decode(bytes);
+    journaled |= record.ok() && record->op == records::Op::kReady && record->number == 1 && record->order == 4;
+  }
+  EXPECT_TRUE(journaled) << "READY q #1 at 4";
+
+  BrokerCore replayed(options_);
+  replayed.set_wall_clock([this] { return WallNow(); });
+  for (const std::string& record : journal_.records) ASSERT_TRUE(replayed.Replay(record, clock_.Now()).ok());
+  EXPECT_EQ(bodies(replayed), live);
+  EXPECT_EQ(replayed.replay_audit().messages_missing, 0u) << "the READY's order was a number, not a lost message";
+
+  BrokerCore from_snapshot(options_);
+  from_snapshot.set_wall_clock([this] { return WallNow(); });
+  for (const std::string& record : core().SnapshotRecords(clock_.Now())) {
+    ASSERT_TRUE(from_snapshot.Replay(record, clock_.Now()).ok());
+  }
+  EXPECT_EQ(bodies(from_snapshot), live);
+
+  // The broker stopped before "not yet" was due and starts after: still delayed at replay, ready at
+  // the first Tick, behind "after", and that is journaled as live.
+  clock_.Advance(20s);
+  BrokerCore late(options_);
+  late.set_wall_clock([this] { return WallNow(); });
+  for (const std::string& record : journal_.records) ASSERT_TRUE(late.Replay(record, clock_.Now()).ok());
+  EXPECT_EQ(late.FindQueue("q")->delayed(), 1u);
+  RecordingJournal after_restart;
+  late.set_journal(&after_restart);
+  ASSERT_TRUE(late.NextDeadline().has_value());
+  EXPECT_LE(*late.NextDeadline(), clock_.Now() + 1ms);
+  late.Tick(*late.NextDeadline());
+  EXPECT_EQ(bodies(late), (std::vector<std::string>{"before ready", "delayed ready", "after ready", "not yet ready"}));
+  ASSERT_EQ(after_restart.records.size(), 1u);
+  auto ready = records::Decode(after_restart.records[0]);
+  ASSERT_TRUE(ready.ok());
+  EXPECT_EQ(ready->op, records::Op::kReady);
+  EXPECT_EQ(ready->order, 6u);
+}
+
 // Compaction writes the whole state as a snapshot; replaying the snapshot alone must rebuild it.
 TEST_F(JournalReplayTest, ASnapshotRebuildsTheSameState) {
   StartRecording();

@@ -224,6 +224,55 @@ TEST_F(MessageQueueTest, DelayedMessagesBecomeReadyOnTimeAtTheBackOfTheLine) {
   EXPECT_EQ(Next(), "pizza 3");
 }
 
+// Where a message whose delay ended joined the line depends on when Tick ran, so Tick says (the
+// broker journals it), and a queue rebuilt by number puts it back in the same place.
+TEST_F(MessageQueueTest, ADelayThatEndsSaysWhereTheMessageJoinedAndARestoreKeepsThatPlace) {
+  Publish("m1", 0, Delayed(1s));
+  Publish("m2");
+  clock_.Advance(1s);
+  auto tick = queue().Tick(clock_.Now());
+  ASSERT_EQ(tick.readied.size(), 1u);
+  EXPECT_EQ(tick.readied[0].number, 1u);
+  EXPECT_EQ(tick.readied[0].order, 3u);  // behind m2, ahead of anything published later
+  Publish("m3 (number 4)");
+  EXPECT_EQ(queue().next_number(), 5u);
+
+  // Rebuilt from the journal: the delayed publish is delayed still, whatever the time is now.
+  MessageQueue rebuilt("work", options_);
+  EnqueueOptions one, two, four;
+  one.number = 1;
+  one.delay = 1us;
+  two.number = 2;
+  four.number = 4;
+  ASSERT_TRUE(rebuilt.Publish(Envelope::New("m1"), one, clock_.Now()).ok());
+  ASSERT_TRUE(rebuilt.Publish(Envelope::New("m2"), two, clock_.Now()).ok());
+  ASSERT_TRUE(rebuilt.RestoreReady(1, 3));
+  ASSERT_TRUE(rebuilt.Publish(Envelope::New("m3 (number 4)"), four, clock_.Now()).ok());
+  EXPECT_EQ(rebuilt.Contents(), queue().Contents());
+  EXPECT_EQ(rebuilt.next_number(), 5u);
+
+  // Rebuilt from a snapshot: published ready, packed or not, then put in its place.
+  MessageQueue snapshot("work", options_);
+  EnqueueOptions ttl_one = WithTtl(1h);
+  ttl_one.number = 1;
+  ASSERT_TRUE(snapshot.Publish(Envelope::New("m1"), ttl_one, clock_.Now()).ok());  // fresh
+  ASSERT_TRUE(snapshot.RestoreReady(1, 3));
+  ASSERT_TRUE(snapshot.Publish(Envelope::New("m2"), two, clock_.Now()).ok());      // packed
+  ASSERT_TRUE(snapshot.Publish(Envelope::New("m3 (number 4)"), four, clock_.Now()).ok());
+  std::vector<std::string> bodies;
+  for (const auto& view : snapshot.Contents()) bodies.push_back(view.body);
+  EXPECT_EQ(bodies, (std::vector<std::string>{"m2", "m1", "m3 (number 4)"}));
+
+  // A READY for a message that is not delayed or just published, or not there, does not fit.
+  EXPECT_FALSE(snapshot.RestoreReady(9, 10));
+  std::uint64_t tag = 0;
+  EXPECT_EQ(Next(&tag), "m2");
+  EXPECT_FALSE(queue().RestoreReady(2, 6)) << "in flight";
+  Publish("m5", 0, WithTtl(1h));
+  Publish("m6", 0, WithTtl(1h));
+  EXPECT_FALSE(queue().RestoreReady(5, 9)) << "ready, but not where a snapshot leaves it";
+}
+
 TEST_F(MessageQueueTest, TheLeaseOfADelayedMessageStartsAtDeliveryNotAtPublish) {
   Publish("later", 0, Delayed(1min));
   clock_.Advance(1min);

@@ -5,8 +5,7 @@
 // replays the records (all of them, or a snapshot taken mid-run and the records after it) holds
 // exactly what the live core holds: every queue's messages in order with their attempts,
 // histories and headers, and the same snapshot, byte for byte (exchanges, bindings, producers,
-// dedup ids, numbering). ZMQKIT_REPLAY_SEED replays a failing seed; ZMQKIT_REPLAY_STEPS runs longer;
-// ZMQKIT_REPLAY_DELAYS adds publish delays, whose known divergence is described at `delays_`.
+// dedup ids, numbering). ZMQKIT_REPLAY_SEED replays a failing seed; ZMQKIT_REPLAY_STEPS runs longer.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -72,7 +71,7 @@ class ReplayFoldTest : public ::testing::Test, public CoreDriver {
     ++seq;
     p::ArgsWriter args(7);
     args.Uint("seq", seq).Str("exchange", exchange).Str("key", key).Str("producer", producer)
-        .Uint("pseq", pseq).Uint("delay_ms", delays_ && OneIn(8) ? Below(5000) : 0).Uint("ttl_ms", OneIn(8) ? 1 + Below(8000) : 0);
+        .Uint("pseq", pseq).Uint("delay_ms", OneIn(8) ? Below(5000) : 0).Uint("ttl_ms", OneIn(8) ? 1 + Below(8000) : 0);
     Client(producer, p::kPublish, args.Finish(), std::move(payload));
   }
 
@@ -224,10 +223,6 @@ class ReplayFoldTest : public ::testing::Test, public CoreDriver {
 
   static constexpr std::int64_t kWallEpoch = 1'700'000'000'000'000;
   const std::uint64_t seed_;
-  // Publish delays are left out unless asked for: where a message whose delay ended stands in the
-  // ready order depends on when the loop's Tick ran, which no record says, so a replayed core
-  // orders such messages by number (docs/architecture.md, "What is still to be split").
-  const bool delays_ = std::getenv("ZMQKIT_REPLAY_DELAYS") != nullptr;
   std::mt19937_64 random_;
   RecordingJournal journal_;
   const std::vector<std::string> queues_{"q0", "q1", "q2", "q3"};

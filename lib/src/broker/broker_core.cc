@@ -1321,6 +1321,9 @@ void BrokerCore::Tick(TimePoint now) {
       const std::uint64_t dlq_number = PlaceDeadLetter(std::move(dead), now);
       Emit([&] { return records::EncodeDead(name, number, why, dlq_number); });
     }
+    for (const auto& readied : result.readied) {
+      Emit([&] { return records::EncodeReady(name, readied.number, readied.order); });
+    }
     Dispatch(slot, now);
   }
   if (!paused_sessions_.empty()) ResumePausedSessions(now);
@@ -1510,6 +1513,7 @@ std::vector<std::string> BrokerCore::SnapshotRecords(TimePoint now) const {
       if (entry.attempt > 0 || !entry.history.empty()) {
         snapshot.push_back(records::EncodeRestore(name, entry.number, entry.attempt, entry.history));
       }
+      if (entry.order) snapshot.push_back(records::EncodeReady(name, entry.number, *entry.order));
     });
   }
   return snapshot;
@@ -1568,6 +1572,15 @@ Status BrokerCore::Replay(std::string_view bytes, TimePoint now) {
       }
       return Status::Ok();
     }
+    case records::Op::kReady: {
+      auto it = queues_.find(record.queue);
+      if (it == queues_.end() || !it->second.queue.RestoreReady(record.number, record.order)) {
+        return missing("a delayed message");
+      }
+      NoteReplayedNumber(record.queue, record.order);  // the order was the queue's next number
+      DeadlineChanged(it->second);
+      return Status::Ok();
+    }
     case records::Op::kEpoch:
       last_journaled_epoch_ = record.epoch;
       return Status::Ok();
@@ -1608,10 +1621,12 @@ Status BrokerCore::Replay(std::string_view bytes, TimePoint now) {
         options.number = number;
         options.ignore_limits = true;
         options.reply_to = record.reply_to;
-        // Times were journaled against the wall clock; the queue runs on the steady clock.
+        // Times were journaled against the wall clock; the queue runs on the steady clock. A
+        // delay stays a delay even if its time has passed: where the message joined the ready
+        // order is a READY record's to say, or (none: the broker stopped first) the first Tick's.
         if (record.delay_us > 0) {
           options.delay = std::chrono::microseconds(
-              std::max<std::int64_t>(0, record.at_unix_us + record.delay_us - now_unix));
+              std::max<std::int64_t>(1, record.at_unix_us + record.delay_us - now_unix));
         }
         const std::int64_t ttl_us = record.ttl_us != 0
                                         ? record.ttl_us

@@ -204,6 +204,14 @@ std::string EncodeEpoch(std::uint64_t epoch) {
   return Build(Op::kEpoch, 1, [&](Packer& p) { p.pack_uint64(epoch); });
 }
 
+std::string EncodeReady(std::string_view queue, std::uint64_t number, std::uint64_t order) {
+  return Build(Op::kReady, 3, [&](Packer& p) {
+    Str(p, queue);
+    p.pack_uint64(number);
+    p.pack_uint64(order);
+  });
+}
+
 Result<Record> Decode(std::string_view bytes) {
   Record record;
   try {
@@ -319,6 +327,11 @@ Result<Record> Decode(std::string_view bytes) {
         break;
       case Op::kEpoch:
         record.epoch = in.Uint();
+        break;
+      case Op::kReady:
+        record.queue = in.Text();
+        record.number = in.Uint();
+        record.order = in.Uint();
         break;
       default:
         return Status::Corruption("unknown journal record op " +

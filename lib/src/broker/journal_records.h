@@ -32,6 +32,7 @@ enum class Op : std::uint8_t {
   kEpoch = 12,    // the delivery tags of this run (or from here on) carry this epoch
   kProducer = 13, // (snapshots) what an idempotent producer's sequence numbers say was stored
   kDedup = 14,    // (snapshots) a message id the deduplication window remembers
+  kReady = 15,    // a message's publish delay ended: it joined the ready order here
 };
 
 // Every field any record has; each op uses a subset (see the format document).
@@ -50,7 +51,8 @@ struct Record {
   std::int64_t delay_us = 0;    // kPublish: 0 = none
   std::int64_t ttl_us = 0;      // kPublish: 0 = the queue's default, negative = none
   std::string reply_to;         // kPublish
-  std::uint64_t number = 0;     // kAck, kFail, kDead
+  std::uint64_t number = 0;     // kAck, kFail, kDead, kRestore, kReady
+  std::uint64_t order = 0;      // kReady: its place in the ready order (from the queue's numbers)
   std::uint32_t attempt = 0;    // kFail, kRestore
   std::string history;          // kRestore
   std::uint8_t reason = 0;      // kFail: FailureReason; kDead: DeadLetterReason
@@ -101,6 +103,7 @@ std::string EncodeRedrive(std::string_view origin,
                           const std::vector<std::pair<std::uint64_t, std::uint64_t>>& moves,
                           std::int64_t at_unix_us);
 std::string EncodeEpoch(std::uint64_t epoch);
+std::string EncodeReady(std::string_view queue, std::uint64_t number, std::uint64_t order);
 
 // kCorruption if `bytes` is not a record of this format (it passed the journal's checksum, so a
 // record that does not decode is a bug or a foreign writer, not a torn write).

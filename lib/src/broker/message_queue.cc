@@ -612,7 +612,10 @@ MessageQueue::TickResult MessageQueue::Tick(TimePoint now) {
     const std::uint64_t number = delayed_.begin()->second;
     delayed_.erase(delayed_.begin());
     Record& record = *Find(number);
-    if (!record.requeued) record.order = next_number_++;
+    if (!record.requeued) {
+      record.order = next_number_++;
+      result.readied.push_back({number, record.order});
+    }
     record.requeued = false;
     MakeReady(number, record);
   }
@@ -691,6 +694,30 @@ bool MessageQueue::RestoreFailure(std::uint64_t number, std::uint32_t attempt,
   history += FailureReasonName(reason);
   ++record->failures;
   ++counters_.requeued;
+  return true;
+}
+
+bool MessageQueue::RestoreReady(std::uint64_t number, std::uint64_t order) {
+  Record* record = Locate(number);  // a packed one becomes a taken-back record
+  if (record == nullptr || record->place == Place::kInFlight) return false;
+  if (record->place == Place::kDelayed) {
+    delayed_.erase({record->when, number});
+  } else {
+    Lane& lane = LaneOf(*record);
+    if (record->returned) {
+      lane.returned.erase({record->order, number});
+    } else if (!lane.fresh.empty() && lane.fresh.back() == number) {
+      lane.fresh.pop_back();
+    } else {
+      return false;  // not where a snapshot or a READY record leaves it
+    }
+    --lane.count;
+    --ready_count_;
+  }
+  record->order = order;
+  record->requeued = false;
+  MakeReady(number, *record);
+  next_number_ = std::max(next_number_, order + 1);
   return true;
 }
 
@@ -789,7 +816,7 @@ void MessageQueue::VisitSnapshot(const std::function<void(const SnapshotEntry&)>
                      std::uint8_t priority) {
     if (packed != nullptr) {
       visit(SnapshotEntry{number, PackedEnvelope(*packed, priority), packed->reply_to,
-                          std::nullopt, std::nullopt, packed->attempt, ""});
+                          std::nullopt, std::nullopt, packed->attempt, "", std::nullopt});
       return;
     }
     const Record& record = *with_record;
@@ -799,7 +826,8 @@ void MessageQueue::VisitSnapshot(const std::function<void(const SnapshotEntry&)>
                         delayed ? std::optional(record.when) : std::nullopt,
                         record.expires() ? std::optional(record.expires_at) : std::nullopt,
                         flying && record.attempt > 0 ? record.attempt - 1 : record.attempt,
-                        record.history()});
+                        record.history(),
+                        !delayed && record.order != number ? std::optional(record.order) : std::nullopt});
   });
 }
 

@@ -113,9 +113,18 @@ class MessageQueue {
     std::uint64_t number;
     std::uint32_t attempt;
   };
+  // A message whose publish delay ended: it joined the back of the ready order at `order` (taken
+  // from the message numbers, so it stands behind every message published before it became due
+  // and ahead of every later one). When that happened depends on when Tick ran, so the broker
+  // journals it (READY) for replay to put the message in the same place.
+  struct Readied {
+    std::uint64_t number;
+    std::uint64_t order;
+  };
   struct TickResult {
     std::vector<TimedOut> timed_out;  // leases taken back because their deadline passed
     std::vector<DeadLetter> dead;     // expired messages, and timed-out ones out of attempts
+    std::vector<Readied> readied;     // publish delays that ended, in the order they did
   };
 
   MessageQueue(std::string name, const QueueOptions& options);
@@ -157,6 +166,11 @@ class MessageQueue {
   // Each returns false (or nullopt) if there is no such message.
   // A delivery of message `number` failed as attempt `attempt` and it was requeued.
   bool RestoreFailure(std::uint64_t number, std::uint32_t attempt, FailureReason reason);
+  // Message `number` became ready at `order` in the ready order (a Readied, from the journal or a
+  // snapshot). It is delayed (its publish delay ended) or, in a snapshot, was just published
+  // ready: the last of its lane's fresh messages, or packed. The queue's numbering continues
+  // after `order`.
+  bool RestoreReady(std::uint64_t number, std::uint64_t order);
   std::optional<DeadLetter> KillNumber(std::uint64_t number, DeadLetterReason reason);
   bool Remove(std::uint64_t number);
   bool Settle(std::uint64_t number);  // as Remove, counted as acked
@@ -188,6 +202,8 @@ class MessageQueue {
     std::optional<TimePoint> expires_at;
     std::uint32_t attempt;
     std::string_view history;
+    // Its place in the ready order where that is not its number (a publish delay ended).
+    std::optional<std::uint64_t> order;
   };
   // Calls `visit` for every message, by number, one at a time (no copy of the whole queue).
   void VisitSnapshot(const std::function<void(const SnapshotEntry&)>& visit) const;
