@@ -1,4 +1,4 @@
-#include "broker/broker_core.h"
+#include "broker/core/broker_core.h"
 #include "broker/core_driver.h"
 
 #include <gtest/gtest.h>

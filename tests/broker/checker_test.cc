@@ -31,7 +31,7 @@
 #include <set>
 #include <thread>
 
-#include "broker/journal_records.h"
+#include "broker/core/journal_records.h"
 #include "helpers/test_support.h"
 #include "storage/file.h"
 #include "storage/journal_reader.h"

@@ -1,7 +1,7 @@
 // CommitScheduler: when the journal syncs and when what waits on it leaves — fsync "always",
 // group commit with its spacing and lazy syncs, failed writes and syncs — with a manual clock and a
 // journal in memory whose syncs finish when the test says.
-#include "broker/commit_scheduler.h"
+#include "broker/loop/commit_scheduler.h"
 
 #include <gtest/gtest.h>
 

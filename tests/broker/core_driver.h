@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "broker/broker_core.h"
+#include "broker/core/broker_core.h"
 
 namespace zmqkit::internal {
 

@@ -1,6 +1,6 @@
 // Deduplication by message id: an id is remembered for its window and no longer, at most max_ids
 // of them, oldest forgotten first, each scoped by exchange and routing key.
-#include "broker/dedup_window.h"
+#include "broker/core/dedup_window.h"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "broker/exchanges.h"
+#include "broker/core/exchanges.h"
 
 #include <gtest/gtest.h>
 

@@ -6,9 +6,9 @@
 #include <map>
 #include <msgpack.hpp>
 
-#include "broker/broker_core.h"
+#include "broker/core/broker_core.h"
 #include "broker/core_driver.h"
-#include "broker/journal_records.h"
+#include "broker/core/journal_records.h"
 
 namespace zmqkit::internal {
 namespace {

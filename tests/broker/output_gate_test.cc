@@ -1,6 +1,6 @@
 // OutputGate: what the broker holds until the journal has synced what it promises, and the order
 // each peer sees.
-#include "broker/output_gate.h"
+#include "broker/loop/output_gate.h"
 
 #include <gtest/gtest.h>
 

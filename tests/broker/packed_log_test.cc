@@ -1,7 +1,7 @@
 // PackedLog: every field comes back as it went in, whatever its value; lookups and erasures by
 // number; chunks freed when nothing in them is live; and the size a steady stream of messages packs
 // to, with ids that follow each other and ids that do not.
-#include "broker/packed_log.h"
+#include "broker/core/packed_log.h"
 
 #include <gtest/gtest.h>
 

@@ -1,7 +1,7 @@
 // PeerOutput: what a peer's full or vanished connection does to each kind of message — answers
 // held in order, deliveries handed back, heartbeats dropped — with a send function that plays the
 // socket.
-#include "broker/peer_output.h"
+#include "broker/loop/peer_output.h"
 
 #include <gtest/gtest.h>
 

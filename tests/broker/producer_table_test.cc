@@ -1,6 +1,6 @@
 // Idempotent publishing's bookkeeping: what a producer's sequence numbers say was stored, in the
 // orders a real producer sends them — in order, with refusals, lost and sent again out of order.
-#include "broker/producer_table.h"
+#include "broker/core/producer_table.h"
 
 #include <gtest/gtest.h>
 

@@ -15,9 +15,9 @@
 #include <string>
 #include <vector>
 
-#include "broker/broker_core.h"
+#include "broker/core/broker_core.h"
 #include "broker/core_driver.h"
-#include "broker/journal_records.h"
+#include "broker/core/journal_records.h"
 
 namespace zmqkit::internal {
 namespace {

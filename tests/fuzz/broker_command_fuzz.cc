@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "broker/broker_core.h"
+#include "broker/core/broker_core.h"
 #include "fuzz/fuzz_input.h"
 
 namespace {

@@ -6,7 +6,7 @@
 #include <cstring>
 #include <string>
 
-#include "broker/broker_core.h"
+#include "broker/core/broker_core.h"
 #include "storage/file.h"
 #include "storage/journal_reader.h"
 

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "broker/journal_records.h"
+#include "broker/core/journal_records.h"
 #include "broker/protocol.h"
 #include "fuzz/fuzz_input.h"
 #include "storage/journal_format.h"

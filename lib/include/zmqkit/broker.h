@@ -4,7 +4,7 @@
 // Two ROUTER sockets: one for clients (native clients speaking docs/protocol.md, and plain REQ
 // "Lazy Pirate" clients) and one for Paranoid Pirate (RFC 6) workers. With a data directory the
 // queues are journaled (lib/src/storage/) and survive crashes. Everything the broker decides is made
-// by a pure core (lib/src/broker/broker_core.h); this class is its socket loop: it polls, reads the
+// by a pure core (lib/src/broker/core/broker_core.h); this class is its socket loop: it polls, reads the
 // clock, commits the journal before sending what depends on it, and moves frames.
 #ifndef ZMQKIT_BROKER_H_
 #define ZMQKIT_BROKER_H_

@@ -3,8 +3,8 @@
 // As in AMQP 0-9-1: the default exchange "" delivers to the queue named by the routing key; a
 // fanout exchange copies to every bound queue, whatever the key; a topic exchange copies to every
 // queue bound with a pattern that matches the key. Pure: no queues are touched here.
-#ifndef ZMQKIT_SRC_BROKER_EXCHANGES_H_
-#define ZMQKIT_SRC_BROKER_EXCHANGES_H_
+#ifndef ZMQKIT_SRC_BROKER_CORE_EXCHANGES_H_
+#define ZMQKIT_SRC_BROKER_CORE_EXCHANGES_H_
 
 #include <map>
 #include <set>
@@ -57,4 +57,4 @@ class Exchanges {
 
 }  // namespace zmqkit::internal
 
-#endif  // ZMQKIT_SRC_BROKER_EXCHANGES_H_
+#endif  // ZMQKIT_SRC_BROKER_CORE_EXCHANGES_H_

@@ -14,9 +14,9 @@
 #include <mutex>
 #include <optional>
 
-#include "broker/broker_core.h"
-#include "broker/commit_scheduler.h"
-#include "broker/peer_output.h"
+#include "broker/core/broker_core.h"
+#include "broker/loop/commit_scheduler.h"
+#include "broker/loop/peer_output.h"
 #include "frames.h"
 #include "storage/journal.h"
 #include "zmqkit/zap_server.h"

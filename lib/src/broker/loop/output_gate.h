@@ -4,15 +4,15 @@
 // Records are numbered as the journal writes them (Journal::written/synced). A message that needs
 // record N leaves once synced >= N. The loop asks Pass() for each message its turn produced, and
 // Release() whenever the journal reports more synced: it sends what they return, in order.
-#ifndef ZMQKIT_SRC_BROKER_OUTPUT_GATE_H_
-#define ZMQKIT_SRC_BROKER_OUTPUT_GATE_H_
+#ifndef ZMQKIT_SRC_BROKER_LOOP_OUTPUT_GATE_H_
+#define ZMQKIT_SRC_BROKER_LOOP_OUTPUT_GATE_H_
 
 #include <cstdint>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
-#include "broker/broker_core.h"
+#include "broker/core/broker_core.h"
 
 namespace zmqkit::internal {
 
@@ -47,4 +47,4 @@ class OutputGate {
 
 }  // namespace zmqkit::internal
 
-#endif  // ZMQKIT_SRC_BROKER_OUTPUT_GATE_H_
+#endif  // ZMQKIT_SRC_BROKER_LOOP_OUTPUT_GATE_H_

@@ -1,8 +1,8 @@
 // The broker's journal records: each state change of the broker as one logical record
 // (docs/journal-format.md, section 7). Encoding and decoding only; BrokerCore decides what to record
 // and applies records on replay.
-#ifndef ZMQKIT_SRC_BROKER_JOURNAL_RECORDS_H_
-#define ZMQKIT_SRC_BROKER_JOURNAL_RECORDS_H_
+#ifndef ZMQKIT_SRC_BROKER_CORE_JOURNAL_RECORDS_H_
+#define ZMQKIT_SRC_BROKER_CORE_JOURNAL_RECORDS_H_
 
 #include <cstdint>
 #include <string>
@@ -10,8 +10,8 @@
 #include <utility>
 #include <vector>
 
-#include "broker/exchanges.h"
-#include "broker/message_queue.h"
+#include "broker/core/exchanges.h"
+#include "broker/core/message_queue.h"
 #include "zmqkit/queue_options.h"
 #include "zmqkit/status.h"
 
@@ -111,4 +111,4 @@ Result<Record> Decode(std::string_view bytes);
 
 }  // namespace zmqkit::internal::records
 
-#endif  // ZMQKIT_SRC_BROKER_JOURNAL_RECORDS_H_
+#endif  // ZMQKIT_SRC_BROKER_CORE_JOURNAL_RECORDS_H_

@@ -15,16 +15,16 @@
 //
 // It reads time only from the injected Clock and touches the disk only through CommitJournal, so
 // every rule above is unit-tested with a manual clock and an in-memory journal, without sleeps.
-#ifndef ZMQKIT_SRC_BROKER_COMMIT_SCHEDULER_H_
-#define ZMQKIT_SRC_BROKER_COMMIT_SCHEDULER_H_
+#ifndef ZMQKIT_SRC_BROKER_LOOP_COMMIT_SCHEDULER_H_
+#define ZMQKIT_SRC_BROKER_LOOP_COMMIT_SCHEDULER_H_
 
 #include <chrono>
 #include <cstdint>
 #include <optional>
 #include <vector>
 
-#include "broker/broker_core.h"
-#include "broker/output_gate.h"
+#include "broker/core/broker_core.h"
+#include "broker/loop/output_gate.h"
 #include "zmqkit/clock.h"
 #include "zmqkit/status.h"
 
@@ -117,4 +117,4 @@ class CommitScheduler {
 
 }  // namespace zmqkit::internal
 
-#endif  // ZMQKIT_SRC_BROKER_COMMIT_SCHEDULER_H_
+#endif  // ZMQKIT_SRC_BROKER_LOOP_COMMIT_SCHEDULER_H_

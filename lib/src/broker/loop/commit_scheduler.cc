@@ -1,4 +1,4 @@
-#include "broker/commit_scheduler.h"
+#include "broker/loop/commit_scheduler.h"
 
 #include <utility>
 

@@ -1,4 +1,4 @@
-#include "broker/dedup_window.h"
+#include "broker/core/dedup_window.h"
 
 #include <charconv>
 

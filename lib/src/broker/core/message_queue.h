@@ -21,8 +21,8 @@
 // ready order of a priority merges three sequences, each in order: the packed log, a FIFO of the
 // numbers of fresh records, and a small ordered set of taken-back messages, which return ahead of
 // newer ones. So queuing a message allocates nothing but, now and then, a chunk of its log.
-#ifndef ZMQKIT_SRC_BROKER_MESSAGE_QUEUE_H_
-#define ZMQKIT_SRC_BROKER_MESSAGE_QUEUE_H_
+#ifndef ZMQKIT_SRC_BROKER_CORE_MESSAGE_QUEUE_H_
+#define ZMQKIT_SRC_BROKER_CORE_MESSAGE_QUEUE_H_
 
 #include <array>
 #include <cstdint>
@@ -41,7 +41,7 @@
 #include "zmqkit/envelope.h"
 #include "zmqkit/queue_options.h"
 #include "zmqkit/status.h"
-#include "broker/packed_log.h"
+#include "broker/core/packed_log.h"
 
 namespace zmqkit::internal {
 
@@ -377,4 +377,4 @@ class MessageQueue {
 
 }  // namespace zmqkit::internal
 
-#endif  // ZMQKIT_SRC_BROKER_MESSAGE_QUEUE_H_
+#endif  // ZMQKIT_SRC_BROKER_CORE_MESSAGE_QUEUE_H_

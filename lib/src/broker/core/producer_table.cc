@@ -1,4 +1,4 @@
-#include "broker/producer_table.h"
+#include "broker/core/producer_table.h"
 
 #include <algorithm>
 

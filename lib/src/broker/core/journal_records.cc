@@ -1,4 +1,4 @@
-#include "broker/journal_records.h"
+#include "broker/core/journal_records.h"
 
 #include <msgpack.hpp>
 

@@ -13,8 +13,8 @@
 // Pure: no clock (times are the journal's wall-clock microseconds, passed in), no I/O. The broker
 // core journals every stored publish with its producer and sequence number, and replay calls
 // Stored() in the same order, so the table after a restart is the table before it.
-#ifndef ZMQKIT_SRC_BROKER_PRODUCER_TABLE_H_
-#define ZMQKIT_SRC_BROKER_PRODUCER_TABLE_H_
+#ifndef ZMQKIT_SRC_BROKER_CORE_PRODUCER_TABLE_H_
+#define ZMQKIT_SRC_BROKER_CORE_PRODUCER_TABLE_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -95,4 +95,4 @@ class ProducerTable {
 
 }  // namespace zmqkit::internal
 
-#endif  // ZMQKIT_SRC_BROKER_PRODUCER_TABLE_H_
+#endif  // ZMQKIT_SRC_BROKER_CORE_PRODUCER_TABLE_H_

@@ -1,4 +1,4 @@
-#include "broker/output_gate.h"
+#include "broker/loop/output_gate.h"
 
 #include <algorithm>
 

@@ -1,4 +1,4 @@
-#include "broker/message_queue.h"
+#include "broker/core/message_queue.h"
 
 #include <algorithm>
 #include <cstring>

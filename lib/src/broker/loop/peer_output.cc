@@ -1,4 +1,4 @@
-#include "broker/peer_output.h"
+#include "broker/loop/peer_output.h"
 
 #include <iterator>
 

@@ -26,8 +26,8 @@
 //   body             varint length, bytes
 // Erasing sets the erased flag and leaves the bytes, so the entries after it still decode; a chunk
 // is freed once none of its entries is live.
-#ifndef ZMQKIT_SRC_BROKER_PACKED_LOG_H_
-#define ZMQKIT_SRC_BROKER_PACKED_LOG_H_
+#ifndef ZMQKIT_SRC_BROKER_CORE_PACKED_LOG_H_
+#define ZMQKIT_SRC_BROKER_CORE_PACKED_LOG_H_
 
 #include <array>
 #include <cstddef>
@@ -152,4 +152,4 @@ class PackedLog {
 
 }  // namespace zmqkit::internal
 
-#endif  // ZMQKIT_SRC_BROKER_PACKED_LOG_H_
+#endif  // ZMQKIT_SRC_BROKER_CORE_PACKED_LOG_H_

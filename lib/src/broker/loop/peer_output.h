@@ -12,8 +12,8 @@
 // A peer that is gone (EHOSTUNREACH) gets nothing more; its deliveries go back at once.
 //
 // The socket is reached through `TrySend`, so this is unit-tested without one.
-#ifndef ZMQKIT_SRC_BROKER_PEER_OUTPUT_H_
-#define ZMQKIT_SRC_BROKER_PEER_OUTPUT_H_
+#ifndef ZMQKIT_SRC_BROKER_LOOP_PEER_OUTPUT_H_
+#define ZMQKIT_SRC_BROKER_LOOP_PEER_OUTPUT_H_
 
 #include <cstddef>
 #include <deque>
@@ -23,7 +23,7 @@
 #include <utility>
 #include <vector>
 
-#include "broker/broker_core.h"
+#include "broker/core/broker_core.h"
 
 namespace zmqkit::internal {
 
@@ -59,4 +59,4 @@ class PeerOutput {
 
 }  // namespace zmqkit::internal
 
-#endif  // ZMQKIT_SRC_BROKER_PEER_OUTPUT_H_
+#endif  // ZMQKIT_SRC_BROKER_LOOP_PEER_OUTPUT_H_

@@ -1,4 +1,4 @@
-#include "broker/packed_log.h"
+#include "broker/core/packed_log.h"
 
 #include <algorithm>
 #include <array>

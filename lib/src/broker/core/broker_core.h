@@ -10,8 +10,8 @@
 // REQ clients (an empty delimiter frame first). Peers on the worker endpoint are Paranoid Pirate
 // workers. The core keeps a session per native client and per worker, and forgets it when the peer
 // says BYE or falls silent for `liveness` heartbeat intervals.
-#ifndef ZMQKIT_SRC_BROKER_BROKER_CORE_H_
-#define ZMQKIT_SRC_BROKER_BROKER_CORE_H_
+#ifndef ZMQKIT_SRC_BROKER_CORE_BROKER_CORE_H_
+#define ZMQKIT_SRC_BROKER_CORE_BROKER_CORE_H_
 
 #include <cstdint>
 #include <deque>
@@ -28,10 +28,10 @@
 #include <vector>
 #include <zmq.hpp>
 
-#include "broker/exchanges.h"
-#include "broker/message_queue.h"
-#include "broker/dedup_window.h"
-#include "broker/producer_table.h"
+#include "broker/core/exchanges.h"
+#include "broker/core/message_queue.h"
+#include "broker/core/dedup_window.h"
+#include "broker/core/producer_table.h"
 #include "broker/protocol.h"
 #include "zmqkit/broker.h"
 #include "zmqkit/clock.h"
@@ -410,4 +410,4 @@ class BrokerCore {
 
 }  // namespace zmqkit::internal
 
-#endif  // ZMQKIT_SRC_BROKER_BROKER_CORE_H_
+#endif  // ZMQKIT_SRC_BROKER_CORE_BROKER_CORE_H_

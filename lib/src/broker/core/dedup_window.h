@@ -11,8 +11,8 @@
 // Pure: times are the journal's wall-clock microseconds, passed in. The broker journals each id
 // with its publish and replays them in the same order, so the window after a restart is the window
 // before it.
-#ifndef ZMQKIT_SRC_BROKER_DEDUP_WINDOW_H_
-#define ZMQKIT_SRC_BROKER_DEDUP_WINDOW_H_
+#ifndef ZMQKIT_SRC_BROKER_CORE_DEDUP_WINDOW_H_
+#define ZMQKIT_SRC_BROKER_CORE_DEDUP_WINDOW_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -83,4 +83,4 @@ class DedupWindow {
 
 }  // namespace zmqkit::internal
 
-#endif  // ZMQKIT_SRC_BROKER_DEDUP_WINDOW_H_
+#endif  // ZMQKIT_SRC_BROKER_CORE_DEDUP_WINDOW_H_
