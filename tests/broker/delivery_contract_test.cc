@@ -10,7 +10,7 @@
 #include <thread>
 
 #include "broker/protocol.h"
-#include "frames.h"
+#include "codec/frames.h"
 #include "helpers/test_support.h"
 #include "zmqkit/broker.h"
 #include "zmqkit/broker_client.h"

@@ -1,6 +1,6 @@
 // SubscriptionSet: which topics a SUB socket's subscriptions admit by the topic alone, counted as
 // libzmq counts them.
-#include "subscription_set.h"
+#include "patterns/subscription_set.h"
 
 #include <gtest/gtest.h>
 

@@ -12,8 +12,8 @@
 #include <system_error>
 
 #include "broker/protocol.h"
-#include "deadline.h"
-#include "frames.h"
+#include "util/deadline.h"
+#include "codec/frames.h"
 
 namespace zmqkit {
 namespace {

@@ -17,7 +17,7 @@
 #include "broker/core/broker_core.h"
 #include "broker/loop/commit_scheduler.h"
 #include "broker/loop/peer_output.h"
-#include "frames.h"
+#include "codec/frames.h"
 #include "storage/journal.h"
 #include "zmqkit/zap_server.h"
 

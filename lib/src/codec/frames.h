@@ -1,6 +1,6 @@
 // Multipart I/O shared by every socket wrapper: whole messages in, whole envelopes out.
-#ifndef ZMQKIT_SRC_FRAMES_H_
-#define ZMQKIT_SRC_FRAMES_H_
+#ifndef ZMQKIT_SRC_CODEC_FRAMES_H_
+#define ZMQKIT_SRC_CODEC_FRAMES_H_
 
 #include <chrono>
 #include <cstddef>
@@ -80,4 +80,4 @@ bool WaitReadable(zmq::socket_ref socket, std::chrono::milliseconds timeout);
 
 }  // namespace zmqkit::internal
 
-#endif  // ZMQKIT_SRC_FRAMES_H_
+#endif  // ZMQKIT_SRC_CODEC_FRAMES_H_

@@ -2,10 +2,10 @@
 
 #include <algorithm>
 
-#include "deadline.h"
-#include "envelope_receiver.h"
-#include "frames.h"
-#include "peer_monitor.h"
+#include "util/deadline.h"
+#include "codec/envelope_receiver.h"
+#include "codec/frames.h"
+#include "net/peer_monitor.h"
 
 namespace zmqkit {
 

@@ -7,7 +7,7 @@
 #include <msgpack.hpp>
 
 #include "broker/core/broker_core.h"
-#include "broker/core_driver.h"
+#include "broker/core/core_driver.h"
 #include "broker/core/journal_records.h"
 
 namespace zmqkit::internal {

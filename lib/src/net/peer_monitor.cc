@@ -1,11 +1,11 @@
-#include "peer_monitor.h"
+#include "net/peer_monitor.h"
 
 #include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <string>
 
-#include "deadline.h"
+#include "util/deadline.h"
 
 namespace zmqkit::internal {
 namespace {

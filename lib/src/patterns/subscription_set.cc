@@ -1,4 +1,4 @@
-#include "subscription_set.h"
+#include "patterns/subscription_set.h"
 
 #include <algorithm>
 

@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "broker/core/broker_core.h"
-#include "broker/core_driver.h"
+#include "broker/core/core_driver.h"
 #include "broker/core/journal_records.h"
 
 namespace zmqkit::internal {

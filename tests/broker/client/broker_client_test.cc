@@ -13,7 +13,7 @@
 #include <zmq_addon.hpp>
 
 #include "broker/protocol.h"
-#include "frames.h"
+#include "codec/frames.h"
 #include "helpers/test_support.h"
 #include "zmqkit/broker.h"
 

@@ -1,8 +1,8 @@
 // EnvelopeReceiver: the receive path every consuming socket shares — wait, read a whole message,
 // decode it, count what was rejected — so that "nothing a peer sends escapes a receive loop" is
 // written once.
-#ifndef ZMQKIT_SRC_ENVELOPE_RECEIVER_H_
-#define ZMQKIT_SRC_ENVELOPE_RECEIVER_H_
+#ifndef ZMQKIT_SRC_CODEC_ENVELOPE_RECEIVER_H_
+#define ZMQKIT_SRC_CODEC_ENVELOPE_RECEIVER_H_
 
 #include <chrono>
 #include <optional>
@@ -10,7 +10,7 @@
 #include <vector>
 #include <zmq.hpp>
 
-#include "subscription_set.h"
+#include "patterns/subscription_set.h"
 #include "zmqkit/envelope_codec.h"
 #include "zmqkit/receive_stats.h"
 
@@ -57,4 +57,4 @@ Status StatusFromZmqError(const zmq::error_t& error);
 
 }  // namespace zmqkit::internal
 
-#endif  // ZMQKIT_SRC_ENVELOPE_RECEIVER_H_
+#endif  // ZMQKIT_SRC_CODEC_ENVELOPE_RECEIVER_H_

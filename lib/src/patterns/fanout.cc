@@ -1,9 +1,9 @@
 #include "zmqkit/fanout.h"
 
-#include "deadline.h"
-#include "envelope_receiver.h"
-#include "frames.h"
-#include "subscription_set.h"
+#include "util/deadline.h"
+#include "codec/envelope_receiver.h"
+#include "codec/frames.h"
+#include "patterns/subscription_set.h"
 
 namespace zmqkit {
 namespace {

@@ -1,4 +1,4 @@
-#include "frames.h"
+#include "codec/frames.h"
 
 #include <algorithm>
 

@@ -1,5 +1,5 @@
 #include "broker/core/broker_core.h"
-#include "broker/core_driver.h"
+#include "broker/core/core_driver.h"
 
 #include <gtest/gtest.h>
 

@@ -6,8 +6,8 @@
 //
 // Counts tcp:// and ipc:// peers; inproc connections produce no monitor events. A peer that drops
 // during its handshake can leave the count one low, which only makes a waiter wait longer.
-#ifndef ZMQKIT_SRC_PEER_MONITOR_H_
-#define ZMQKIT_SRC_PEER_MONITOR_H_
+#ifndef ZMQKIT_SRC_NET_PEER_MONITOR_H_
+#define ZMQKIT_SRC_NET_PEER_MONITOR_H_
 
 #include <chrono>
 #include <cstddef>
@@ -40,4 +40,4 @@ class PeerMonitor {
 
 }  // namespace zmqkit::internal
 
-#endif  // ZMQKIT_SRC_PEER_MONITOR_H_
+#endif  // ZMQKIT_SRC_NET_PEER_MONITOR_H_

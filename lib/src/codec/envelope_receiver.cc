@@ -1,9 +1,9 @@
-#include "envelope_receiver.h"
+#include "codec/envelope_receiver.h"
 
 #include <span>
 
-#include "deadline.h"
-#include "frames.h"
+#include "util/deadline.h"
+#include "codec/frames.h"
 
 namespace zmqkit::internal {
 

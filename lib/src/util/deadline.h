@@ -1,6 +1,6 @@
 // Deadline: "wait up to T" turned into "how long is left", for loops that wait several times.
-#ifndef ZMQKIT_SRC_DEADLINE_H_
-#define ZMQKIT_SRC_DEADLINE_H_
+#ifndef ZMQKIT_SRC_UTIL_DEADLINE_H_
+#define ZMQKIT_SRC_UTIL_DEADLINE_H_
 
 #include <algorithm>
 #include <chrono>
@@ -31,4 +31,4 @@ class Deadline {
 
 }  // namespace zmqkit::internal
 
-#endif  // ZMQKIT_SRC_DEADLINE_H_
+#endif  // ZMQKIT_SRC_UTIL_DEADLINE_H_

@@ -1,8 +1,8 @@
 #include "zmqkit/work_queue.h"
 
-#include "envelope_receiver.h"
-#include "frames.h"
-#include "peer_monitor.h"
+#include "codec/envelope_receiver.h"
+#include "codec/frames.h"
+#include "net/peer_monitor.h"
 
 namespace zmqkit {
 

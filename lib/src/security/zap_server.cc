@@ -7,7 +7,7 @@
 #include <iostream>
 #include <vector>
 
-#include "frames.h"
+#include "codec/frames.h"
 #include "zmqkit/socket_factory.h"
 
 namespace zmqkit {

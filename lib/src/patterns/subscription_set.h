@@ -7,8 +7,8 @@
 // follows the topic in the same frame, so a subscription longer than a topic can match the topic
 // plus the header's first bytes: "orders.x" subscribed, a message on "orders." whose header starts
 // with "x" arrives. Such a message is not one the subscriber asked for.
-#ifndef ZMQKIT_SRC_SUBSCRIPTION_SET_H_
-#define ZMQKIT_SRC_SUBSCRIPTION_SET_H_
+#ifndef ZMQKIT_SRC_PATTERNS_SUBSCRIPTION_SET_H_
+#define ZMQKIT_SRC_PATTERNS_SUBSCRIPTION_SET_H_
 
 #include <cstddef>
 #include <map>
@@ -43,4 +43,4 @@ class SubscriptionSet {
 
 }  // namespace zmqkit::internal
 
-#endif  // ZMQKIT_SRC_SUBSCRIPTION_SET_H_
+#endif  // ZMQKIT_SRC_PATTERNS_SUBSCRIPTION_SET_H_
