@@ -637,6 +637,32 @@ TEST_F(BrokerCoreTest, APoisonMessageEndsInTheDeadLetterQueueAndCanBeRedriven) {
   EXPECT_EQ(Decoded(again[0])->attempt, 1u) << "a redriven message starts over";
 }
 
+// A redrive takes a message out of the dead-letter queue only if its queue will hold it as it
+// goes back (with its redrive header). A message someone published into the DLQ itself has no
+// death headers, so it grows by "x-redriven" on the way: with the queue that close to full it must
+// stay in the DLQ, not vanish between the two.
+TEST_F(BrokerCoreTest, ARedriveThatDoesNotFitLeavesTheMessageInTheDeadLetterQueue) {
+  Client("admin", p::kDeclareQueue, p::ArgsWriter(2).Str("name", "w").Uint("max_bytes", 12).Finish());
+  Publish("p", 1, "w.dlq", "twelve bytes");
+  Take();
+  ASSERT_EQ(core().FindQueue("w.dlq")->size(), 1u);
+  Client("admin", p::kRedrive, p::ArgsWriter(2).Uint("rid", 3).Str("queue", "w").Finish());
+  auto ok = Of(Take(), "admin", p::kOk);
+  ASSERT_EQ(ok.size(), 1u);
+  EXPECT_EQ(*ok[0].args->Uint("moved"), 0u);
+  ASSERT_EQ(core().FindQueue("w.dlq")->size(), 1u) << "the message stays where it was";
+  EXPECT_EQ(core().FindQueue("w.dlq")->Contents()[0].body, "twelve bytes");
+  EXPECT_EQ(core().FindQueue("w")->size(), 0u);
+  // With room for it, it goes.
+  Client("admin", p::kDeclareQueue, p::ArgsWriter(2).Str("name", "w").Uint("max_bytes", 100).Finish());
+  Client("admin", p::kRedrive, p::ArgsWriter(2).Uint("rid", 4).Str("queue", "w").Finish());
+  ok = Of(Take(), "admin", p::kOk);
+  ASSERT_EQ(ok.size(), 2u);
+  EXPECT_EQ(*ok[1].args->Uint("moved"), 1u);
+  EXPECT_EQ(core().FindQueue("w")->size(), 1u);
+  EXPECT_EQ(core().FindQueue("w.dlq")->size(), 0u);
+}
+
 TEST_F(BrokerCoreTest, RejectWithoutRequeueDeadLettersAtOnce) {
   Consume("c", "q", 1);
   Publish("p", 1, "q", "bad");

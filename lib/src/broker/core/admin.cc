@@ -210,18 +210,22 @@ void BrokerCore::HandleRedrive(const SessionKey& key, const p::Args& args, TimeP
     return SendError(key.peer, p::kErrNotFound, "no queue \"" + *name + "\" with a dead-letter queue",
                      p::kRedrive);
   }
-  std::uint64_t moved = 0;
   std::vector<std::pair<std::uint64_t, std::uint64_t>> moves;
-  while (moved < *limit) {
-    auto next_bytes = dlq->second.queue.ReadyFrontBytes();
+  while (moves.size() < *limit) {
+    // Room for the message as it will be: its redrive header in place of its death headers.
+    auto next_bytes = RedrivenFrontBytes(dlq->second.queue);
     if (!next_bytes || !origin->second.queue.CheckRoom(*next_bytes).ok()) break;
     auto taken = dlq->second.queue.TakeReady(1);
     auto& [dlq_number, message] = taken.front();
     PrepareRedrive(message);
     auto number = origin->second.queue.Publish(std::move(message), {}, now);  // room checked
-    if (number.ok()) moves.emplace_back(dlq_number, *number);
-    ++moved;
+    if (!number.ok()) {
+      Log("redrive of " + *name + ": " + number.error().ToString());  // a bug: room was checked
+      break;
+    }
+    moves.emplace_back(dlq_number, *number);
   }
+  const std::uint64_t moved = moves.size();
   if (!moves.empty()) Emit([&] { return records::EncodeRedrive(*name, moves, unix_micros_()); });
   Send(Side::kClients, key.peer,
        p::Frames(p::kOk, p::ArgsWriter(2).Uint("rid", current_rid_).Uint("moved", moved).Finish()));

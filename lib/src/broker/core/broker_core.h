@@ -321,6 +321,9 @@ class BrokerCore {
     if (journal_ != nullptr && !replaying_) journal_->Append(make());
   }
   static void PrepareRedrive(Envelope& message);
+  // What the message a redrive would take next from `dlq` counts against its queue's max_bytes
+  // once PrepareRedrive changed its headers; nullopt if none is ready.
+  static std::optional<std::size_t> RedrivenFrontBytes(const MessageQueue& dlq);
 
   void Send(Side side, std::string_view peer, std::vector<zmq::message_t> frames);
   void SendDelivery(Side side, std::string_view peer, std::vector<zmq::message_t> frames,

@@ -49,6 +49,22 @@ void BrokerCore::PrepareRedrive(Envelope& message) {
   }
 }
 
+std::optional<std::size_t> BrokerCore::RedrivenFrontBytes(const MessageQueue& dlq) {
+  const auto front_bytes = dlq.ReadyFrontBytes();
+  if (!front_bytes) return std::nullopt;
+  const auto front = dlq.Contents(1);
+  if (front.empty() || front[0].place != "ready") return std::nullopt;
+  Envelope redriven;
+  redriven.headers = front[0].headers;
+  PrepareRedrive(redriven);
+  auto header_bytes = [](const Headers& headers) {
+    std::size_t bytes = 0;
+    for (const auto& [key, value] : headers) bytes += key.size() + value.size();
+    return bytes;
+  };
+  return *front_bytes - header_bytes(front[0].headers) + header_bytes(redriven.headers);
+}
+
 std::uint64_t BrokerCore::PlaceDeadLetter(DeadLetter dead, TimePoint now,
                                           std::optional<std::uint64_t> number) {
   ++counters_.dead_lettered;
