@@ -36,6 +36,10 @@
 
 namespace zmqkit {
 
+namespace internal::protocol {
+class Args;  // broker/protocol.h: a command's decoded args
+}  // namespace internal::protocol
+
 struct BrokerClientOptions {
   SocketOptions socket = [] {
     SocketOptions options;
@@ -198,6 +202,13 @@ class BrokerClient {
   // Reads one message from the actor and files it: confirms, rejections, errors, deliveries
   // (queued in `deliveries_`), replies (in `replies_`). False if nothing came within `timeout`.
   bool ReadOne(std::chrono::milliseconds timeout);
+  // ReadOne's handling of each command from the broker.
+  void OnConfirm(const internal::protocol::Args& args);
+  void OnDeliver(const internal::protocol::Args& args, std::span<zmq::message_t> payload);
+  void OnHeartbeat(const internal::protocol::Args& args);
+  void OnError(const internal::protocol::Args& args);
+  // Moves last_settled_seq_ past the seqs settled ahead of it and lets go of their publishes.
+  void AdvanceSettled();
   zmq::message_t PublishArgs(std::uint64_t seq, std::size_t count, const PublishOptions& options,
                              std::uint64_t pseq = 0) const;
   // Sends a command with a fresh rid and waits for its OK or ERROR; returns the OK's raw args.

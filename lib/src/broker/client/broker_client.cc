@@ -335,6 +335,20 @@ Result<std::uint64_t> BrokerClient::Publish(const std::string& queue, std::strin
   return Publish(Envelope::New(body), options);
 }
 
+namespace {
+
+// Never fail on a bad value: a wrong type reads as the default.
+std::uint64_t UintOr0(const p::Args& args, std::string_view key) {
+  auto value = args.Uint(key, 0);
+  return value.ok() ? *value : 0;
+}
+std::string StrOrEmpty(const p::Args& args, std::string_view key) {
+  auto value = args.Str(key, "");
+  return value.ok() ? *value : std::string();
+}
+
+}  // namespace
+
 bool BrokerClient::ReadOne(std::chrono::milliseconds timeout) {
   std::vector<zmq::message_t>& frames = frames_;
   internal::Deadline deadline(timeout);
@@ -355,127 +369,137 @@ bool BrokerClient::ReadOne(std::chrono::milliseconds timeout) {
     errors_.push_back("malformed args from the broker: " + args.error().message());
     return true;
   }
-  // Never throws on a bad value: a wrong type reads as the default.
-  auto uint = [&](std::string_view key) {
-    auto value = args->Uint(key, 0);
-    return value.ok() ? *value : 0;
-  };
-  auto str = [&](std::string_view key) {
-    auto value = args->Str(key, "");
-    return value.ok() ? *value : std::string();
-  };
-  auto advance_settled = [&] {
-    while (settled_ahead_.contains(last_settled_seq_ + 1)) {
-      settled_ahead_.erase(++last_settled_seq_);
-    }
-    DropSettledPending();
-  };
   if (command == p::kConfirm) {
-    // Publishes before "from" never reached the session that confirms: the connection or the
-    // broker they went to is gone, and whether it stored them is unknown (a broker may journal a
-    // publish and die before its confirm leaves). Never counted as confirmed: sent again to a
-    // broker that recognises a second copy, else reported.
-    const std::uint64_t from = std::max<std::uint64_t>(uint("from"), 1);
-    std::vector<std::uint64_t> unknown;
-    for (std::uint64_t seq = last_settled_seq_ + 1; seq < from; ++seq) {
-      if (!settled_ahead_.insert(seq).second) continue;  // rejected, or sent again, before
-      if (options_.republish_unknown && broker_idempotent_ && FindPending(seq) != nullptr) {
-        unknown.push_back(seq);
-        continue;
-      }
-      const PendingPublish* pending = FindPending(seq);
-      rejections_.push_back({pending ? pending->first_seq : seq, "outcome-unknown",
-                             "sent, but the connection or the broker went away before its "
-                             "confirm: it may or may not have been stored"});
-    }
-    last_settled_seq_ = std::max(last_settled_seq_, uint("upto"));
-    confirm_level_ = str("level") == "on-disk" ? ConfirmLevel::kOnDisk : ConfirmLevel::kQueued;
-    // Before the entries are dropped: sending again needs them.
-    if (!unknown.empty()) Republish(unknown);
-    advance_settled();
+    OnConfirm(*args);
   } else if (command == p::kRejected) {
-    const std::uint64_t seq = uint("seq");
+    const std::uint64_t seq = UintOr0(*args, "seq");
     const PendingPublish* pending = FindPending(seq);
-    Rejection rejection{pending ? pending->first_seq : seq, str("code"), str("message")};
+    Rejection rejection{pending ? pending->first_seq : seq, StrOrEmpty(*args, "code"),
+                        StrOrEmpty(*args, "message")};
     if (seq > last_settled_seq_) settled_ahead_.insert(seq);
     rejections_.push_back(std::move(rejection));
-    advance_settled();
+    AdvanceSettled();
   } else if (command == p::kDeliver) {
-    // One delivery ("tag", [header][body]) or, to a consumer that asked for batches, several
-    // ("tags", then [header][body] for each in that order).
-    std::vector<std::uint64_t> tags;
-    if (args->Has("tags")) {
-      auto list = args->UintList("tags");
-      if (!list.ok()) {
-        errors_.push_back("malformed delivery: " + list.error().message());
-        return true;
-      }
-      tags = std::move(*list);
-    } else {
-      tags.push_back(uint("tag"));
-    }
-    if (count - 3 != 2 * tags.size()) {
-      errors_.push_back("malformed delivery: " + std::to_string(tags.size()) + " tags but " +
-                        std::to_string(count - 3) + " payload frames");
-      return true;
-    }
-    const std::string consumer = str("consumer");
-    const std::string queue = str("queue");
-    std::size_t taken = 0;  // tags[0, taken): the decodable ones, which this client now holds
-    for (std::size_t i = 0; i < tags.size(); ++i) {
-      auto decoded = DecodeFrames(std::span(frames.data() + 3 + 2 * i, 2), options_.limits);
-      if (!decoded.ok()) {
-        // Not held, so not extended: the broker takes it back when its lease runs out.
-        errors_.push_back("undecodable delivery: " + decoded.error().ToString());
-        continue;
-      }
-      tags[taken++] = tags[i];
-      // With auto_extend the keeper's held map already tracks them (Connection::Hold).
-      if (!options_.auto_extend) unsettled_.insert(tags[i]);
-      deliveries_.push_back(Delivery{tags[i], consumer, queue, std::move(decoded).value()});
-    }
-    if (options_.auto_extend) connection_->Hold(std::span(tags.data(), taken));
+    OnDeliver(*args, std::span(frames.data() + 3, count - 3));
   } else if (command == p::kOk) {
-    replies_.insert_or_assign(uint("rid"), Result<std::string>(frames[2].to_string()));
+    replies_.insert_or_assign(UintOr0(*args, "rid"), Result<std::string>(frames[2].to_string()));
   } else if (command == p::kHeartbeat) {
-    // Absent from a broker that takes one message per PUBLISH only.
-    max_publish_batch_ = std::max<std::uint64_t>(uint("max_publish_batch"), 1);
-    auto packed_publish = args->Bool("packed_publish", false);
-    packed_publish_ = packed_publish.ok() && *packed_publish;
-    auto idempotent = args->Bool("idempotent", false);
-    broker_idempotent_ = idempotent.ok() && *idempotent;
-    // A different instance is a restarted broker: it has forgotten this client's consumers and
-    // deliveries.
-    std::string instance = str("instance");
-    if (instance.empty() || instance == broker_instance_) return true;
-    const bool restarted = !broker_instance_.empty();
-    broker_instance_ = std::move(instance);
-    {
-      std::lock_guard lock(connection_->mutex);
-      connection_->instance = broker_instance_;
-    }
-    if (!restarted) return true;
-    VoidDeliveries();
-    Resubscribe();
-    errors_.push_back(
-        "broker-restarted: the broker restarted; deliveries held from before are void (the broker "
-        "gives the messages again; Ack refuses their tags) and consumers were started again");
+    OnHeartbeat(*args);
   } else if (command == p::kError) {
-    if (str("code") == p::kErrSessionExpired) {
-      // The broker took back everything this client held: nothing left to extend or ack.
-      VoidDeliveries();
-      Resubscribe();
-    }
-    std::string text = str("code") + ": " + str("message");
-    if (uint("rid") != 0) {
-      Status error = str("code") == p::kErrForbidden ? Status::PermissionDenied(std::move(text))
-                                                     : Status::FailedPrecondition(std::move(text));
-      replies_.insert_or_assign(uint("rid"), Result<std::string>(std::move(error)));
-    } else {
-      errors_.push_back(std::move(text));
-    }
+    OnError(*args);
   }
   return true;
+}
+
+void BrokerClient::AdvanceSettled() {
+  while (settled_ahead_.contains(last_settled_seq_ + 1)) {
+    settled_ahead_.erase(++last_settled_seq_);
+  }
+  DropSettledPending();
+}
+
+void BrokerClient::OnConfirm(const p::Args& args) {
+  // Publishes before "from" never reached the session that confirms: the connection or the
+  // broker they went to is gone, and whether it stored them is unknown (a broker may journal a
+  // publish and die before its confirm leaves). Never counted as confirmed: sent again to a
+  // broker that recognises a second copy, else reported.
+  const std::uint64_t from = std::max<std::uint64_t>(UintOr0(args, "from"), 1);
+  std::vector<std::uint64_t> unknown;
+  for (std::uint64_t seq = last_settled_seq_ + 1; seq < from; ++seq) {
+    if (!settled_ahead_.insert(seq).second) continue;  // rejected, or sent again, before
+    if (options_.republish_unknown && broker_idempotent_ && FindPending(seq) != nullptr) {
+      unknown.push_back(seq);
+      continue;
+    }
+    const PendingPublish* pending = FindPending(seq);
+    rejections_.push_back({pending ? pending->first_seq : seq, "outcome-unknown",
+                           "sent, but the connection or the broker went away before its "
+                           "confirm: it may or may not have been stored"});
+  }
+  last_settled_seq_ = std::max(last_settled_seq_, UintOr0(args, "upto"));
+  confirm_level_ = StrOrEmpty(args, "level") == "on-disk" ? ConfirmLevel::kOnDisk : ConfirmLevel::kQueued;
+  // Before the entries are dropped: sending again needs them.
+  if (!unknown.empty()) Republish(unknown);
+  AdvanceSettled();
+}
+
+void BrokerClient::OnDeliver(const p::Args& args, std::span<zmq::message_t> payload) {
+  // One delivery ("tag", [header][body]) or, to a consumer that asked for batches, several
+  // ("tags", then [header][body] for each in that order).
+  std::vector<std::uint64_t> tags;
+  if (args.Has("tags")) {
+    auto list = args.UintList("tags");
+    if (!list.ok()) {
+      errors_.push_back("malformed delivery: " + list.error().message());
+      return;
+    }
+    tags = std::move(*list);
+  } else {
+    tags.push_back(UintOr0(args, "tag"));
+  }
+  if (payload.size() != 2 * tags.size()) {
+    errors_.push_back("malformed delivery: " + std::to_string(tags.size()) + " tags but " +
+                      std::to_string(payload.size()) + " payload frames");
+    return;
+  }
+  const std::string consumer = StrOrEmpty(args, "consumer");
+  const std::string queue = StrOrEmpty(args, "queue");
+  std::size_t taken = 0;  // tags[0, taken): the decodable ones, which this client now holds
+  for (std::size_t i = 0; i < tags.size(); ++i) {
+    auto decoded = DecodeFrames(payload.subspan(2 * i, 2), options_.limits);
+    if (!decoded.ok()) {
+      // Not held, so not extended: the broker takes it back when its lease runs out.
+      errors_.push_back("undecodable delivery: " + decoded.error().ToString());
+      continue;
+    }
+    tags[taken++] = tags[i];
+    // With auto_extend the keeper's held map already tracks them (Connection::Hold).
+    if (!options_.auto_extend) unsettled_.insert(tags[i]);
+    deliveries_.push_back(Delivery{tags[i], consumer, queue, std::move(decoded).value()});
+  }
+  if (options_.auto_extend) connection_->Hold(std::span(tags.data(), taken));
+}
+
+void BrokerClient::OnHeartbeat(const p::Args& args) {
+  // Absent from a broker that takes one message per PUBLISH only.
+  max_publish_batch_ = std::max<std::uint64_t>(UintOr0(args, "max_publish_batch"), 1);
+  auto packed_publish = args.Bool("packed_publish", false);
+  packed_publish_ = packed_publish.ok() && *packed_publish;
+  auto idempotent = args.Bool("idempotent", false);
+  broker_idempotent_ = idempotent.ok() && *idempotent;
+  // A different instance is a restarted broker: it has forgotten this client's consumers and
+  // deliveries.
+  std::string instance = StrOrEmpty(args, "instance");
+  if (instance.empty() || instance == broker_instance_) return;
+  const bool restarted = !broker_instance_.empty();
+  broker_instance_ = std::move(instance);
+  {
+    std::lock_guard lock(connection_->mutex);
+    connection_->instance = broker_instance_;
+  }
+  if (!restarted) return;
+  VoidDeliveries();
+  Resubscribe();
+  errors_.push_back(
+      "broker-restarted: the broker restarted; deliveries held from before are void (the broker "
+      "gives the messages again; Ack refuses their tags) and consumers were started again");
+}
+
+void BrokerClient::OnError(const p::Args& args) {
+  const std::string code = StrOrEmpty(args, "code");
+  if (code == p::kErrSessionExpired) {
+    // The broker took back everything this client held: nothing left to extend or ack.
+    VoidDeliveries();
+    Resubscribe();
+  }
+  std::string text = code + ": " + StrOrEmpty(args, "message");
+  if (const std::uint64_t rid = UintOr0(args, "rid"); rid != 0) {
+    Status error = code == p::kErrForbidden ? Status::PermissionDenied(std::move(text))
+                                            : Status::FailedPrecondition(std::move(text));
+    replies_.insert_or_assign(rid, Result<std::string>(std::move(error)));
+  } else {
+    errors_.push_back(std::move(text));
+  }
 }
 
 BrokerClient::PendingPublish* BrokerClient::FindPending(std::uint64_t seq) {

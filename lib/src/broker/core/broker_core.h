@@ -29,6 +29,7 @@
 #include <zmq.hpp>
 
 #include "broker/core/exchanges.h"
+#include "broker/core/journal_records.h"
 #include "broker/core/message_queue.h"
 #include "broker/core/dedup_window.h"
 #include "broker/core/producer_table.h"
@@ -140,6 +141,10 @@ class BrokerCore {
   // nothing and writes no journal. kCorruption if the record does not decode or does not fit the
   // state (a message it names is missing).
   Status Replay(std::string_view record, TimePoint now);
+  // The same for a decoded record: the one fold that recovery, and a follower applying a leader's
+  // stream, go through. Each op has its Apply function below; the live path makes the same state
+  // change and journals the record that describes it, and replay_fold_test holds the two equal.
+  Status Apply(const records::Record& record, TimePoint now);
 
   // What replay could tell was lost, for a salvaged start's report. Messages are numbered 1, 2, 3
   // … per queue, and every number is given by a journal record (PUBLISH, DEAD, REDRIVE) in
@@ -254,6 +259,15 @@ class BrokerCore {
   bool PublishOne(const SessionKey& key, std::uint64_t seq, std::uint64_t pseq,
                   std::span<zmq::message_t> message, PublishRoute& route, TimePoint now);
   void ResolveRoute(PublishRoute& route);
+  // A published [header][body] (or packed frame) as an envelope, `header` its header's bytes as
+  // the client wrote them; nullopt and `refusal` filled if it may not be stored (too big, does
+  // not decode, the journal refuses publishes).
+  std::optional<Envelope> DecodePublished(std::span<zmq::message_t> message,
+                                          std::string_view& header, Refusal& refusal);
+  // Stores an admitted message in route.targets (their room checked) and journals it.
+  void StorePublished(Envelope& envelope, std::string_view header, std::uint64_t pseq,
+                      std::string_view dedup_id, std::int64_t at_us, PublishRoute& route,
+                      TimePoint now);
   void HandleConsume(Session& session, const SessionKey& key, const protocol::Args& args,
                      TimePoint now);
   void HandleCancel(Session& session, const SessionKey& key, const protocol::Args& args,
@@ -388,6 +402,18 @@ class BrokerCore {
   // Replay: each queue's next message number, as the records so far gave them.
   std::unordered_map<std::string, std::uint64_t> replay_next_number_;
   void NoteReplayedNumber(const std::string& queue, std::uint64_t number);
+  // The queue a record names, created with the defaults if new (whatever the limits now).
+  QueueSlot& ReplayedQueue(const std::string& name);
+  MessageQueue* FindReplayedQueue(const std::string& name);
+  Status ApplyQueue(const records::Record& record);
+  Status ApplyPublish(const records::Record& record, TimePoint now);
+  Status ApplyAck(const records::Record& record);
+  Status ApplyFail(const records::Record& record);
+  Status ApplyDead(const records::Record& record, TimePoint now);
+  Status ApplyRemove(const records::Record& record);
+  Status ApplyRedrive(const records::Record& record, TimePoint now);
+  Status ApplyRestore(const records::Record& record);
+  Status ApplyReady(const records::Record& record);
   std::optional<TimePoint> next_housekeeping_;
   std::uint64_t current_rid_ = 0;  // of the native command being handled; 0 if none
   // ERRORs sent per peer in the current one-second window. A peer that sends nothing but bad

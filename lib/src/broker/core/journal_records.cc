@@ -212,6 +212,8 @@ std::string EncodeReady(std::string_view queue, std::uint64_t number, std::uint6
   });
 }
 
+// One case per op, each reading that op's fields in the documented order: long as a whole (about
+// 130 lines), but split up it would scatter the format's one reading across functions.
 Result<Record> Decode(std::string_view bytes) {
   Record record;
   try {

@@ -148,37 +148,11 @@ bool BrokerCore::PublishOne(const SessionKey& key, std::uint64_t seq, std::uint6
         return false;
     }
   }
-  if (publish_refusal_) {
-    SendRejected(key.peer, seq, p::kErrStorage, *publish_refusal_);
-    return false;
-  }
-  std::size_t message_bytes = 0;
-  for (const zmq::message_t& frame : message) message_bytes += frame.size();
-  if (message_bytes > options_.max_message_bytes) {
-    ++counters_.oversized_messages;
-    SendRejected(key.peer, seq, p::kErrTooLarge,
-                 "message is " + std::to_string(message_bytes) + " bytes, the limit is " +
-                     std::to_string(options_.max_message_bytes),
-                 p::kLimitMessageBytes);
-    return false;
-  }
-  // The header's bytes as the client wrote them, journaled as they are.
-  std::string_view header = View(message[0]);
-  std::size_t packed_header_size = 0;
-  auto envelope = message.size() == 1 ? DecodePacked(message[0], limits_, packed_header_size)
-                                      : DecodeFrames(message, limits_);
-  if (message.size() == 1) header = header.substr(0, packed_header_size);
-  if (!envelope.ok()) {
-    const DecodeErrc errc = envelope.error().code;
-    if (errc == DecodeErrc::kFrameTooLarge || errc == DecodeErrc::kTooManyHeaders) {
-      // The body's size was checked above, so an oversized frame here is the header.
-      ++counters_.oversized_messages;
-      SendRejected(key.peer, seq, p::kErrLimit, envelope.error().ToString(),
-                   errc == DecodeErrc::kTooManyHeaders ? p::kLimitHeaders : p::kLimitHeaderBytes);
-      return false;
-    }
-    ++counters_.malformed;
-    SendRejected(key.peer, seq, p::kErrMalformed, envelope.error().ToString());
+  Refusal refusal;
+  std::string_view header;  // as the client wrote it, journaled as it is
+  std::optional<Envelope> envelope = DecodePublished(message, header, refusal);
+  if (!envelope) {
+    SendRejected(key.peer, seq, refusal);
     return false;
   }
   // A message id the producer chose: a copy of one stored within the window is confirmed, as
@@ -212,10 +186,52 @@ bool BrokerCore::PublishOne(const SessionKey& key, std::uint64_t seq, std::uint6
       return false;
     }
   }
+  StorePublished(*envelope, header, pseq, dedup_id, at_us, route, now);
+  return true;
+}
+
+std::optional<Envelope> BrokerCore::DecodePublished(std::span<zmq::message_t> message,
+                                                    std::string_view& header, Refusal& refusal) {
+  if (publish_refusal_) {
+    refusal = {p::kErrStorage, *publish_refusal_, {}};
+    return std::nullopt;
+  }
+  std::size_t message_bytes = 0;
+  for (const zmq::message_t& frame : message) message_bytes += frame.size();
+  if (message_bytes > options_.max_message_bytes) {
+    ++counters_.oversized_messages;
+    refusal = {p::kErrTooLarge,
+               "message is " + std::to_string(message_bytes) + " bytes, the limit is " +
+                   std::to_string(options_.max_message_bytes),
+               p::kLimitMessageBytes};
+    return std::nullopt;
+  }
+  header = View(message[0]);
+  std::size_t packed_header_size = 0;
+  auto envelope = message.size() == 1 ? DecodePacked(message[0], limits_, packed_header_size)
+                                      : DecodeFrames(message, limits_);
+  if (message.size() == 1) header = header.substr(0, packed_header_size);
+  if (envelope.ok()) return std::move(*envelope);
+  const DecodeErrc errc = envelope.error().code;
+  if (errc == DecodeErrc::kFrameTooLarge || errc == DecodeErrc::kTooManyHeaders) {
+    // The body's size was checked above, so an oversized frame here is the header.
+    ++counters_.oversized_messages;
+    refusal = {p::kErrLimit, envelope.error().ToString(),
+               errc == DecodeErrc::kTooManyHeaders ? p::kLimitHeaders : p::kLimitHeaderBytes};
+    return std::nullopt;
+  }
+  ++counters_.malformed;
+  refusal = {p::kErrMalformed, envelope.error().ToString(), {}};
+  return std::nullopt;
+}
+
+void BrokerCore::StorePublished(Envelope& envelope, std::string_view header, std::uint64_t pseq,
+                                std::string_view dedup_id, std::int64_t at_us, PublishRoute& route,
+                                TimePoint now) {
   if (route.targets.empty()) ++counters_.unroutable;
   std::vector<std::pair<std::string, std::uint64_t>> numbers;
   for (QueueSlot* slot : route.targets) {
-    auto number = slot->queue.Publish(envelope->Clone(), route.enqueue, now);  // room checked above
+    auto number = slot->queue.Publish(envelope.Clone(), route.enqueue, now);  // room checked
     if (number.ok()) numbers.emplace_back(slot->queue.name(), *number);
     ++counters_.published;
   }
@@ -226,12 +242,11 @@ bool BrokerCore::PublishOne(const SessionKey& key, std::uint64_t seq, std::uint6
     if (!route.producer.empty()) producers_.Stored(route.producer, pseq, at_us);
     if (!dedup_id.empty()) dedup_.Stored(route.exchange, route.key, dedup_id, at_us);
     Emit([&] {
-      return records::EncodePublish(numbers, header, envelope->body_view(), at_us, route.delay_us,
+      return records::EncodePublish(numbers, header, envelope.body_view(), at_us, route.delay_us,
                                     route.ttl_us, "", route.producer, pseq, dedup_id,
                                     route.exchange, route.key);
     });
   }
-  return true;
 }
 
 // A client's heartbeat may say how far its publishes go. Messages on one connection arrive in

@@ -72,180 +72,209 @@ void BrokerCore::NoteReplayedNumber(const std::string& queue, std::uint64_t numb
 Status BrokerCore::Replay(std::string_view bytes, TimePoint now) {
   auto decoded = records::Decode(bytes);
   if (!decoded.ok()) return decoded.error();
-  const records::Record& record = *decoded;
+  return Apply(*decoded, now);
+}
+
+Status BrokerCore::Apply(const records::Record& record, TimePoint now) {
   replaying_ = true;
   struct ReplayingScope {
     bool& flag;
     ~ReplayingScope() { flag = false; }
   } scope{replaying_};
-  auto missing = [&](std::string_view what) {
-    return Status::Corruption("journal names " + std::string(what) + " that recovery does not have");
-  };
-  // Replay recreates what existed, whatever the limits are now.
-  auto queue = [&](const std::string& name) -> QueueSlot& {
-    auto it = queues_.find(name);
-    if (it == queues_.end()) {
-      it = queues_.try_emplace(name, name, options_.queue_defaults).first;
-    }
-    DeadlineChanged(it->second);  // a replayed message may bring a delay or a TTL
-    return it->second;
-  };
-  const std::int64_t now_unix = unix_micros_();
+  using records::Op;
   switch (record.op) {
-    case records::Op::kQueue: {
-      QueueSlot& slot = queue(record.queue);
-      slot.queue.set_options(record.options);
-      if (record.next_number > 0) {
-        slot.queue.set_next_number(record.next_number);
-        // A snapshot: its messages have numbers below this, in no particular order.
-        replay_next_number_[record.queue] = record.next_number;
-      }
-      return Status::Ok();
-    }
-    case records::Op::kRestore: {
-      auto it = queues_.find(record.queue);
-      if (it == queues_.end() ||
-          !it->second.queue.RestoreState(record.number, record.attempt, record.history)) {
-        return missing("a restored message");
-      }
-      return Status::Ok();
-    }
-    case records::Op::kReady: {
-      auto it = queues_.find(record.queue);
-      if (it == queues_.end() || !it->second.queue.RestoreReady(record.number, record.order)) {
-        return missing("a delayed message");
-      }
-      NoteReplayedNumber(record.queue, record.order);  // the order was the queue's next number
-      DeadlineChanged(it->second);
-      return Status::Ok();
-    }
-    case records::Op::kEpoch:
+    case Op::kQueue: return ApplyQueue(record);
+    case Op::kExchange: return exchanges_.Declare(record.exchange, record.exchange_type);
+    case Op::kBind:
+      ReplayedQueue(record.queue);
+      return exchanges_.Bind(record.exchange, record.queue, record.pattern);
+    case Op::kUnbind: return exchanges_.Unbind(record.exchange, record.queue, record.pattern);
+    case Op::kPublish: return ApplyPublish(record, now);
+    case Op::kAck: return ApplyAck(record);
+    case Op::kFail: return ApplyFail(record);
+    case Op::kDead: return ApplyDead(record, now);
+    case Op::kRemove: return ApplyRemove(record);
+    case Op::kRedrive: return ApplyRedrive(record, now);
+    case Op::kRestore: return ApplyRestore(record);
+    case Op::kReady: return ApplyReady(record);
+    case Op::kEpoch:
       last_journaled_epoch_ = record.epoch;
       return Status::Ok();
-    case records::Op::kProducer:
+    case Op::kProducer:
       producers_.Restore(ProducerTable::Entry{record.producer, record.highest, record.floor,
                                               record.gaps, record.last_active_us});
       return Status::Ok();
-    case records::Op::kDedup:
+    case Op::kDedup:
       dedup_.Stored(record.exchange, record.routing_key, record.dedup_id, record.at_unix_us);
       return Status::Ok();
-    case records::Op::kExchange:
-      return exchanges_.Declare(record.exchange, record.exchange_type);
-    case records::Op::kBind:
-      queue(record.queue);
-      return exchanges_.Bind(record.exchange, record.queue, record.pattern);
-    case records::Op::kUnbind:
-      return exchanges_.Unbind(record.exchange, record.queue, record.pattern);
-    case records::Op::kPublish: {
-      // Straight from the record's bytes: recovery does this once per journaled message.
-      DecodeLimits unlimited;
-      unlimited.max_body_bytes = std::numeric_limits<std::size_t>::max();
-      unlimited.max_header_bytes = std::numeric_limits<std::size_t>::max();
-      Envelope envelope;
-      DecodeError error;
-      if (!DecodeHeader(record.header, unlimited, envelope, error)) {
-        return Status::Corruption("journaled envelope: " + error.ToString());
-      }
-      envelope.set_body(record.body);
-      if (!record.producer.empty()) producers_.Stored(record.producer, record.pseq, record.at_unix_us);
-      if (!record.dedup_id.empty()) {
-        dedup_.Stored(record.exchange, record.routing_key, record.dedup_id, record.at_unix_us);
-      }
-      for (std::size_t target = 0; target < record.targets.size(); ++target) {
-        const auto& [name, number] = record.targets[target];
-        NoteReplayedNumber(name, number);
-        QueueSlot& slot = queue(name);
-        EnqueueOptions options;
-        options.number = number;
-        options.ignore_limits = true;
-        options.reply_to = record.reply_to;
-        // Times were journaled against the wall clock; the queue runs on the steady clock. A
-        // delay stays a delay even if its time has passed: where the message joined the ready
-        // order is a READY record's to say, or (none: the broker stopped first) the first Tick's.
-        if (record.delay_us > 0) {
-          options.delay = std::chrono::microseconds(
-              std::max<std::int64_t>(1, record.at_unix_us + record.delay_us - now_unix));
-        }
-        const std::int64_t ttl_us = record.ttl_us != 0
-                                        ? record.ttl_us
-                                        : std::chrono::duration_cast<std::chrono::microseconds>(
-                                              slot.queue.options().message_ttl)
-                                              .count();
-        if (ttl_us > 0) {
-          options.ttl = std::chrono::microseconds(
-              std::max<std::int64_t>(0, record.at_unix_us + ttl_us - now_unix));
-        } else {
-          options.no_ttl = record.ttl_us < 0;
-        }
-        const bool last = target + 1 == record.targets.size();
-        if (!slot.queue.Publish(last ? std::move(envelope) : envelope.Clone(), std::move(options), now).ok()) {
-          return Status::Corruption("journaled message could not be restored in " + name);
-        }
-      }
-      return Status::Ok();
-    }
-    case records::Op::kAck: {
-      auto it = queues_.find(record.queue);
-      if (it == queues_.end() || !it->second.queue.Settle(record.number)) {
-        ++replay_audit_.missing_acked;
-        return missing("an acked message");
-      }
-      return Status::Ok();
-    }
-    case records::Op::kFail: {
-      auto it = queues_.find(record.queue);
-      if (it == queues_.end() ||
-          !it->second.queue.RestoreFailure(record.number, record.attempt,
-                                           static_cast<FailureReason>(record.reason))) {
-        return missing("a failed message");
-      }
-      return Status::Ok();
-    }
-    case records::Op::kDead: {
-      auto it = queues_.find(record.queue);
-      if (it == queues_.end()) return missing("a dead-lettered message's queue");
-      NoteReplayedNumber(record.queue.ends_with(kDeadLetterSuffix)
-                             ? record.queue
-                             : record.queue + std::string(kDeadLetterSuffix),
-                         record.dlq_number);
-      auto dead = it->second.queue.KillNumber(record.number,
-                                              static_cast<DeadLetterReason>(record.reason));
-      if (!dead) return missing("a dead-lettered message");
-      PlaceDeadLetter(std::move(*dead), now, record.dlq_number);
-      return Status::Ok();
-    }
-    case records::Op::kRemove: {
-      auto it = queues_.find(record.queue);
-      if (it == queues_.end()) return missing("a purged queue");
-      for (std::uint64_t number : record.numbers) it->second.queue.Remove(number);
-      return Status::Ok();
-    }
-    case records::Op::kRedrive: {
-      auto origin = queues_.find(record.queue);
-      auto dlq = queues_.find(record.queue + std::string(kDeadLetterSuffix));
-      if (origin == queues_.end() || dlq == queues_.end()) return missing("a redriven queue");
-      for (const auto& [from, to] : record.moves) {
-        NoteReplayedNumber(record.queue, to);
-        auto message = dlq->second.queue.Take(from);
-        if (!message) return missing("a redriven message");
-        PrepareRedrive(*message);
-        EnqueueOptions options;
-        options.number = to;
-        options.ignore_limits = true;
-        // The queue's default TTL ran from the redrive, not from recovery. (A record written
-        // before REDRIVE had a time carries none: its TTL starts again now.)
-        const auto queue_ttl = origin->second.queue.options().message_ttl;
-        if (record.at_unix_us != 0 && queue_ttl.count() > 0) {
-          const std::int64_t ttl_us = std::chrono::duration_cast<std::chrono::microseconds>(queue_ttl).count();
-          options.ttl = std::chrono::microseconds(std::max<std::int64_t>(0, record.at_unix_us + ttl_us - now_unix));
-        }
-        (void)origin->second.queue.Publish(std::move(*message), std::move(options), now);
-      }
-      DeadlineChanged(origin->second);
-      return Status::Ok();
-    }
   }
   return Status::Corruption("unknown journal record");
+}
+
+namespace {
+
+Status Missing(std::string_view what) {
+  return Status::Corruption("journal names " + std::string(what) + " that recovery does not have");
+}
+
+// A time journaled as `at_unix_us` + `after_us` on the wall clock, as a duration from now (the
+// queue runs on the steady clock); at least `floor`.
+Duration Remaining(std::int64_t at_unix_us, std::int64_t after_us, std::int64_t now_unix,
+                   std::int64_t floor = 0) {
+  return std::chrono::microseconds(std::max<std::int64_t>(floor, at_unix_us + after_us - now_unix));
+}
+
+std::int64_t Micros(Duration duration) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(duration).count();
+}
+
+}  // namespace
+
+BrokerCore::QueueSlot& BrokerCore::ReplayedQueue(const std::string& name) {
+  // Replay recreates what existed, whatever the limits are now.
+  auto it = queues_.find(name);
+  if (it == queues_.end()) it = queues_.try_emplace(name, name, options_.queue_defaults).first;
+  DeadlineChanged(it->second);  // a replayed message may bring a delay or a TTL
+  return it->second;
+}
+
+MessageQueue* BrokerCore::FindReplayedQueue(const std::string& name) {
+  auto it = queues_.find(name);
+  return it == queues_.end() ? nullptr : &it->second.queue;
+}
+
+Status BrokerCore::ApplyQueue(const records::Record& record) {
+  QueueSlot& slot = ReplayedQueue(record.queue);
+  slot.queue.set_options(record.options);
+  if (record.next_number > 0) {
+    slot.queue.set_next_number(record.next_number);
+    // A snapshot: its messages have numbers below this, in no particular order.
+    replay_next_number_[record.queue] = record.next_number;
+  }
+  return Status::Ok();
+}
+
+Status BrokerCore::ApplyPublish(const records::Record& record, TimePoint now) {
+  // Straight from the record's bytes: recovery does this once per journaled message.
+  DecodeLimits unlimited;
+  unlimited.max_body_bytes = std::numeric_limits<std::size_t>::max();
+  unlimited.max_header_bytes = std::numeric_limits<std::size_t>::max();
+  Envelope envelope;
+  DecodeError error;
+  if (!DecodeHeader(record.header, unlimited, envelope, error)) {
+    return Status::Corruption("journaled envelope: " + error.ToString());
+  }
+  envelope.set_body(record.body);
+  if (!record.producer.empty()) producers_.Stored(record.producer, record.pseq, record.at_unix_us);
+  if (!record.dedup_id.empty()) {
+    dedup_.Stored(record.exchange, record.routing_key, record.dedup_id, record.at_unix_us);
+  }
+  const std::int64_t now_unix = unix_micros_();
+  for (std::size_t target = 0; target < record.targets.size(); ++target) {
+    const auto& [name, number] = record.targets[target];
+    NoteReplayedNumber(name, number);
+    QueueSlot& slot = ReplayedQueue(name);
+    EnqueueOptions options;
+    options.number = number;
+    options.ignore_limits = true;
+    options.reply_to = record.reply_to;
+    // A delay stays a delay even if its time has passed: where the message joined the ready
+    // order is a READY record's to say, or (none: the broker stopped first) the first Tick's.
+    if (record.delay_us > 0) options.delay = Remaining(record.at_unix_us, record.delay_us, now_unix, 1);
+    const std::int64_t ttl_us = record.ttl_us != 0 ? record.ttl_us : Micros(slot.queue.options().message_ttl);
+    if (ttl_us > 0) {
+      options.ttl = Remaining(record.at_unix_us, ttl_us, now_unix);
+    } else {
+      options.no_ttl = record.ttl_us < 0;
+    }
+    const bool last = target + 1 == record.targets.size();
+    if (!slot.queue.Publish(last ? std::move(envelope) : envelope.Clone(), std::move(options), now).ok()) {
+      return Status::Corruption("journaled message could not be restored in " + name);
+    }
+  }
+  return Status::Ok();
+}
+
+Status BrokerCore::ApplyAck(const records::Record& record) {
+  MessageQueue* queue = FindReplayedQueue(record.queue);
+  if (queue == nullptr || !queue->Settle(record.number)) {
+    ++replay_audit_.missing_acked;
+    return Missing("an acked message");
+  }
+  return Status::Ok();
+}
+
+Status BrokerCore::ApplyFail(const records::Record& record) {
+  MessageQueue* queue = FindReplayedQueue(record.queue);
+  if (queue == nullptr ||
+      !queue->RestoreFailure(record.number, record.attempt, static_cast<FailureReason>(record.reason))) {
+    return Missing("a failed message");
+  }
+  return Status::Ok();
+}
+
+Status BrokerCore::ApplyDead(const records::Record& record, TimePoint now) {
+  MessageQueue* queue = FindReplayedQueue(record.queue);
+  if (queue == nullptr) return Missing("a dead-lettered message's queue");
+  NoteReplayedNumber(record.queue.ends_with(kDeadLetterSuffix) ? record.queue
+                                                               : record.queue + std::string(kDeadLetterSuffix),
+                     record.dlq_number);
+  auto dead = queue->KillNumber(record.number, static_cast<DeadLetterReason>(record.reason));
+  if (!dead) return Missing("a dead-lettered message");
+  PlaceDeadLetter(std::move(*dead), now, record.dlq_number);
+  return Status::Ok();
+}
+
+Status BrokerCore::ApplyRemove(const records::Record& record) {
+  MessageQueue* queue = FindReplayedQueue(record.queue);
+  if (queue == nullptr) return Missing("a purged queue");
+  for (std::uint64_t number : record.numbers) queue->Remove(number);
+  return Status::Ok();
+}
+
+Status BrokerCore::ApplyRedrive(const records::Record& record, TimePoint now) {
+  auto origin = queues_.find(record.queue);
+  MessageQueue* dlq = FindReplayedQueue(record.queue + std::string(kDeadLetterSuffix));
+  if (origin == queues_.end() || dlq == nullptr) return Missing("a redriven queue");
+  const std::int64_t now_unix = unix_micros_();
+  const Duration queue_ttl = origin->second.queue.options().message_ttl;
+  for (const auto& [from, to] : record.moves) {
+    NoteReplayedNumber(record.queue, to);
+    auto message = dlq->Take(from);
+    if (!message) return Missing("a redriven message");
+    PrepareRedrive(*message);
+    EnqueueOptions options;
+    options.number = to;
+    options.ignore_limits = true;
+    // The queue's default TTL ran from the redrive, not from recovery. (A record written before
+    // REDRIVE had a time carries none: its TTL starts again now.)
+    if (record.at_unix_us != 0 && queue_ttl.count() > 0) {
+      options.ttl = Remaining(record.at_unix_us, Micros(queue_ttl), now_unix);
+    }
+    if (!origin->second.queue.Publish(std::move(*message), std::move(options), now).ok()) {
+      return Status::Corruption("redriven message could not be restored in " + record.queue);
+    }
+  }
+  DeadlineChanged(origin->second);
+  return Status::Ok();
+}
+
+Status BrokerCore::ApplyRestore(const records::Record& record) {
+  MessageQueue* queue = FindReplayedQueue(record.queue);
+  if (queue == nullptr || !queue->RestoreState(record.number, record.attempt, record.history)) {
+    return Missing("a restored message");
+  }
+  return Status::Ok();
+}
+
+Status BrokerCore::ApplyReady(const records::Record& record) {
+  auto it = queues_.find(record.queue);
+  if (it == queues_.end() || !it->second.queue.RestoreReady(record.number, record.order)) {
+    return Missing("a delayed message");
+  }
+  NoteReplayedNumber(record.queue, record.order);  // the order was the queue's next number
+  DeadlineChanged(it->second);
+  return Status::Ok();
 }
 
 }  // namespace zmqkit::internal
