@@ -21,8 +21,8 @@ class RecordingJournal final : public zmqkit::internal::JournalSink {
   std::vector<std::string> records;
 };
 
-zmqkit::BrokerOptions Options() {
-  zmqkit::BrokerOptions options;
+zmqkit::internal::CoreOptions Options() {
+  zmqkit::internal::CoreOptions options;
   options.heartbeat_interval = std::chrono::milliseconds(100);
   options.queue_defaults.ack_timeout = std::chrono::milliseconds(200);
   options.queue_defaults.retry_delay = std::chrono::milliseconds(0);
@@ -36,12 +36,13 @@ zmqkit::BrokerOptions Options() {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   zmqkit::fuzz::FuzzReader input(data, size);
-  const zmqkit::BrokerOptions options = Options();
-  zmqkit::internal::BrokerCore core(options);
+  const zmqkit::internal::CoreOptions options = Options();
+  std::int64_t wall = 1'700'000'000'000'000;
+  zmqkit::internal::CoreEnvironment environment;
+  environment.wall_clock = [&] { return wall; };
+  zmqkit::internal::BrokerCore core(options, environment);
   RecordingJournal journal;
   core.set_journal(&journal);
-  std::int64_t wall = 1'700'000'000'000'000;
-  core.set_wall_clock([&] { return wall; });
   zmqkit::TimePoint now{};
   std::vector<zmq::message_t> frames;
   for (int messages = 0; !input.done() && messages < 64; ++messages) {

@@ -41,7 +41,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   BytesFile file(std::string_view(reinterpret_cast<const char*>(data), size));
   CountingReporter reporter;
   zmqkit::internal::JournalReader reader(&file, &reporter);
-  zmqkit::BrokerOptions options;
+  zmqkit::internal::CoreOptions options;
   zmqkit::internal::BrokerCore core(options);
   const zmqkit::TimePoint now{};
   std::string record;

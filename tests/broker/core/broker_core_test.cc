@@ -1,5 +1,6 @@
 #include "broker/core/broker_core.h"
 #include "broker/core/core_driver.h"
+#include "broker/core/journal_records.h"
 
 #include <gtest/gtest.h>
 
@@ -44,7 +45,7 @@ TEST_F(BrokerCoreTest, ANewSessionIsGreetedWithAHeartbeatNamingTheBrokerInstance
   ASSERT_FALSE(periodic.empty());
   EXPECT_EQ(*periodic.back().args->Str("instance"), instance);
 
-  BrokerCore restarted(BrokerOptions{});
+  BrokerCore restarted(CoreOptions{});
   std::vector<zmq::message_t> frames = p::Frames(p::kHeartbeat, p::NoArgs());
   restarted.OnClientMessage("c", frames, TimePoint{});
   ASSERT_FALSE(restarted.outbox().empty());
@@ -57,6 +58,32 @@ TEST_F(BrokerCoreTest, ANewSessionIsGreetedWithAHeartbeatNamingTheBrokerInstance
 // Publishes written into a connection that died never reach the next session, and a client cannot
 // tell on its own. Its heartbeat says how far its publishes go; a session that received none of
 // them answers with a CONFIRM naming them lost ("from" past them) and confirming none.
+// What the core would take from the machine can be given: a replica or a test fixes the instance
+// it announces, the epoch its tags carry and the wall clock its journal records are written with.
+TEST_F(BrokerCoreTest, TheInstanceTheTagEpochAndTheWallClockAreWhatTheCoreIsGiven) {
+  environment_.instance = "replica-7";
+  environment_.tag_epoch = 42;
+  environment_.wall_clock = [] { return std::int64_t{1'800'000'000'000'000}; };
+  RecordingJournal journal;
+  core().set_journal(&journal);
+  Client("c", p::kHeartbeat, p::NoArgs());
+  EXPECT_EQ(*Of(Take(), "c", p::kHeartbeat).at(0).args->Str("instance"), "replica-7");
+  Consume("c", "q", 1);
+  Publish("p", 1, "q", "x");
+  auto delivered = Of(Take(), "c", p::kDeliver);
+  ASSERT_EQ(delivered.size(), 1u);
+  EXPECT_EQ(Tag(delivered[0]) >> 32, 42u);
+  bool published = false;
+  for (const std::string& bytes : journal.records) {
+    auto record = records::Decode(bytes);
+    if (record.ok() && record->op == records::Op::kPublish) {
+      published = true;
+      EXPECT_EQ(record->at_unix_us, 1'800'000'000'000'000);
+    }
+  }
+  EXPECT_TRUE(published);
+}
+
 TEST_F(BrokerCoreTest, AHeartbeatNamingPublishesThisSessionNeverSawGetsThemReportedLost) {
   Client("c", p::kHeartbeat, p::ArgsWriter(1).Uint("published", 7).Finish());
   auto confirms = Of(Take(), "c", p::kConfirm);
@@ -1059,7 +1086,7 @@ namespace {
 // Every command, with every args key it reads given every wrong type: the core answers (or ignores)
 // and never throws, and a well-behaved client is served afterwards.
 TEST(BrokerCoreHostileArgsTest, EveryKeyOfEveryCommandWithEveryWrongTypeIsSurvived) {
-  BrokerOptions options;
+  CoreOptions options;
   BrokerCore core(options);
   ManualClock clock;
   const std::vector<std::string_view> commands = {

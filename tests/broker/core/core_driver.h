@@ -43,7 +43,7 @@ class CoreDriver {
   }
   // Created on first use, so a test can change options_ first.
   BrokerCore& core() {
-    if (!core_) core_.emplace(options_);
+    if (!core_) core_.emplace(options_, environment_);
     return *core_;
   }
 
@@ -133,7 +133,8 @@ class CoreDriver {
     return it == envelope->headers.end() ? "" : it->second;
   }
 
-  BrokerOptions options_;
+  CoreOptions options_;
+  CoreEnvironment environment_;  // the machine's wall clock and random ids unless a test sets them
   std::optional<BrokerCore> core_;
   ManualClock clock_;
 };

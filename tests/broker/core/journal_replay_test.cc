@@ -20,15 +20,20 @@ class JournalReplayTest : public ::testing::Test, public CoreDriver {
   JournalReplayTest() {
     options_.liveness = 1000;  // sessions end by BYE here, not by silence
     options_.queue_defaults.retry_delay = 0ms;
+    environment_ = Wall();
   }
   // The wall clock moves with the manual clock, so times survive the round trip exactly.
   std::int64_t WallNow() const {
     return kWallEpoch + std::chrono::duration_cast<std::chrono::microseconds>(
                             clock_.Now().time_since_epoch()).count();
   }
+  CoreEnvironment Wall() const {
+    CoreEnvironment environment;
+    environment.wall_clock = [this] { return WallNow(); };
+    return environment;
+  }
   void StartRecording() {
     core().set_journal(&journal_);
-    core().set_wall_clock([this] { return WallNow(); });
   }
   void PublishWith(const std::string& key, std::string_view body, std::uint8_t priority,
                    std::uint64_t delay_ms, std::uint64_t ttl_ms, const std::string& exchange = "") {
@@ -120,8 +125,7 @@ TEST_F(JournalReplayTest, ReplayingTheJournalRebuildsTheLiveState) {
   ASSERT_GT(journal_.records.size(), 30u);
 
   // A fresh core, at the same moment, replays the journal.
-  BrokerCore replayed(options_);
-  replayed.set_wall_clock([this] { return WallNow(); });
+  BrokerCore replayed(options_, Wall());
   for (const std::string& record : journal_.records) {
     Status status = replayed.Replay(record, clock_.Now());
     ASSERT_TRUE(status.ok()) << status.ToString();
@@ -176,8 +180,7 @@ TEST_F(JournalReplayTest, ReplayingTheJournalRebuildsTheLiveState) {
     damaged.push_back(bytes);
   }
   ASSERT_EQ(dropped, 2);
-  BrokerCore salvaged(options_);
-  salvaged.set_wall_clock([this] { return WallNow(); });
+  BrokerCore salvaged(options_, Wall());
   for (const std::string& record : damaged) (void)salvaged.Replay(record, clock_.Now());
   EXPECT_EQ(salvaged.replay_audit().messages_missing, 2u);
   // Priority first: "order 2" (#3) was the first delivered, and acked; "order 0" (#1) never was.
@@ -210,14 +213,12 @@ TEST_F(JournalReplayTest, AMessageWhoseDelayEndedKeepsItsPlaceAcrossReplayAndSna
   }
   EXPECT_TRUE(journaled) << "READY q #1 at 4";
 
-  BrokerCore replayed(options_);
-  replayed.set_wall_clock([this] { return WallNow(); });
+  BrokerCore replayed(options_, Wall());
   for (const std::string& record : journal_.records) ASSERT_TRUE(replayed.Replay(record, clock_.Now()).ok());
   EXPECT_EQ(bodies(replayed), live);
   EXPECT_EQ(replayed.replay_audit().messages_missing, 0u) << "the READY's order was a number, not a lost message";
 
-  BrokerCore from_snapshot(options_);
-  from_snapshot.set_wall_clock([this] { return WallNow(); });
+  BrokerCore from_snapshot(options_, Wall());
   for (const std::string& record : core().SnapshotRecords(clock_.Now())) {
     ASSERT_TRUE(from_snapshot.Replay(record, clock_.Now()).ok());
   }
@@ -226,8 +227,7 @@ TEST_F(JournalReplayTest, AMessageWhoseDelayEndedKeepsItsPlaceAcrossReplayAndSna
   // The broker stopped before "not yet" was due and starts after: still delayed at replay, ready at
   // the first Tick, behind "after", and that is journaled as live.
   clock_.Advance(20s);
-  BrokerCore late(options_);
-  late.set_wall_clock([this] { return WallNow(); });
+  BrokerCore late(options_, Wall());
   for (const std::string& record : journal_.records) ASSERT_TRUE(late.Replay(record, clock_.Now()).ok());
   EXPECT_EQ(late.FindQueue("q")->delayed(), 1u);
   RecordingJournal after_restart;
@@ -261,8 +261,7 @@ TEST_F(JournalReplayTest, ASnapshotRebuildsTheSameState) {
   Take();
   Advance(5s);  // delay and TTL partly used up: the snapshot writes what is left
 
-  BrokerCore rebuilt(options_);
-  rebuilt.set_wall_clock([this] { return WallNow(); });
+  BrokerCore rebuilt(options_, Wall());
   for (const std::string& record : core().SnapshotRecords(clock_.Now())) {
     Status status = rebuilt.Replay(record, clock_.Now());
     ASSERT_TRUE(status.ok()) << status.ToString();
@@ -419,7 +418,6 @@ TEST_F(JournalReplayTest, MessageIdsAreRememberedForTheirWindowAcrossReplayAndSn
 
   auto check = [&](BrokerCore& rebuilt, const char* how) {
     SCOPED_TRACE(how);
-    rebuilt.set_wall_clock([this] { return WallNow(); });
     EXPECT_EQ(publish(rebuilt, "orders", "order-1", "after the restart"), p::kConfirm);
     EXPECT_EQ(rebuilt.FindQueue("orders")->size(), 0u) << "stored a second copy";
     EXPECT_EQ(rebuilt.counters().duplicates, 1u);
@@ -429,14 +427,12 @@ TEST_F(JournalReplayTest, MessageIdsAreRememberedForTheirWindowAcrossReplayAndSn
     EXPECT_EQ(rebuilt.FindQueue("orders")->size(), 1u) << "the window has passed: a new message";
     clock_.Advance(-30s);
   };
-  BrokerCore replayed(options_);
-  replayed.set_wall_clock([this] { return WallNow(); });
+  BrokerCore replayed(options_, Wall());
   for (const std::string& record : journal_.records) {
     ASSERT_TRUE(replayed.Replay(record, clock_.Now()).ok());
   }
   check(replayed, "journal");
-  BrokerCore from_snapshot(options_);
-  from_snapshot.set_wall_clock([this] { return WallNow(); });
+  BrokerCore from_snapshot(options_, Wall());
   for (const std::string& record : core().SnapshotRecords(clock_.Now())) {
     ASSERT_TRUE(from_snapshot.Replay(record, clock_.Now()).ok());
   }

@@ -35,8 +35,8 @@ class ReplayFoldTest : public ::testing::Test, public CoreDriver {
     options_.liveness = 1000;  // sessions end by BYE here, not by silence
     options_.queue_defaults.ack_timeout = 4s;
     options_.queue_defaults.retry_delay = 0ms;
+    environment_.wall_clock = [this] { return WallNow(); };  // before core() makes the core
     core().set_journal(&journal_);
-    core().set_wall_clock([this] { return WallNow(); });
   }
 
   std::int64_t WallNow() const {
@@ -143,8 +143,7 @@ class ReplayFoldTest : public ::testing::Test, public CoreDriver {
   }
 
   std::unique_ptr<BrokerCore> Replayed(const std::vector<std::string>& records) {
-    auto core = std::make_unique<BrokerCore>(options_);
-    core->set_wall_clock([this] { return WallNow(); });
+    auto core = std::make_unique<BrokerCore>(options_, environment_);
     for (std::size_t i = 0; i < records.size(); ++i) {
       Status status = core->Replay(records[i], clock_.Now());
       EXPECT_TRUE(status.ok()) << "record " << i << ": " << status.ToString();

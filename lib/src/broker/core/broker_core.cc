@@ -58,17 +58,19 @@ std::optional<BrokerCore::Refusal> BrokerCore::CheckName(std::string_view what,
   return std::nullopt;
 }
 
-BrokerCore::BrokerCore(const BrokerOptions& options)
+BrokerCore::BrokerCore(const CoreOptions& options, CoreEnvironment environment)
     : options_(options),
       peer_identity_(ZapUserId),
-      tag_epoch_(RandomEpoch()),
+      tag_epoch_(environment.tag_epoch != 0 ? environment.tag_epoch : RandomEpoch()),
       producers_(ProducerTable::Limits{
           std::chrono::duration_cast<std::chrono::microseconds>(options.producer_window).count(),
           options.max_producers, 4096}),
       dedup_(DedupWindow::Limits{
           std::chrono::duration_cast<std::chrono::microseconds>(options.dedup_window).count(),
           options.max_dedup_ids}),
-      instance_(MessageId::Generate().ToString()) {
+      instance_(environment.instance.empty() ? MessageId::Generate().ToString()
+                                             : std::move(environment.instance)),
+      unix_micros_(std::move(environment.wall_clock)) {
   limits_.max_body_bytes = options_.max_message_bytes;
   limits_.max_header_bytes = std::min(options_.max_message_bytes, options_.max_header_bytes);
   limits_.max_headers = options_.max_headers;

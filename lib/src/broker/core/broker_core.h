@@ -31,6 +31,7 @@
 #include "broker/core/exchanges.h"
 #include "broker/core/journal_records.h"
 #include "broker/core/message_queue.h"
+#include "broker/core/core_options.h"
 #include "broker/core/dedup_window.h"
 #include "broker/core/producer_table.h"
 #include "broker/protocol.h"
@@ -79,7 +80,7 @@ struct Outgoing {
 
 class BrokerCore {
  public:
-  explicit BrokerCore(const BrokerOptions& options);
+  explicit BrokerCore(const CoreOptions& options, CoreEnvironment environment = {});
 
   // One message from the client ROUTER; `frames` are those after the routing id.
   void OnClientMessage(std::string_view peer, std::span<zmq::message_t> frames, TimePoint now);
@@ -114,8 +115,6 @@ class BrokerCore {
   // Durable brokers: every state change is also written to `journal` (null: none). Must outlive
   // the core.
   void set_journal(JournalSink* journal) { journal_ = journal; }
-  // The wall clock for times that must survive a restart (when a delay ends, when a TTL expires).
-  void set_wall_clock(std::function<std::int64_t()> unix_micros) { unix_micros_ = std::move(unix_micros); }
   // What confirms promise: "queued" (default) or "on-disk" (a syncing journal).
   void set_confirm_level(std::string level) { confirm_level_ = std::move(level); }
   // While set, publishes are refused with this reason (the journal cannot write); nullopt: accepted.
@@ -359,7 +358,7 @@ class BrokerCore {
   }
   void Log(std::string line);
 
-  BrokerOptions options_;
+  CoreOptions options_;
   std::function<std::string(const zmq::message_t&)> peer_identity_;
   DecodeLimits limits_;
   std::map<std::string, QueueSlot, std::less<>> queues_;  // std::map: QueueSlot* stay valid
@@ -429,7 +428,7 @@ class BrokerCore {
   std::string confirm_level_ = "queued";
   std::optional<std::string> publish_refusal_;
   bool replaying_ = false;
-  std::function<std::int64_t()> unix_micros_ = UnixMicrosNow;
+  std::function<std::int64_t()> unix_micros_;
   std::vector<Outgoing> outbox_;
   std::vector<std::string> log_;
   int log_budget_ = 20;

@@ -443,11 +443,40 @@ class BrokerLoop {
 
 }  // namespace
 
+namespace {
+
+// The rules the core enforces, from the public options (the rest is the loop's: sockets, CURVE,
+// access, storage).
+internal::CoreOptions CoreOptionsFrom(const BrokerOptions& options) {
+  internal::CoreOptions core;
+  core.queue_defaults = options.queue_defaults;
+  core.request_queue = options.request_queue;
+  core.heartbeat_interval = options.heartbeat_interval;
+  core.liveness = options.liveness;
+  core.max_message_bytes = options.max_message_bytes;
+  core.max_frames = options.max_frames;
+  core.max_header_bytes = options.max_header_bytes;
+  core.max_headers = options.max_headers;
+  core.max_name_bytes = options.max_name_bytes;
+  core.max_queues = options.max_queues;
+  core.max_consumers_per_client = options.max_consumers_per_client;
+  core.max_prefetch = options.max_prefetch;
+  core.max_clients = options.max_clients;
+  core.producer_window = options.producer_window;
+  core.max_producers = options.max_producers;
+  core.dedup_window = options.dedup_window;
+  core.max_dedup_ids = options.max_dedup_ids;
+  core.admin_keys = options.admin_keys;
+  return core;
+}
+
+}  // namespace
+
 Broker::Broker(zmq::context_t& context, BrokerOptions options, const Clock* clock)
     : context_(context),
       options_(PrepareOptions(std::move(options))),
       clock_(clock ? *clock : steady_clock_),
-      core_(std::make_unique<internal::BrokerCore>(options_)),
+      core_(std::make_unique<internal::BrokerCore>(CoreOptionsFrom(options_))),
       clients_(OpenSocket(context, zmq::socket_type::router, options_.socket)),
       workers_(OpenSocket(context, zmq::socket_type::router, options_.socket)),
       control_(OpenSocket(context, zmq::socket_type::pull, SocketOptions{})),
