@@ -26,6 +26,8 @@ struct QueueOptions {
   // with a negative confirm ("queue full"); nothing already queued is dropped.
   std::size_t max_length = 1'000'000;
   std::size_t max_bytes = std::size_t{1} << 30;
+
+  friend bool operator==(const QueueOptions&, const QueueOptions&) = default;
 };
 
 }  // namespace zmqkit

@@ -84,6 +84,21 @@ TEST_F(BrokerCoreTest, TheInstanceTheTagEpochAndTheWallClockAreWhatTheCoreIsGive
   EXPECT_TRUE(published);
 }
 
+// The core's options repeat the public ones the loop hands over: the defaults must be the same,
+// or a core in a test would run under other rules than a broker does.
+TEST(CoreOptionsTest, TheDefaultsAreTheBrokersAndEveryRuleIsHandedOver) {
+  EXPECT_TRUE(CoreOptionsFrom(BrokerOptions{}) == CoreOptions{});
+  BrokerOptions changed;
+  changed.max_frames = 9;
+  changed.queue_defaults.max_attempts = 2;
+  changed.admin_keys = {"key"};
+  CoreOptions expected;
+  expected.max_frames = 9;
+  expected.queue_defaults.max_attempts = 2;
+  expected.admin_keys = {"key"};
+  EXPECT_TRUE(CoreOptionsFrom(changed) == expected);
+}
+
 TEST_F(BrokerCoreTest, AHeartbeatNamingPublishesThisSessionNeverSawGetsThemReportedLost) {
   Client("c", p::kHeartbeat, p::ArgsWriter(1).Uint("published", 7).Finish());
   auto confirms = Of(Take(), "c", p::kConfirm);

@@ -15,10 +15,14 @@
 #include "zmqkit/envelope.h"
 #include "zmqkit/queue_options.h"
 
+namespace zmqkit {
+struct BrokerOptions;
+}  // namespace zmqkit
+
 namespace zmqkit::internal {
 
 // Each field means what the BrokerOptions field of the same name does (zmqkit/broker.h), where
-// its documentation is; the socket loop copies them over (CoreOptionsFrom in loop/broker.cc).
+// its documentation is, and has the same default (broker_core_test holds them equal).
 struct CoreOptions {
   QueueOptions queue_defaults;
   std::string request_queue = "requests";
@@ -38,7 +42,13 @@ struct CoreOptions {
   std::chrono::seconds dedup_window{120};
   std::size_t max_dedup_ids = 100000;
   std::set<std::string> admin_keys;
+
+  friend bool operator==(const CoreOptions&, const CoreOptions&) = default;
 };
+
+// The rules of the public options, which the socket loop hands the core (defined in
+// loop/broker.cc: the core itself does not depend on BrokerOptions).
+CoreOptions CoreOptionsFrom(const BrokerOptions& options);
 
 struct CoreEnvironment {
   // Microseconds since the Unix epoch, for times that must survive a restart (when a delay ends,

@@ -443,11 +443,9 @@ class BrokerLoop {
 
 }  // namespace
 
-namespace {
-
 // The rules the core enforces, from the public options (the rest is the loop's: sockets, CURVE,
 // access, storage).
-internal::CoreOptions CoreOptionsFrom(const BrokerOptions& options) {
+internal::CoreOptions internal::CoreOptionsFrom(const BrokerOptions& options) {
   internal::CoreOptions core;
   core.queue_defaults = options.queue_defaults;
   core.request_queue = options.request_queue;
@@ -470,13 +468,11 @@ internal::CoreOptions CoreOptionsFrom(const BrokerOptions& options) {
   return core;
 }
 
-}  // namespace
-
 Broker::Broker(zmq::context_t& context, BrokerOptions options, const Clock* clock)
     : context_(context),
       options_(PrepareOptions(std::move(options))),
       clock_(clock ? *clock : steady_clock_),
-      core_(std::make_unique<internal::BrokerCore>(CoreOptionsFrom(options_))),
+      core_(std::make_unique<internal::BrokerCore>(internal::CoreOptionsFrom(options_))),
       clients_(OpenSocket(context, zmq::socket_type::router, options_.socket)),
       workers_(OpenSocket(context, zmq::socket_type::router, options_.socket)),
       control_(OpenSocket(context, zmq::socket_type::pull, SocketOptions{})),
